@@ -255,8 +255,8 @@ fn find_key_offset(text: &str, key: &str) -> Option<usize> {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         let name = trimmed.trim_start_matches('[').trim_start();
-        if name.starts_with(key) {
-            let after = name[key.len()..].trim_start();
+        if let Some(after) = name.strip_prefix(key) {
+            let after = after.trim_start();
             if after.starts_with(']') || after.starts_with('=') || after.starts_with('.') {
                 return Some(offset + indent);
             }

@@ -1,0 +1,194 @@
+//! What every cutover binary shares, so that the CLI contract in DESIGN.md holds in one place:
+//!
+//! * [`CommonArgs`]: `--manifest PATH`, `--json`, `--log-format text|json`, flattened into each
+//!   binary's clap parser;
+//! * [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG` (default `warn`), colours off
+//!   when `NO_COLOR` is set or stderr is not a terminal, JSON lines with `--log-format json`;
+//! * [`Status`] and the exit codes: 0 ok, 1 warning, 2 failed/critical, 3 unknown, 64 usage,
+//!   75 locked, 78 invalid configuration;
+//! * [`print_json`]: exactly one JSON document on stdout.
+//!
+//! Only binaries depend on this crate; libraries never print and never exit.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use manifest_loader::{Manifest, ManifestError};
+
+/// Exit code: everything ok.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: warnings only.
+pub const EXIT_WARN: i32 = 1;
+/// Exit code: failed or critical.
+pub const EXIT_FAIL: i32 = 2;
+/// Exit code: could not evaluate.
+pub const EXIT_UNKNOWN: i32 = 3;
+/// Exit code: usage error (clap's own errors use it too).
+pub const EXIT_USAGE: i32 = 64;
+/// Exit code: another deploy holds the lock.
+pub const EXIT_LOCKED: i32 = 75;
+/// Exit code: invalid configuration.
+pub const EXIT_CONFIG: i32 = manifest_loader::EXIT_INVALID_CONFIG;
+
+/// The verdict of anything that judges, as printed in `"status"` and mapped to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// All good.
+    Ok,
+    /// Something deserves a look, nothing failed.
+    Warn,
+    /// Something failed or is critical.
+    Fail,
+    /// Could not evaluate.
+    Unknown,
+}
+
+impl Status {
+    /// The Nagios-style exit code: 0, 1, 2 or 3.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => EXIT_OK,
+            Status::Warn => EXIT_WARN,
+            Status::Fail => EXIT_FAIL,
+            Status::Unknown => EXIT_UNKNOWN,
+        }
+    }
+
+    /// The lower-case name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// Combines two verdicts: fail beats unknown beats warn beats ok.
+    pub fn worst(self, other: Status) -> Status {
+        fn rank(s: Status) -> u8 {
+            match s {
+                Status::Ok => 0,
+                Status::Warn => 1,
+                Status::Unknown => 2,
+                Status::Fail => 3,
+            }
+        }
+        if rank(other) > rank(self) { other } else { self }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines on stderr are formatted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+/// Flags every binary accepts; add with `#[command(flatten)]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// The manifest to read (default: cutover.toml in the current directory, when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Print exactly one JSON document on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Format of the log lines written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    /// Installs logging as these flags ask.
+    pub fn init_logging(&self) {
+        init_logging(self.log_format);
+    }
+
+    /// Finds and reads the manifest (`--manifest` or ./cutover.toml); `None` when there is none.
+    pub fn manifest(&self) -> Result<Option<Manifest>, ManifestError> {
+        Manifest::locate(self.manifest.as_deref())
+    }
+}
+
+/// Installs a `tracing` subscriber writing to stderr; `RUST_LOG` filters (default `warn`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests calling main twice) is harmless, so its error is ignored.
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// Whether colours may be used on stdout (`NO_COLOR` unset and stdout a terminal).
+pub fn stdout_colours() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+/// Prints one JSON document (pretty, newline-terminated) on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Reports a manifest error on stderr and returns its exit code (78).
+pub fn report_manifest_error(err: &ManifestError) -> i32 {
+    tracing::error!(%err, "invalid configuration");
+    eprintln!("error: {err}");
+    err.exit_code()
+}
+
+/// Maps a clap parse error to the contract's exit codes: help and version are 0, the rest 64.
+pub fn parse_or_exit<P: clap::Parser>() -> P {
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_orders_fail_over_unknown_over_warn_over_ok() {
+        use Status::*;
+        assert_eq!(Ok.worst(Warn), Warn);
+        assert_eq!(Warn.worst(Unknown), Unknown);
+        assert_eq!(Unknown.worst(Fail), Fail);
+        assert_eq!(Fail.worst(Ok), Fail);
+        assert_eq!([Ok, Warn, Fail, Unknown].map(Status::exit_code), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn status_serialises_lower_case() {
+        assert_eq!(serde_json::to_string(&Status::Warn).unwrap(), "\"warn\"");
+    }
+}
