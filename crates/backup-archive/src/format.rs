@@ -1,0 +1,209 @@
+//! The on-disk formats: the manifest stored as the last entry of every archive, and the sidecar
+//! `<id>.json` written beside it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::BackupError;
+
+/// The name of the manifest entry, always the last entry of an archive.
+pub const MANIFEST_ENTRY: &str = ".cutover-manifest.json";
+/// The format version written into metadata.
+pub const FORMAT_VERSION: u32 = 1;
+/// The archive file extension.
+pub const ARCHIVE_EXT: &str = "tar.gz";
+/// The largest manifest entry a reader accepts (a defence against hostile archives).
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Who made a backup, when and of what: stored in the archive's manifest and in the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The format version ([`FORMAT_VERSION`]).
+    pub format: u32,
+    /// The backup id (also the file stem).
+    pub id: String,
+    /// When the backup was created (UTC); `list` and `prune` order by this, never by mtime.
+    pub created: jiff::Timestamp,
+    /// The host name of the machine that made it.
+    pub host: String,
+    /// The service the backup belongs to, when known.
+    pub service: Option<String>,
+    /// The release that was live when the backup was made, when known.
+    pub release: Option<String>,
+    /// The source commit of that release, when known.
+    pub commit: Option<String>,
+    /// The version of cutover that wrote the archive.
+    pub cutover_version: String,
+    /// The source paths as given to `create`.
+    pub sources: Vec<String>,
+}
+
+/// The kind of an archive entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A hard link to an earlier entry.
+    Hardlink,
+}
+
+/// One entry of the archive as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRecord {
+    /// The path inside the archive (`/`-separated, relative, no trailing slash).
+    pub path: String,
+    /// The entry's kind.
+    pub kind: EntryKind,
+    /// Content size in bytes (0 for everything but files).
+    pub size: u64,
+    /// Permission bits (`0o7777` at most; never setuid or setgid).
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: u64,
+    /// Lower-case hex SHA-256 of the content (files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The link target (symlinks and hardlinks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// The manifest stored as the last entry of every archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveManifest {
+    /// Who, when and what.
+    pub metadata: Metadata,
+    /// Every entry, in archive order.
+    pub entries: Vec<EntryRecord>,
+}
+
+/// The outcome of the last verification, recorded in the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRecord {
+    /// When the verification ran.
+    pub at: jiff::Timestamp,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What failed, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The sidecar `<id>.json` beside each archive. Its presence is what makes a backup complete:
+/// it is renamed into place last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    /// The same metadata as inside the archive.
+    pub metadata: Metadata,
+    /// The archive's file name, relative to the sidecar's directory.
+    pub archive: String,
+    /// Lower-case hex SHA-256 of the whole archive file.
+    pub archive_sha256: String,
+    /// The archive's size in bytes.
+    pub archive_bytes: u64,
+    /// How many entries the archive holds (the manifest entry not counted).
+    pub entry_count: u64,
+    /// The total size of the archived file contents.
+    pub content_bytes: u64,
+    /// The last verification, when one was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verify: Option<VerifyRecord>,
+}
+
+impl Sidecar {
+    /// Reads and parses a sidecar.
+    pub fn read(path: &Path) -> Result<Self, BackupError> {
+        let text = std::fs::read(path).map_err(BackupError::io("read sidecar", path))?;
+        serde_json::from_slice(&text).map_err(|e| BackupError::Sidecar {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the sidecar atomically (temp file, fsync, rename, directory fsync).
+    pub fn write_atomic(&self, path: &Path) -> Result<(), BackupError> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| BackupError::Internal(format!("sidecar serialisation: {e}")))?;
+        crate::fsutil::write_atomic(path, &json)
+    }
+}
+
+/// The sidecar path of an archive: `<dir>/<id>.json` for `<dir>/<id>.tar.gz`.
+pub fn sidecar_path(archive: &Path) -> PathBuf {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".tar.gz")
+        .or_else(|| name.strip_suffix(".tgz"))
+        .unwrap_or(&name);
+    archive.with_file_name(format!("{stem}.json"))
+}
+
+/// The archive path of a backup id in a directory.
+pub fn archive_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.{ARCHIVE_EXT}"))
+}
+
+/// Checks that a backup id is usable as a file stem: 1 to 128 characters from
+/// `[A-Za-z0-9._-]`, not starting with a dot or dash.
+pub fn validate_id(id: &str) -> Result<(), BackupError> {
+    let err = |reason| {
+        Err(BackupError::InvalidId {
+            id: id.to_owned(),
+            reason,
+        })
+    };
+    if id.is_empty() || id.len() > 128 {
+        return err("must be 1 to 128 characters long");
+    }
+    if id.starts_with('.') || id.starts_with('-') {
+        return err("must not start with '.' or '-'");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return err("may only contain letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        for ok in ["20250101T000000Z", "a", "r-1.2_x"] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "-x", "a/b", "a b", "ü", &"x".repeat(129)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sidecar_sits_beside_the_archive() {
+        assert_eq!(
+            sidecar_path(Path::new("/b/x1.tar.gz")),
+            Path::new("/b/x1.json")
+        );
+        assert_eq!(
+            archive_path(Path::new("/b"), "x1"),
+            Path::new("/b/x1.tar.gz")
+        );
+    }
+}

@@ -1,0 +1,637 @@
+//! Reading an archive: decompression on its own thread (hashing the compressed bytes as they
+//! pass), tar parsing, the safety checks every entry must pass, per-entry hashing, and the final
+//! comparison with the manifest stored as the last entry.
+//!
+//! Both `verify` and `restore` go through [`scan`]; they differ only in the [`Sink`] that
+//! receives each validated entry.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use sha2::{Digest, Sha256};
+
+use crate::format::{ArchiveManifest, EntryKind, EntryRecord, MANIFEST_ENTRY, MAX_MANIFEST_BYTES};
+use crate::{BackupError, Progress};
+
+/// Caps that keep a hostile archive from filling the disk or memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most entries an archive may hold.
+    pub max_entries: u64,
+    /// The most content bytes (sum of declared file sizes) an archive may hold.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_entries: 1_000_000,
+            max_bytes: 64 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Receives each entry that passed validation. For a file, `data` yields its content (hashed by
+/// the scanner whether or not the sink reads it).
+pub(crate) trait Sink {
+    fn entry(&mut self, rec: &EntryRecord, data: &mut dyn Read) -> Result<(), BackupError>;
+}
+
+/// A sink that only looks (verify, dry run).
+pub(crate) struct NullSink;
+
+impl Sink for NullSink {
+    fn entry(&mut self, _: &EntryRecord, _: &mut dyn Read) -> Result<(), BackupError> {
+        Ok(())
+    }
+}
+
+/// What a complete, consistent scan found.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    pub(crate) manifest: ArchiveManifest,
+    pub(crate) archive_sha256: String,
+    pub(crate) archive_bytes: u64,
+}
+
+/// Reads `input` (labelled `label` in errors) to the end through `sink`.
+pub(crate) fn scan(
+    input: impl Read + Send,
+    label: &Path,
+    limits: &Limits,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<Scanned, BackupError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let decoder = scope.spawn(move || {
+            let counted = CountingHasher {
+                inner: input,
+                hasher: Sha256::new(),
+                count: 0,
+                progress,
+            };
+            let mut dec =
+                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted));
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match read_full(&mut dec, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                }
+            }
+            let mut counted = dec.into_inner().into_inner();
+            // MultiGzDecoder stops at end of file; anything it did not consume is still hashed.
+            if io::copy(&mut counted, &mut io::sink()).is_err() {
+                return None;
+            }
+            Some((hex::encode(counted.hasher.finalize()), counted.count))
+        });
+        let scanned = scan_tar(
+            ChannelReader {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            },
+            label,
+            limits,
+            sink,
+        );
+        let hashed = decoder
+            .join()
+            .map_err(|_| BackupError::Internal("decompression thread panicked".into()))?;
+        let manifest = scanned?;
+        let (archive_sha256, archive_bytes) =
+            hashed.ok_or_else(|| corrupt(label, None, "archive could not be read to its end"))?;
+        Ok(Scanned {
+            manifest,
+            archive_sha256,
+            archive_bytes,
+        })
+    })
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+struct CountingHasher<'p, R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    progress: &'p dyn Progress,
+}
+
+impl<R: Read> Read for CountingHasher<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// The decompressed stream, handed over from the decompression thread in blocks.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.cur = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn corrupt(label: &Path, entry: Option<&str>, reason: impl Into<String>) -> BackupError {
+    BackupError::Corrupt {
+        archive: label.to_path_buf(),
+        entry: entry.map(str::to_owned),
+        reason: reason.into(),
+    }
+}
+
+fn refused(label: &Path, entry: &str, reason: impl Into<String>) -> BackupError {
+    BackupError::Refused {
+        archive: label.to_path_buf(),
+        entry: entry.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Where a read error happened, for the message: inside an entry, or after the last good one.
+fn position(current: Option<&str>, last: Option<&str>) -> String {
+    match (current, last) {
+        (Some(c), _) => c.to_owned(),
+        (None, Some(l)) => format!("(header after {l})"),
+        (None, None) => "(first header)".to_owned(),
+    }
+}
+
+fn scan_tar(
+    input: ChannelReader,
+    label: &Path,
+    limits: &Limits,
+    sink: &mut dyn Sink,
+) -> Result<ArchiveManifest, BackupError> {
+    let mut archive = tar::Archive::new(input);
+    let mut seen: HashMap<String, EntryKind> = HashMap::new();
+    let mut records: Vec<EntryRecord> = Vec::new();
+    let mut total_bytes = 0u64;
+    let mut manifest: Option<ArchiveManifest> = None;
+    let mut entries = archive
+        .entries()
+        .map_err(|e| corrupt(label, Some("(first header)"), e.to_string()))?;
+    loop {
+        let last = records.last().map(|r| r.path.as_str());
+        let next = match entries.next() {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => return Err(corrupt(label, Some(&position(None, last)), e.to_string())),
+        };
+        let mut entry = next;
+        let raw_path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| refused(label, "(non-UTF-8 name)", "entry name is not valid UTF-8"))?;
+        if let Some(m) = &manifest {
+            let _ = m;
+            return Err(corrupt(
+                label,
+                Some(&raw_path),
+                "entry found after the manifest, which must be last",
+            ));
+        }
+        let header = entry.header().clone();
+        let etype = header.entry_type();
+        if etype.is_pax_global_extensions() {
+            continue;
+        }
+        if raw_path == MANIFEST_ENTRY {
+            let size = entry.size();
+            if !etype.is_file() || size > MAX_MANIFEST_BYTES {
+                return Err(refused(
+                    label,
+                    &raw_path,
+                    "manifest entry is not a regular file of sane size",
+                ));
+            }
+            let mut json = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            entry
+                .read_to_end(&mut json)
+                .map_err(|e| corrupt(label, Some(MANIFEST_ENTRY), e.to_string()))?;
+            if json.len() as u64 != size {
+                return Err(corrupt(
+                    label,
+                    Some(MANIFEST_ENTRY),
+                    "manifest is truncated",
+                ));
+            }
+            let parsed: ArchiveManifest = serde_json::from_slice(&json).map_err(|e| {
+                corrupt(
+                    label,
+                    Some(MANIFEST_ENTRY),
+                    format!("manifest does not parse: {e}"),
+                )
+            })?;
+            manifest = Some(parsed);
+            continue;
+        }
+        let path = normalise_entry_path(&raw_path).map_err(|r| refused(label, &raw_path, r))?;
+        if records.len() as u64 >= limits.max_entries {
+            return Err(refused(
+                label,
+                &raw_path,
+                format!("more than {} entries (the cap)", limits.max_entries),
+            ));
+        }
+        let kind = match etype {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => EntryKind::Hardlink,
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(refused(label, &raw_path, "device nodes are never restored"));
+            }
+            tar::EntryType::Fifo => {
+                return Err(refused(label, &raw_path, "fifos are never restored"));
+            }
+            other => {
+                return Err(refused(
+                    label,
+                    &raw_path,
+                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                ));
+            }
+        };
+        let mode = header
+            .mode()
+            .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?
+            & 0o7777;
+        if mode & 0o6000 != 0 && kind != EntryKind::Symlink {
+            return Err(refused(
+                label,
+                &raw_path,
+                "setuid/setgid bits are never restored",
+            ));
+        }
+        let mtime = header
+            .mtime()
+            .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?;
+        let size = if kind == EntryKind::File {
+            entry.size()
+        } else {
+            0
+        };
+        total_bytes = total_bytes.saturating_add(size);
+        if total_bytes > limits.max_bytes {
+            return Err(refused(
+                label,
+                &raw_path,
+                format!(
+                    "declared size {size} takes the archive past the {} byte cap",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        check_parents(&path, &seen).map_err(|r| refused(label, &raw_path, r))?;
+        if seen.contains_key(&path) {
+            return Err(refused(label, &raw_path, "duplicate entry"));
+        }
+        let link = match kind {
+            EntryKind::Symlink | EntryKind::Hardlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8(b.into_owned()))
+                    .transpose()
+                    .map_err(|_| refused(label, &raw_path, "link target is not valid UTF-8"))?
+                    .ok_or_else(|| refused(label, &raw_path, "link without a target"))?;
+                if kind == EntryKind::Symlink {
+                    check_symlink_target(&path, &target)
+                        .map_err(|r| refused(label, &raw_path, r))?;
+                    Some(target)
+                } else {
+                    let target = normalise_entry_path(&target)
+                        .map_err(|r| refused(label, &raw_path, format!("hardlink target: {r}")))?;
+                    if seen.get(&target) != Some(&EntryKind::File) {
+                        return Err(refused(
+                            label,
+                            &raw_path,
+                            format!(
+                                "hardlink to `{target}`, which is not an earlier file of this archive"
+                            ),
+                        ));
+                    }
+                    Some(target)
+                }
+            }
+            _ => None,
+        };
+        let mut rec = EntryRecord {
+            path: path.clone(),
+            kind,
+            size,
+            mode,
+            mtime,
+            sha256: None,
+            link,
+        };
+        if kind == EntryKind::File {
+            let mut hashing = HashingRead {
+                inner: &mut entry,
+                hasher: Sha256::new(),
+                count: 0,
+            };
+            sink.entry(&rec, &mut hashing)
+                .map_err(|e| remap_read_error(e, label, &raw_path))?;
+            io::copy(&mut hashing, &mut io::sink())
+                .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?;
+            if hashing.count != size {
+                return Err(corrupt(
+                    label,
+                    Some(&raw_path),
+                    format!("truncated: {} of {size} bytes", hashing.count),
+                ));
+            }
+            rec.sha256 = Some(hex::encode(hashing.hasher.finalize()));
+        } else {
+            sink.entry(&rec, &mut io::empty())?;
+        }
+        seen.insert(path, kind);
+        records.push(rec);
+    }
+    drop(entries);
+    // After the end-of-archive blocks only zero padding may follow.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    let last = records.last().map(|r| r.path.clone());
+    loop {
+        let n = rest
+            .read(&mut buf)
+            .map_err(|e| corrupt(label, Some(&position(None, last.as_deref())), e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(corrupt(
+                label,
+                None,
+                "data after the end of the tar archive",
+            ));
+        }
+    }
+    let manifest = manifest.ok_or_else(|| {
+        corrupt(
+            label,
+            Some(&position(None, last.as_deref())),
+            "archive ends before its manifest (truncated?)",
+        )
+    })?;
+    compare_with_manifest(label, &records, &manifest)?;
+    Ok(manifest)
+}
+
+/// A sink's I/O error while it was reading the entry is corruption of that entry; its own write
+/// errors stay what they are.
+fn remap_read_error(e: BackupError, label: &Path, entry: &str) -> BackupError {
+    match e {
+        BackupError::Io {
+            action: "read archive",
+            source,
+            ..
+        } => corrupt(label, Some(entry), source.to_string()),
+        other => other,
+    }
+}
+
+struct HashingRead<'a, R> {
+    inner: &'a mut R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn compare_with_manifest(
+    label: &Path,
+    seen: &[EntryRecord],
+    manifest: &ArchiveManifest,
+) -> Result<(), BackupError> {
+    for (i, actual) in seen.iter().enumerate() {
+        let Some(expected) = manifest.entries.get(i) else {
+            return Err(corrupt(
+                label,
+                Some(&actual.path),
+                "entry is not in the manifest",
+            ));
+        };
+        let what = if expected.path != actual.path {
+            Some(format!("manifest expects `{}` here", expected.path))
+        } else if expected.kind != actual.kind {
+            Some("type differs from the manifest".to_owned())
+        } else if expected.size != actual.size {
+            Some(format!(
+                "size {} differs from the manifest's {}",
+                actual.size, expected.size
+            ))
+        } else if expected.sha256 != actual.sha256 {
+            Some("sha256 differs from the manifest".to_owned())
+        } else if expected.mode != actual.mode || expected.mtime != actual.mtime {
+            Some("mode or mtime differs from the manifest".to_owned())
+        } else if expected.link != actual.link {
+            Some("link target differs from the manifest".to_owned())
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(corrupt(label, Some(&actual.path), what));
+        }
+    }
+    if let Some(missing) = manifest.entries.get(seen.len()) {
+        return Err(corrupt(
+            label,
+            Some(&missing.path),
+            "entry listed in the manifest is missing from the archive",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an entry path and returns it normalised: `/`-separated normal components only (`.`
+/// and empty components dropped), never absolute, never `..`.
+pub(crate) fn normalise_entry_path(raw: &str) -> Result<String, String> {
+    if raw.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    if raw.contains('\0') || raw.contains('\\') {
+        return Err("path contains NUL or backslash".into());
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("path contains `..`".into()),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// Refuses an entry whose parent would be a symlink or a non-directory: nothing is ever written
+/// through a symlink.
+fn check_parents(path: &str, seen: &HashMap<String, EntryKind>) -> Result<(), String> {
+    let mut end = 0;
+    while let Some(i) = path[end..].find('/') {
+        let prefix = &path[..end + i];
+        match seen.get(prefix) {
+            Some(EntryKind::Symlink) => {
+                return Err(format!("would be written through the symlink `{prefix}`"));
+            }
+            Some(EntryKind::File | EntryKind::Hardlink) => {
+                return Err(format!("parent `{prefix}` is not a directory"));
+            }
+            _ => {}
+        }
+        end += i + 1;
+    }
+    Ok(())
+}
+
+/// A symlink's target must stay inside the restore root: relative, with `..` only as leading
+/// components, and no more of them than the link's own depth. Every symlink obeying this
+/// resolves inside the root even through other symlinks (each hop stays inside).
+pub(crate) fn check_symlink_target(path: &str, target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("symlink with an empty target".into());
+    }
+    if target.starts_with('/') {
+        return Err(format!(
+            "symlink to the absolute path `{target}` points outside"
+        ));
+    }
+    let depth = path.matches('/').count();
+    let mut ups = 0;
+    let mut descended = false;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if !descended => ups += 1,
+            ".." => return Err(format!("symlink target `{target}` has `..` after a name")),
+            _ => descended = true,
+        }
+    }
+    if ups > depth {
+        return Err(format!(
+            "symlink to `{target}` points outside the restore root"
+        ));
+    }
+    Ok(())
+}
+
+/// Where `scan` reads from: an archive file.
+pub(crate) fn open_archive(path: &Path) -> Result<(std::fs::File, PathBuf), BackupError> {
+    let f = std::fs::File::open(path).map_err(BackupError::io("open archive", path))?;
+    Ok((f, path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_are_normalised_or_refused() {
+        assert_eq!(normalise_entry_path("a/./b//c/").unwrap(), "a/b/c");
+        for bad in ["/etc/passwd", "a/../../x", "..", "", "./", "a\\b"] {
+            assert!(normalise_entry_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        for (path, target) in [
+            ("a/l", "b"),
+            ("a/l", "../b"),
+            ("a/b/l", "../../c/d"),
+            ("l", "./x"),
+        ] {
+            assert!(
+                check_symlink_target(path, target).is_ok(),
+                "{path} -> {target}"
+            );
+        }
+        for (path, target) in [
+            ("l", "/etc"),
+            ("l", "../x"),
+            ("a/l", "../../x"),
+            ("a/l", "b/../../x"),
+            ("l", ""),
+        ] {
+            assert!(
+                check_symlink_target(path, target).is_err(),
+                "{path} -> {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn parents_must_be_directories() {
+        let mut seen = HashMap::new();
+        seen.insert("a".to_owned(), EntryKind::Dir);
+        seen.insert("a/l".to_owned(), EntryKind::Symlink);
+        seen.insert("a/f".to_owned(), EntryKind::File);
+        assert!(check_parents("a/x", &seen).is_ok());
+        assert!(
+            check_parents("a/l/x", &seen)
+                .unwrap_err()
+                .contains("symlink")
+        );
+        assert!(
+            check_parents("a/f/x", &seen)
+                .unwrap_err()
+                .contains("not a directory")
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! `restore`: extract into a fresh staging directory beside the target with our own entry
+//! validation (never the `tar` crate's unpack helpers), verify everything, then swap the staging
+//! directory into place atomically (`renameat2(RENAME_EXCHANGE)`), keeping the previous content
+//! until the swap has succeeded.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tracing::instrument;
+
+use crate::format::{EntryKind, EntryRecord, Sidecar, sidecar_path};
+use crate::fsutil::{parent_dir, sync_dir, temp_sibling};
+use crate::read::{Limits, NullSink, Sink, open_archive, scan};
+use crate::verify::{Problem, sidecar_problem};
+use crate::{BackupError, Progress};
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The directory to replace with the archive's content.
+    pub target: PathBuf,
+    /// Only report what would be added, changed and removed.
+    pub dry_run: bool,
+    /// Caps on entry count and size.
+    pub limits: Limits,
+    /// Refuse an archive without its sidecar (default true: the sidecar's hash is what proves
+    /// the file is the one `create` wrote).
+    pub require_sidecar: bool,
+    /// `syncfs` the staging directory before the swap so the new content is durable (default
+    /// true).
+    pub sync: bool,
+}
+
+impl RestoreOptions {
+    /// Options with defaults for `target`.
+    pub fn new(target: impl Into<PathBuf>) -> Self {
+        Self {
+            target: target.into(),
+            dry_run: false,
+            limits: Limits::default(),
+            require_sidecar: true,
+            sync: true,
+        }
+    }
+}
+
+/// What changes between the target and the archive, by archive path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreDiff {
+    /// In the archive, not in the target.
+    pub added: Vec<String>,
+    /// In both, different type, content, mode or link target.
+    pub changed: Vec<String>,
+    /// In the target, not in the archive.
+    pub removed: Vec<String>,
+}
+
+/// The outcome of `restore`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The archive.
+    pub archive: PathBuf,
+    /// The target.
+    pub target: PathBuf,
+    /// Whether this was a dry run (nothing changed).
+    pub dry_run: bool,
+    /// Entries restored (or that would be).
+    pub entries: u64,
+    /// Content bytes restored (or that would be).
+    pub content_bytes: u64,
+    /// What changed (or would change).
+    pub diff: RestoreDiff,
+}
+
+/// Restores `archive` into `opts.target`. On any error the target is left as it was and the
+/// staging directory is removed; a killed restore leaves at most a hidden staging directory
+/// beside the target (`.<target>.restore-*`).
+#[instrument(skip_all, fields(archive = %archive.display(), target = %opts.target.display()))]
+pub fn restore(
+    archive: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, BackupError> {
+    let target = &opts.target;
+    let parent = parent_dir(target);
+    if !parent.is_dir() {
+        return Err(BackupError::Target {
+            path: target.clone(),
+            reason: "its parent directory does not exist".into(),
+        });
+    }
+    let target_meta = match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Some(m),
+        Ok(_) => {
+            return Err(BackupError::Target {
+                path: target.clone(),
+                reason: "exists and is not a directory".into(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(BackupError::Io {
+                action: "inspect",
+                path: target.clone(),
+                source: e,
+            });
+        }
+    };
+    let sidecar = match Sidecar::read(&sidecar_path(archive)) {
+        Ok(s) => Some(s),
+        Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let (file, label) = open_archive(archive)?;
+    progress.start(file.metadata().map(|m| m.len()).unwrap_or(0));
+    let check_sidecar = |s: &crate::read::Scanned| -> Result<(), BackupError> {
+        if sidecar.is_none() && !opts.require_sidecar {
+            return Ok(());
+        }
+        match sidecar_problem(
+            sidecar.as_ref(),
+            &s.manifest.metadata,
+            &s.archive_sha256,
+            s.archive_bytes,
+        ) {
+            None => Ok(()),
+            Some(Problem { entry, reason, .. }) => Err(BackupError::Corrupt {
+                archive: label.clone(),
+                entry,
+                reason,
+            }),
+        }
+    };
+
+    if opts.dry_run {
+        let scanned = scan(file, &label, &opts.limits, &mut NullSink, progress)?;
+        progress.finish();
+        check_sidecar(&scanned)?;
+        let diff = diff_target(target, target_meta.is_some(), &scanned.manifest.entries)?;
+        return Ok(report(archive, opts, &scanned.manifest.entries, diff));
+    }
+
+    let staging = temp_sibling(target, "restore");
+    std::fs::create_dir(&staging).map_err(BackupError::io("create staging directory", &staging))?;
+    let result = (|| {
+        let mut extractor = Extractor {
+            root: staging.clone(),
+            dirs: Vec::new(),
+            buf: vec![0; 256 * 1024],
+        };
+        let scanned = scan(file, &label, &opts.limits, &mut extractor, progress)?;
+        progress.finish();
+        check_sidecar(&scanned)?;
+        extractor.finish_dirs()?;
+        let root_mode = target_meta.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(root_mode))
+            .map_err(BackupError::io("set permissions", &staging))?;
+        let diff = diff_target(target, target_meta.is_some(), &scanned.manifest.entries)?;
+        if opts.sync {
+            let dir = File::open(&staging).map_err(BackupError::io("open", &staging))?;
+            rustix::fs::syncfs(&dir).map_err(|e| BackupError::Io {
+                action: "syncfs",
+                path: staging.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok((scanned, diff))
+    })();
+    let (scanned, diff) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = remove_tree(&staging);
+            return Err(e);
+        }
+    };
+    swap_into_place(&staging, target, target_meta.is_some())?;
+    tracing::info!(entries = scanned.manifest.entries.len(), "restored");
+    Ok(report(archive, opts, &scanned.manifest.entries, diff))
+}
+
+fn report(
+    archive: &Path,
+    opts: &RestoreOptions,
+    entries: &[EntryRecord],
+    diff: RestoreDiff,
+) -> RestoreReport {
+    RestoreReport {
+        archive: archive.to_path_buf(),
+        target: opts.target.clone(),
+        dry_run: opts.dry_run,
+        entries: entries.len() as u64,
+        content_bytes: entries.iter().map(|e| e.size).sum(),
+        diff,
+    }
+}
+
+/// Removes a tree we created, making read-only directories writable first.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    std::fs::remove_dir_all(path)
+}
+
+/// Puts `staging` where `target` is. With a target present the two are exchanged atomically,
+/// then the old content (now at the staging path) is removed; the target never goes missing.
+fn swap_into_place(staging: &Path, target: &Path, target_exists: bool) -> Result<(), BackupError> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let parent = parent_dir(target);
+    let io_err = |action, e: rustix::io::Errno| BackupError::Io {
+        action,
+        path: target.to_path_buf(),
+        source: e.into(),
+    };
+    if !target_exists {
+        match renameat_with(CWD, staging, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                std::fs::rename(staging, target)
+                    .map_err(BackupError::io("rename into place", target))?;
+            }
+            Err(e) => {
+                let _ = remove_tree(staging);
+                return Err(io_err("rename into place", e));
+            }
+        }
+        return sync_dir(&parent);
+    }
+    match renameat_with(CWD, staging, CWD, target, RenameFlags::EXCHANGE) {
+        Ok(()) => {
+            sync_dir(&parent)?;
+            // The staging path now holds the previous content; the swap is durable, so drop it.
+            remove_tree(staging).map_err(BackupError::io("remove previous content", staging))?;
+            Ok(())
+        }
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            // No RENAME_EXCHANGE here: move the old content aside, move the new in, and move the
+            // old back if that fails.
+            let aside = temp_sibling(target, "previous");
+            std::fs::rename(target, &aside).map_err(BackupError::io("move aside", target))?;
+            if let Err(e) = std::fs::rename(staging, target) {
+                let _ = std::fs::rename(&aside, target);
+                let _ = remove_tree(staging);
+                return Err(BackupError::Io {
+                    action: "rename into place",
+                    path: target.to_path_buf(),
+                    source: e,
+                });
+            }
+            sync_dir(&parent)?;
+            remove_tree(&aside).map_err(BackupError::io("remove previous content", &aside))
+        }
+        Err(e) => {
+            let _ = remove_tree(staging);
+            Err(io_err("swap into place", e))
+        }
+    }
+}
+
+/// Writes validated entries under the staging root.
+struct Extractor {
+    root: PathBuf,
+    dirs: Vec<(PathBuf, u32, u64)>,
+    buf: Vec<u8>,
+}
+
+fn mtime_of(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+impl Extractor {
+    fn ensure_parent(&self, path: &Path) -> Result<(), BackupError> {
+        // Validation guarantees no parent is a symlink or file we created, and the staging root
+        // is fresh, so creating missing parents cannot follow a link.
+        match path.parent() {
+            Some(p) if !p.exists() => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(p)
+                .map_err(BackupError::io("create directory", p)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Directory modes and times go last (deepest first), so a read-only directory does not
+    /// block its own children and writing children does not bump its mtime.
+    fn finish_dirs(&mut self) -> Result<(), BackupError> {
+        self.dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (path, mode, mtime) in &self.dirs {
+            let f = File::open(path).map_err(BackupError::io("open directory", path))?;
+            f.set_permissions(std::fs::Permissions::from_mode(*mode))
+                .map_err(BackupError::io("set permissions", path))?;
+            f.set_modified(mtime_of(*mtime))
+                .map_err(BackupError::io("set mtime", path))?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Extractor {
+    fn entry(&mut self, rec: &EntryRecord, data: &mut dyn Read) -> Result<(), BackupError> {
+        let path = self.root.join(&rec.path);
+        self.ensure_parent(&path)?;
+        match rec.kind {
+            EntryKind::Dir => {
+                match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                    Ok(()) => {}
+                    // Created earlier as an implicit parent: validation knows it is no link.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AlreadyExists
+                            && !path.is_symlink()
+                            && path.is_dir() => {}
+                    Err(e) => {
+                        return Err(BackupError::Io {
+                            action: "create directory",
+                            path,
+                            source: e,
+                        });
+                    }
+                }
+                self.dirs.push((path, rec.mode, rec.mtime));
+            }
+            EntryKind::File => {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&path)
+                    .map_err(BackupError::io("create", &path))?;
+                loop {
+                    let n = data
+                        .read(&mut self.buf)
+                        .map_err(BackupError::io("read archive", &path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    f.write_all(&self.buf[..n])
+                        .map_err(BackupError::io("write", &path))?;
+                }
+                f.set_permissions(std::fs::Permissions::from_mode(rec.mode))
+                    .map_err(BackupError::io("set permissions", &path))?;
+                f.set_modified(mtime_of(rec.mtime))
+                    .map_err(BackupError::io("set mtime", &path))?;
+            }
+            EntryKind::Symlink => {
+                let target = rec.link.as_deref().unwrap_or_default();
+                std::os::unix::fs::symlink(target, &path)
+                    .map_err(BackupError::io("create symlink", &path))?;
+                let ts = rustix::fs::Timespec {
+                    tv_sec: i64::try_from(rec.mtime).unwrap_or(0),
+                    tv_nsec: 0,
+                };
+                let times = rustix::fs::Timestamps {
+                    last_access: ts,
+                    last_modification: ts,
+                };
+                rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    &path,
+                    &times,
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| BackupError::Io {
+                    action: "set symlink mtime",
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+            }
+            EntryKind::Hardlink => {
+                let original = self.root.join(rec.link.as_deref().unwrap_or_default());
+                std::fs::hard_link(&original, &path)
+                    .map_err(BackupError::io("create hardlink", &path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares the target as it is now with the archive's entries.
+fn diff_target(
+    target: &Path,
+    exists: bool,
+    entries: &[EntryRecord],
+) -> Result<RestoreDiff, BackupError> {
+    let mut wanted: BTreeMap<&str, &EntryRecord> =
+        entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut diff = RestoreDiff::default();
+    if exists {
+        for item in walkdir::WalkDir::new(target)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let item = item.map_err(|e| BackupError::Io {
+                action: "walk",
+                path: target.to_path_buf(),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk failed")),
+            })?;
+            let rel = item
+                .path()
+                .strip_prefix(target)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match wanted.remove(rel.as_str()) {
+                None => diff.removed.push(rel),
+                Some(rec) => {
+                    if differs(item.path(), rec)? {
+                        diff.changed.push(rel);
+                    }
+                }
+            }
+        }
+    }
+    diff.added = wanted.into_keys().map(str::to_owned).collect();
+    Ok(diff)
+}
+
+fn differs(path: &Path, rec: &EntryRecord) -> Result<bool, BackupError> {
+    let meta = std::fs::symlink_metadata(path).map_err(BackupError::io("inspect", path))?;
+    let ft = meta.file_type();
+    Ok(match rec.kind {
+        EntryKind::Dir => !ft.is_dir() || meta.mode() & 0o7777 != rec.mode,
+        EntryKind::Symlink => {
+            !ft.is_symlink()
+                || std::fs::read_link(path).ok().as_deref() != rec.link.as_deref().map(Path::new)
+        }
+        EntryKind::File | EntryKind::Hardlink => {
+            if !ft.is_file() || meta.mode() & 0o7777 != rec.mode & 0o7777 {
+                true
+            } else if rec.kind == EntryKind::File && meta.len() != rec.size {
+                true
+            } else {
+                rec.sha256.is_some() && rec.sha256 != Some(hash_file(path)?)
+            }
+        }
+    })
+}
+
+fn hash_file(path: &Path) -> Result<String, BackupError> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(BackupError::io("read", path))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(BackupError::io("read", path))?;
+    Ok(hex::encode(h.finalize()))
+}
