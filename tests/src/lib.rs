@@ -23,7 +23,11 @@ pub fn bin_dir() -> PathBuf {
     // A test executable lives in target/<profile>/deps/; the binaries are one level up.
     let exe = std::env::current_exe().expect("the test executable has a path");
     let deps = exe.parent().expect("the test executable is in a directory");
-    let dir = if deps.ends_with("deps") { deps.parent().unwrap_or(deps) } else { deps };
+    let dir = if deps.ends_with("deps") {
+        deps.parent().unwrap_or(deps)
+    } else {
+        deps
+    };
     dir.to_path_buf()
 }
 
@@ -40,7 +44,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// A fresh temporary directory, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("cutover-test-").tempdir().expect("a temporary directory can be made")
+    tempfile::Builder::new()
+        .prefix("cutover-test-")
+        .tempdir()
+        .expect("a temporary directory can be made")
 }
 
 /// A loopback port that was free a moment ago. Prefer letting the program bind port 0 and
@@ -77,7 +84,9 @@ impl ChildGuard {
     pub fn spawn(mut command: Command) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         command.process_group(0).stdin(Stdio::null());
-        Ok(Self { child: Some(command.spawn()?) })
+        Ok(Self {
+            child: Some(command.spawn()?),
+        })
     }
 
     /// The child's pid.
@@ -87,14 +96,15 @@ impl ChildGuard {
 
     /// Mutable access to the child (to read its pipes or wait for it).
     pub fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("the child is present until dropped")
+        self.child
+            .as_mut()
+            .expect("the child is present until dropped")
     }
 
     /// Sends `signal` (a libc signal number) to the child alone.
     pub fn signal(&self, signal: i32) {
         if let Ok(pid) = i32::try_from(self.pid()) {
-            // SAFETY-free: libc::kill is a plain syscall wrapper; a stale pid is harmless here
-            // because the child is not reaped until this guard waits for it.
+            // The child is not reaped until this guard waits for it, so the pid cannot be reused.
             kill(pid, signal);
         }
     }
@@ -157,15 +167,28 @@ impl DemoHub {
         let dir = temp_dir();
         let addr_file = dir.path().join("addr");
         let mut command = Command::new(workspace_bin("cutover-demo-hub"));
-        command.arg("--listen").arg("127.0.0.1:0").arg("--addr-file").arg(&addr_file).args(args);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(args);
         for (k, v) in envs {
             command.env(k, v);
         }
         command.stdout(Stdio::null()).stderr(Stdio::inherit());
         let guard = ChildGuard::spawn(command).expect("cutover-demo-hub starts");
-        let addr = wait_for_addr_file(&addr_file, DEFAULT_DEADLINE)
-            .unwrap_or_else(|| panic!("cutover-demo-hub did not write {} in time", addr_file.display()));
-        Self { guard, addr, _dir: dir }
+        let addr = wait_for_addr_file(&addr_file, DEFAULT_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "cutover-demo-hub did not write {} in time",
+                addr_file.display()
+            )
+        });
+        Self {
+            guard,
+            addr,
+            _dir: dir,
+        }
     }
 
     /// `http://ADDR` for this hub.
@@ -186,7 +209,9 @@ impl DemoHub {
 pub fn wait_for_addr_file(path: &Path, deadline: Duration) -> Option<SocketAddr> {
     let mut addr = None;
     wait_until(deadline, || {
-        addr = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
+        addr = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         addr.is_some()
     });
     addr
@@ -206,7 +231,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -247,7 +275,9 @@ pub fn http_request(
 fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("empty response"))?;
     let status = status_line
@@ -259,15 +289,27 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Ok(HttpResponse { status, headers, body })
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
