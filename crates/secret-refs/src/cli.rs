@@ -60,6 +60,23 @@ fn read_capped(mut r: impl Read, limit: usize) -> Captured {
     Captured { bytes, too_large }
 }
 
+/// Spawns, retrying a few times on ETXTBSY: a script written a moment ago can still be open for
+/// writing in a child that another thread of this process is forking, which makes exec fail
+/// until that child has exec'd in turn.
+fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let busy = rustix::io::Errno::TXTBSY.raw_os_error();
+    let mut attempts = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(busy) && attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn kill_group(pid: u32) {
     if let Some(pid) = i32::try_from(pid)
         .ok()
@@ -90,7 +107,7 @@ pub(crate) fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|source| SecretError::Spawn {
+    let mut child = spawn_retrying_busy(&mut cmd).map_err(|source| SecretError::Spawn {
         reference: reference.to_string(),
         program: program.to_owned(),
         source,

@@ -7,6 +7,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use crate::providers::{
     AwsSecretsManagerProvider, EnvProvider, ExecProvider, FileProvider, LiteralProvider,
@@ -199,11 +200,15 @@ impl Resolver {
         let (timeout, env, redactor) = (self.timeout, self.env.clone(), self.redactor.clone());
         let owned = reference.clone();
         let thread_span = span.clone();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         std::thread::Builder::new()
             .name("secret-resolve".to_owned())
             .spawn(move || {
-                let _entered = thread_span.enter();
-                let _ = tx.send(Self::call(&*provider, &owned, timeout, &env, &redactor));
+                // Log to the caller's subscriber, inside the caller's span.
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _entered = thread_span.enter();
+                    let _ = tx.send(Self::call(&*provider, &owned, timeout, &env, &redactor));
+                });
             })
             .map_err(|source| SecretError::Spawn {
                 reference: reference.to_string(),
@@ -228,9 +233,12 @@ impl Resolver {
             let (timeout, env, redactor) = (self.timeout, self.env.clone(), self.redactor.clone());
             let owned = reference.clone();
             let thread_span = tracing::Span::current();
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
             let task = tokio::task::spawn_blocking(move || {
-                let _entered = thread_span.enter();
-                Self::call(&*provider, &owned, timeout, &env, &redactor)
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _entered = thread_span.enter();
+                    Self::call(&*provider, &owned, timeout, &env, &redactor)
+                })
             });
             match tokio::time::timeout(self.timeout + PROVIDER_GRACE, task).await {
                 Ok(Ok(result)) => self.accept(reference, result?, started),
@@ -263,7 +271,8 @@ impl Resolver {
                     let result = this.resolve(&reference).await;
                     (name, result)
                 }
-                .in_current_span(),
+                .in_current_span()
+                .with_current_subscriber(),
             );
         }
         let mut out = BTreeMap::new();
