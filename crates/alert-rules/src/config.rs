@@ -1,0 +1,428 @@
+//! The serde types of cutover.toml's `[[alert]]` entries (this crate owns them).
+//!
+//! ```toml
+//! [[alert]]
+//! name = "llm-cache-hit-rate"
+//! source = { http = "http://127.0.0.1:7000/api/filtering/stats", pointer = "/llmCacheHitRate", scale = 100 }
+//! warn = "< 80"
+//! crit = "< 60"
+//! for = "2m"
+//! keep_firing_for = "1m"
+//! no_data = "alerting"             # alerting | ok | keep-last | unknown (default)
+//! error = "alerting"
+//! ```
+//!
+//! Entries are validated while they are deserialised, so a mistake is reported with the
+//! manifest's file, line and column by `manifest-loader`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::error::AlertError;
+use crate::notify::NotifierConfig;
+use crate::rule::{Policy, Rule};
+use crate::sources::{
+    Aggregate, CommandSource, HostFact, HostSource, JsonSource, ProcessField, ProcessSource,
+    ProcessTarget, PrometheusSource, SecretHeader, Source,
+};
+
+/// How long an HTTP source or a command may take by default.
+pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long CPU use is measured over by default.
+pub const DEFAULT_CPU_WINDOW: Duration = Duration::from_millis(500);
+
+/// One `[[alert]]` entry: the rule, where its samples come from, and who hears about it.
+///
+/// ```
+/// let toml = r#"
+/// name = "p95"
+/// source = { http = "http://127.0.0.1:7000/api/stats", pointer = "/latency_ms/p95" }
+/// warn = "> 2000"
+/// crit = "> 5000"
+/// for = "1m"
+/// "#;
+/// let entry: alert_rules::AlertRuleConfig = toml::from_str(toml)?;
+/// assert_eq!(entry.rule.for_duration, std::time::Duration::from_secs(60));
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawAlertRule")]
+pub struct AlertRuleConfig {
+    /// The rule the engine evaluates.
+    pub rule: Rule,
+    /// Where its samples come from.
+    pub source: Source,
+    /// Notifiers for this rule alone (in addition to any the caller adds for every rule).
+    pub notify: Vec<NotifierConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertRule {
+    name: String,
+    source: RawSource,
+    warn: Option<Condition>,
+    crit: Option<Condition>,
+    #[serde(rename = "for", default, with = "humantime_serde")]
+    for_duration: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    keep_firing_for: Option<Duration>,
+    #[serde(default)]
+    no_data: Policy,
+    #[serde(default)]
+    error: Policy,
+    #[serde(default, with = "humantime_serde")]
+    delta: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    repeat_interval: Option<Duration>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    description: Option<String>,
+    #[serde(default)]
+    notify: Vec<NotifierConfig>,
+}
+
+impl TryFrom<RawAlertRule> for AlertRuleConfig {
+    type Error = AlertError;
+
+    fn try_from(raw: RawAlertRule) -> Result<Self, Self::Error> {
+        let name = raw.name;
+        let source = raw
+            .source
+            .build()
+            .map_err(|message| AlertError::InvalidRule {
+                rule: name.clone(),
+                message: format!("source: {message}"),
+            })?;
+        let rule = Rule {
+            name: name.clone(),
+            warn: raw.warn,
+            crit: raw.crit,
+            for_duration: raw.for_duration.unwrap_or(Duration::ZERO),
+            keep_firing_for: raw.keep_firing_for.unwrap_or(Duration::ZERO),
+            no_data: raw.no_data,
+            error: raw.error,
+            delta: raw.delta,
+            repeat_interval: raw.repeat_interval,
+            labels: raw.labels,
+            description: raw.description,
+        };
+        rule.validate()?;
+        let numeric_only = matches!(
+            source,
+            Source::Prometheus(_) | Source::Process(_) | Source::Host(_)
+        );
+        if numeric_only && rule.conditions().any(|(_, c)| c.is_text()) {
+            return Err(AlertError::InvalidRule {
+                rule: name,
+                message: "this source yields numbers; a string condition such as == \"open\" can never hold".into(),
+            });
+        }
+        Ok(AlertRuleConfig {
+            rule,
+            source,
+            notify: raw.notify,
+        })
+    }
+}
+
+/// Checks what single entries cannot: rule names are unique.
+pub fn validate_rules(rules: &[AlertRuleConfig]) -> Result<(), AlertError> {
+    let mut seen = BTreeSet::new();
+    for r in rules {
+        if !seen.insert(r.rule.name.as_str()) {
+            return Err(AlertError::InvalidRule {
+                rule: r.rule.name.clone(),
+                message: "two [[alert]] entries have this name; names must be unique".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every key a `source = { … }` table may hold; which ones apply depends on the kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    http: Option<String>,
+    prometheus: Option<String>,
+    command: Option<Vec<String>>,
+    process: Option<ProcessTarget>,
+    host: Option<HostFact>,
+    pointer: Option<String>,
+    scale: Option<f64>,
+    header: Option<String>,
+    metric: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    aggregate: Option<Aggregate>,
+    field: Option<ProcessField>,
+    path: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    cpu_window: Option<Duration>,
+}
+
+impl RawSource {
+    fn build(self) -> Result<Source, String> {
+        let kinds = [
+            ("http", self.http.is_some()),
+            ("prometheus", self.prometheus.is_some()),
+            ("command", self.command.is_some()),
+            ("process", self.process.is_some()),
+            ("host", self.host.is_some()),
+        ];
+        let chosen: Vec<&str> = kinds
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| *k)
+            .collect();
+        let kind = match chosen.as_slice() {
+            [one] => *one,
+            [] => return Err("name one kind: http, prometheus, command, process or host".into()),
+            many => return Err(format!("name one kind, not {}", many.join(" and "))),
+        };
+        let present = [
+            ("pointer", self.pointer.is_some()),
+            ("scale", self.scale.is_some()),
+            ("header", self.header.is_some()),
+            ("metric", self.metric.is_some()),
+            ("labels", self.labels.is_some()),
+            ("aggregate", self.aggregate.is_some()),
+            ("field", self.field.is_some()),
+            ("path", self.path.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("cpu_window", self.cpu_window.is_some()),
+        ];
+        let allowed: &[&str] = match kind {
+            "http" => &["pointer", "scale", "header", "timeout"],
+            "prometheus" => &["metric", "labels", "aggregate", "scale", "timeout"],
+            "command" => &["scale", "timeout"],
+            "process" => &["field", "cpu_window"],
+            _ => &["path"],
+        };
+        if let Some((key, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
+            return Err(format!(
+                "`{key}` does not apply to a {kind} source (it takes {})",
+                allowed.join(", ")
+            ));
+        }
+        if self.scale.is_some_and(|s| !s.is_finite()) {
+            return Err("`scale` must be a finite number".into());
+        }
+        let timeout = self.timeout.unwrap_or(DEFAULT_SOURCE_TIMEOUT);
+        if timeout.is_zero() {
+            return Err("`timeout` must be positive".into());
+        }
+        match kind {
+            "http" => {
+                let url = self.http.unwrap_or_default();
+                crate::http::check_url(&url)?;
+                let pointer = self
+                    .pointer
+                    .ok_or("an http source needs `pointer` (for example \"/latency_ms/p95\")")?;
+                if !pointer.is_empty() && !pointer.starts_with('/') {
+                    return Err(format!(
+                        "`pointer` is a JSON pointer and starts with `/` (\"/{pointer}\")"
+                    ));
+                }
+                let header = self.header.map(|h| SecretHeader::parse(&h)).transpose()?;
+                Ok(Source::Http(JsonSource {
+                    url,
+                    pointer,
+                    scale: self.scale,
+                    header,
+                    timeout,
+                }))
+            }
+            "prometheus" => {
+                let url = self.prometheus.unwrap_or_default();
+                crate::http::check_url(&url)?;
+                let metric = self.metric.ok_or("a prometheus source needs `metric`")?;
+                if metric.is_empty()
+                    || !metric
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                {
+                    return Err(format!("`{metric}` is not a Prometheus metric name"));
+                }
+                Ok(Source::Prometheus(PrometheusSource {
+                    url,
+                    metric,
+                    labels: self.labels.unwrap_or_default(),
+                    aggregate: self.aggregate,
+                    scale: self.scale,
+                    timeout,
+                }))
+            }
+            "command" => {
+                let argv = self.command.unwrap_or_default();
+                if argv.first().is_none_or(String::is_empty) {
+                    return Err(
+                        "`command` is an argv list such as [\"/usr/local/bin/queue-depth\"]".into(),
+                    );
+                }
+                Ok(Source::Command(CommandSource {
+                    argv,
+                    scale: self.scale,
+                    timeout,
+                }))
+            }
+            "process" => {
+                let target = self.process.unwrap_or(ProcessTarget {
+                    pid_file: None,
+                    pid: None,
+                });
+                if target.pid.is_some() == target.pid_file.is_some() {
+                    return Err(
+                        "`process` names exactly one of { pid_file = \"…\" } or { pid = N }".into(),
+                    );
+                }
+                let field = self.field.ok_or(
+                    "a process source needs `field` (rss_bytes, cpu_percent, threads, open_fds)",
+                )?;
+                Ok(Source::Process(ProcessSource {
+                    target,
+                    field,
+                    cpu_window: self.cpu_window.unwrap_or(DEFAULT_CPU_WINDOW),
+                }))
+            }
+            _ => {
+                let fact = self.host.ok_or("a host source needs a fact")?;
+                Ok(Source::Host(HostSource {
+                    fact,
+                    path: self.path.unwrap_or_else(|| PathBuf::from("/")),
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(entry: &str) -> Result<AlertRuleConfig, String> {
+        toml::from_str::<AlertRuleConfig>(entry).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_issue_examples_parse() {
+        let a = parse(
+            r#"
+name = "llm-cache-hit-rate"
+source = { http = "http://127.0.0.1:7000/api/filtering/stats", pointer = "/llmCacheHitRate", scale = 100 }
+warn = "< 80"
+crit = "< 60"
+for = "2m"
+keep_firing_for = "1m"
+no_data = "alerting"
+error = "alerting"
+"#,
+        )
+        .unwrap();
+        assert_eq!(a.rule.for_duration, Duration::from_secs(120));
+        assert_eq!(a.rule.keep_firing_for, Duration::from_secs(60));
+        assert_eq!(a.rule.no_data, Policy::Alerting);
+        let Source::Http(s) = &a.source else { panic!() };
+        assert_eq!(
+            (s.pointer.as_str(), s.scale),
+            ("/llmCacheHitRate", Some(100.0))
+        );
+
+        let b = parse(
+            r#"
+name = "server-errors"
+source = { prometheus = "http://127.0.0.1:7000/metrics", metric = "NAME", labels = { code = "500" } }
+crit = "> 0"
+"#,
+        )
+        .unwrap();
+        let Source::Prometheus(p) = &b.source else {
+            panic!()
+        };
+        assert_eq!(p.labels["code"], "500");
+        assert_eq!(b.rule.error, Policy::Unknown);
+
+        for source in [
+            r#"{ command = ["sh", "-c", "echo 1"] }"#,
+            r#"{ process = { pid_file = "run/hub.pid" }, field = "rss_bytes" }"#,
+            r#"{ process = { pid = 1 }, field = "cpu_percent" }"#,
+            r#"{ host = "disk_free_percent", path = "/" }"#,
+        ] {
+            parse(&format!(
+                "name = \"x\"\nsource = {source}\nwarn = \"> 1\"\n"
+            ))
+            .unwrap();
+        }
+        let c = parse("name = \"cb\"\nsource = { command = [\"x\"] }\nwarn = '== \"half-open\"'\ncrit = '== \"open\"'\n").unwrap();
+        assert!(c.rule.crit.unwrap().is_text());
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_what_to_do() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "source = { http = \"http://h/\" }\nwarn = \"> 1\"",
+                "needs `pointer`",
+            ),
+            (
+                "source = { http = \"http://h/\", pointer = \"/a\", metric = \"m\" }\nwarn = \"> 1\"",
+                "`metric` does not apply",
+            ),
+            (
+                "source = { http = \"http://h/\", command = [\"x\"] }\nwarn = \"> 1\"",
+                "not http and command",
+            ),
+            ("source = { }\nwarn = \"> 1\"", "name one kind"),
+            (
+                "source = { http = \"ftp://h/\", pointer = \"/a\" }\nwarn = \"> 1\"",
+                "http://",
+            ),
+            (
+                "source = { http = \"http://h/\", pointer = \"a\" }\nwarn = \"> 1\"",
+                "starts with `/`",
+            ),
+            ("source = { command = [\"x\"] }", "set `warn`, `crit`"),
+            (
+                "source = { command = [\"x\"] }\nwarn = \"about 3\"",
+                "invalid condition",
+            ),
+            (
+                "source = { host = \"disk_free_percent\" }\nwarn = '== \"open\"'",
+                "string condition",
+            ),
+            (
+                "source = { process = { pid = 1, pid_file = \"p\" }, field = \"rss_bytes\" }\nwarn = \"> 1\"",
+                "exactly one",
+            ),
+            (
+                "source = { command = [\"x\"] }\nwarn = \"> 1\"\nfor = \"soon\"",
+                "soon",
+            ),
+            (
+                "source = { command = [\"x\"] }\nwarn = \"> 1\"\nno_data = \"maybe\"",
+                "maybe",
+            ),
+            (
+                "source = { command = [\"x\"] }\nwarn = \"> 1\"\nfro = \"1m\"",
+                "unknown field `fro`",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = parse(&format!("name = \"x\"\n{body}\n")).unwrap_err();
+            assert!(err.contains(want), "{body}\n => {err}");
+        }
+    }
+
+    #[test]
+    fn names_must_be_unique() {
+        let a = parse("name = \"x\"\nsource = { command = [\"x\"] }\nwarn = \"> 1\"\n").unwrap();
+        assert!(validate_rules(std::slice::from_ref(&a)).is_ok());
+        assert!(validate_rules(&[a.clone(), a]).is_err());
+    }
+}

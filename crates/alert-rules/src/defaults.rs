@@ -1,0 +1,137 @@
+//! The default rules: the replaced tooling's thresholds, pointed at the fields the demo
+//! service (and any service with the same shapes) really serves.
+//!
+//! `/api/stats` is read because it answers without the fault knobs' injected errors, so a
+//! failing service can still be measured. Rates are fractions there and are scaled to
+//! percentages here: the replaced tooling compared 95 % with 0.95 and was always critical.
+
+use crate::config::AlertRuleConfig;
+use crate::error::AlertError;
+
+/// The default rules against a service at `base_url` (`http://127.0.0.1:7000`).
+///
+/// | rule | source | warning | critical |
+/// |---|---|---|---|
+/// | success-rate | `/api/stats` `/success_rate` × 100 | < 95 | < 90 |
+/// | latency-p95 | `/latency_ms/p95` (ms) | > 2000 | > 5000 |
+/// | latency-p99 | `/latency_ms/p99` (ms) | > 3000 | > 8000 |
+/// | cache-hit-rate | `/cache_hit_rate` × 100 | < 80 | < 60 |
+/// | queue-depth | `/queue_depth` | > 10 | > 50 |
+/// | circuit-breaker | `/circuit_breaker` | `== "half-open"` | `== "open"` |
+/// | memory-growth | `/rss_bytes`, change over 10 min | > 64 MiB | > 256 MiB |
+/// | disk-free | free space on `/`, % | < 10 | < 5 |
+///
+/// Statistics computed over a traffic window have no value while no traffic flows; those
+/// rules treat "no data" as ok. A service that cannot be read makes the rules `unknown`.
+pub fn default_rules(base_url: &str) -> Result<Vec<AlertRuleConfig>, AlertError> {
+    let base = base_url.trim_end_matches('/');
+    let stats = format!("{base}/api/stats");
+    let text = format!(
+        r#"
+[[alert]]
+name = "success-rate"
+source = {{ http = "{stats}", pointer = "/success_rate", scale = 100, timeout = "10s" }}
+warn = "< 95"
+crit = "< 90"
+for = "1m"
+no_data = "ok"
+description = "{{{{ $value }}}} % of requests succeeded in the last minute"
+
+[[alert]]
+name = "latency-p95"
+source = {{ http = "{stats}", pointer = "/latency_ms/p95", timeout = "10s" }}
+warn = "> 2000"
+crit = "> 5000"
+for = "1m"
+no_data = "ok"
+description = "p95 latency is {{{{ $value }}}} ms"
+
+[[alert]]
+name = "latency-p99"
+source = {{ http = "{stats}", pointer = "/latency_ms/p99", timeout = "10s" }}
+warn = "> 3000"
+crit = "> 8000"
+for = "1m"
+no_data = "ok"
+description = "p99 latency is {{{{ $value }}}} ms"
+
+[[alert]]
+name = "cache-hit-rate"
+source = {{ http = "{stats}", pointer = "/cache_hit_rate", scale = 100, timeout = "10s" }}
+warn = "< 80"
+crit = "< 60"
+for = "5m"
+no_data = "ok"
+description = "cache hit rate is {{{{ $value }}}} %"
+
+[[alert]]
+name = "queue-depth"
+source = {{ http = "{stats}", pointer = "/queue_depth", timeout = "10s" }}
+warn = "> 10"
+crit = "> 50"
+for = "1m"
+description = "{{{{ $value }}}} requests in flight"
+
+[[alert]]
+name = "circuit-breaker"
+source = {{ http = "{stats}", pointer = "/circuit_breaker", timeout = "10s" }}
+warn = '== "half-open"'
+crit = '== "open"'
+description = "the circuit breaker is {{{{ $value }}}}"
+
+[[alert]]
+name = "memory-growth"
+source = {{ http = "{stats}", pointer = "/rss_bytes", timeout = "10s" }}
+delta = "10m"
+warn = "> 67108864"
+crit = "> 268435456"
+description = "resident memory grew by {{{{ $value }}}} bytes in 10 minutes"
+
+[[alert]]
+name = "disk-free"
+source = {{ host = "disk_free_percent", path = "/" }}
+warn = "< 10"
+crit = "< 5"
+for = "5m"
+description = "{{{{ $value }}}} % of the disk is free"
+"#
+    );
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        alert: Vec<AlertRuleConfig>,
+    }
+    let doc: Doc = toml::from_str(&text).map_err(|e| AlertError::InvalidRule {
+        rule: "(defaults)".into(),
+        message: e.to_string(),
+    })?;
+    Ok(doc.alert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_point_at_the_base_url() {
+        let rules = default_rules("http://127.0.0.1:9/").unwrap();
+        let names: Vec<&str> = rules.iter().map(|r| r.rule.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "success-rate",
+                "latency-p95",
+                "latency-p99",
+                "cache-hit-rate",
+                "queue-depth",
+                "circuit-breaker",
+                "memory-growth",
+                "disk-free"
+            ]
+        );
+        let crate::sources::Source::Http(s) = &rules[0].source else {
+            panic!()
+        };
+        assert_eq!(s.url, "http://127.0.0.1:9/api/stats");
+        crate::config::validate_rules(&rules).unwrap();
+    }
+}

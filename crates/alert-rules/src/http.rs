@@ -1,0 +1,249 @@
+//! A small HTTP/1.1 client on hyper with a hard timeout, used by the JSON and Prometheus
+//! sources and the webhook notifier. One connection per request: these run every few seconds
+//! at most, and a fresh connection never trips over a keep-alive socket the server closed.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Bodies larger than this are refused: a metrics page or a stats document is far smaller.
+pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A response: status and body.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Bytes,
+}
+
+/// Why a request failed; `target` is `scheme://host:port` (never the path, which may hold a
+/// token).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) target: String,
+    pub(crate) message: String,
+}
+
+/// What to send.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: &'a str,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) timeout: Duration,
+}
+
+/// `scheme://host:port` of a URL, for messages: the path and query stay out because webhook
+/// URLs carry their secret there.
+pub(crate) fn redacted_target(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(uri) => {
+            let scheme = uri.scheme_str().unwrap_or("http");
+            let host = uri.host().unwrap_or("?");
+            match uri.port_u16() {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            }
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+/// Checks a URL once, at configuration time: http or https, with a host.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{}` is not a URL: {e}", redacted_target(url)))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(format!(
+                "{} must start with http:// or https://",
+                redacted_target(url)
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_owned());
+    }
+    Ok(())
+}
+
+/// Sends one request and reads the whole body, all within `timeout`.
+pub(crate) async fn send(out: Outgoing<'_>) -> Result<Response, Failure> {
+    let target = redacted_target(out.url);
+    let fail = |message: String| Failure {
+        target: target.clone(),
+        message,
+    };
+    let timeout = out.timeout;
+    match tokio::time::timeout(timeout, send_inner(out)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(message)) => Err(fail(message)),
+        Err(_) => Err(fail(format!(
+            "no complete answer within {}",
+            humantime::format_duration(timeout)
+        ))),
+    }
+}
+
+async fn send_inner(out: Outgoing<'_>) -> Result<Response, String> {
+    let uri: Uri = out.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("only http:// and https:// URLs are supported".to_owned()),
+    };
+    let host = uri
+        .host()
+        .ok_or("the URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| host.clone());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+
+    let mut builder = Request::builder()
+        .method(out.method)
+        .uri(path)
+        .header(header::HOST, authority)
+        .header(
+            header::USER_AGENT,
+            concat!("cutover-alerts/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in out.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(out.body.unwrap_or_default())))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    // Requests are small and latency matters more than packing.
+    let _ = tcp.set_nodelay(true);
+    if https {
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("invalid TLS server name `{host}`: {e}"))?;
+        let connector = tokio_rustls::TlsConnector::from(tls_config());
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(tls, request).await
+    } else {
+        exchange(tcp, request).await
+    }
+}
+
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Response, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // The connection task ends when the response is read and the sender dropped; the caller's
+    // timeout bounds everything else.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    Ok(Response { status, body })
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = match rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
+                Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+                // The ring provider supports the default versions; this arm keeps a library
+                // path free of panics all the same.
+                Err(_) => rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            };
+            Arc::new(config)
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_never_show_paths() {
+        assert_eq!(
+            redacted_target("https://hooks.slack.com/services/T0/B0/SECRET"),
+            "https://hooks.slack.com"
+        );
+        assert_eq!(
+            redacted_target("http://127.0.0.1:7000/api/stats?token=x"),
+            "http://127.0.0.1:7000"
+        );
+        assert!(check_url("ftp://x/").is_err());
+        assert!(check_url("http://127.0.0.1:1/").is_ok());
+    }
+
+    #[tokio::test]
+    async fn refused_connection_and_silence_are_failures() {
+        // A bound listener that never accepts: the connect succeeds (backlog) and nothing answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", silent.local_addr().unwrap());
+        let out = Outgoing {
+            method: Method::GET,
+            url: &url,
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_millis(300),
+        };
+        let err = send(out).await.unwrap_err();
+        assert!(err.message.contains("within"), "{}", err.message);
+
+        let port = {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let url = format!("http://127.0.0.1:{port}/x");
+        let out = Outgoing {
+            method: Method::GET,
+            url: &url,
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(5),
+        };
+        let err = send(out).await.unwrap_err();
+        assert!(err.message.contains("connect"), "{}", err.message);
+    }
+}

@@ -1,0 +1,452 @@
+//! Notifiers: who hears about transitions. A line writer (the binary points it at stdout), a
+//! JSON webhook (with retries and a Slack-compatible `text` body), and a command.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize, Serializer};
+use tokio::io::AsyncWriteExt;
+
+use crate::engine::Transition;
+use crate::error::AlertError;
+use crate::http as client;
+
+/// Something that hears about transitions.
+pub trait Notifier {
+    /// A short name for logs and errors (`webhook https://hooks.slack.com`).
+    fn describe(&self) -> String;
+    /// Delivers one transition.
+    fn notify(
+        &self,
+        transition: &Transition,
+    ) -> impl Future<Output = Result<(), AlertError>> + Send;
+}
+
+/// One human-readable line for a transition:
+/// `2025-01-01T00:00:00Z FIRING latency-p95 severity=critical value=5200 p95 is 5200 ms`.
+pub fn render_line(t: &Transition) -> String {
+    let mut line = format!("{} {} {}", t.at, t.kind.as_str().to_uppercase(), t.rule);
+    if let Some(s) = t.severity {
+        line.push_str(&format!(" severity={s}"));
+    }
+    if let Some(p) = t.previous_severity {
+        line.push_str(&format!(" previous={p}"));
+    }
+    if let Some(v) = &t.value {
+        line.push_str(&format!(" value={v}"));
+    }
+    if let Some(d) = t.description.as_ref().or(t.reason.as_ref()) {
+        line.push(' ');
+        line.push_str(d);
+    }
+    line
+}
+
+/// Writes [`render_line`] lines to a writer (a file, a buffer, or stdout in a binary).
+#[derive(Debug)]
+pub struct LineNotifier<W> {
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send> LineNotifier<W> {
+    /// Lines go to `out`.
+    pub fn new(out: W) -> Self {
+        LineNotifier {
+            out: Mutex::new(out),
+        }
+    }
+
+    /// Gives the writer back.
+    pub fn into_inner(self) -> W {
+        match self.out.into_inner() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl<W: Write + Send> Notifier for LineNotifier<W> {
+    fn describe(&self) -> String {
+        "line".to_owned()
+    }
+
+    async fn notify(&self, transition: &Transition) -> Result<(), AlertError> {
+        let line = render_line(transition);
+        let mut out = match self.out.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| AlertError::NotifyFailed {
+                notifier: "line".into(),
+                attempts: 1,
+                message: e.to_string(),
+            })
+    }
+}
+
+/// A URL that may carry a secret (Slack webhooks do): only scheme, host and port are ever
+/// shown. `${VAR}` is replaced from the environment when sending.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    fn resolve(&self) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = self.0.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or("unterminated ${ in a webhook URL")?;
+            let var = &after[..end];
+            out.push_str(
+                &std::env::var(var)
+                    .map_err(|_| format!("environment variable {var} is not set"))?,
+            );
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn shown(&self) -> String {
+        if self.0.starts_with("${") {
+            "(from the environment)".to_owned()
+        } else {
+            client::redacted_target(&self.0)
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({})", self.shown())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.shown())
+    }
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The transition as JSON, plus a `text` line.
+    #[default]
+    Json,
+    /// `{"text": "…"}`, which Slack (and Mattermost, Rocket.Chat) incoming webhooks accept.
+    Slack,
+}
+
+/// POSTs each transition to a URL, retrying on connection failures, 429 and 5xx answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookNotifier {
+    /// Where to POST.
+    pub url: SecretUrl,
+    /// The body's shape.
+    pub format: WebhookFormat,
+    /// The timeout of each attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The pause before the first retry; it doubles for each further one.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+impl WebhookNotifier {
+    /// A JSON webhook with a 5 s timeout, 3 retries and a 500 ms backoff.
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookNotifier {
+            url: SecretUrl::new(url),
+            format: WebhookFormat::Json,
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    fn body(&self, t: &Transition) -> Result<Vec<u8>, serde_json::Error> {
+        match self.format {
+            WebhookFormat::Slack => {
+                serde_json::to_vec(&serde_json::json!({ "text": render_line(t) }))
+            }
+            WebhookFormat::Json => {
+                let mut value = serde_json::to_value(t)?;
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("text".into(), render_line(t).into());
+                }
+                serde_json::to_vec(&value)
+            }
+        }
+    }
+}
+
+impl Notifier for WebhookNotifier {
+    fn describe(&self) -> String {
+        format!("webhook {}", self.url.shown())
+    }
+
+    #[tracing::instrument(skip_all, fields(target = %self.url.shown(), rule = %transition.rule))]
+    async fn notify(&self, transition: &Transition) -> Result<(), AlertError> {
+        let give_up = |attempts: u32, message: String| AlertError::NotifyFailed {
+            notifier: self.describe(),
+            attempts,
+            message,
+        };
+        let url = self.url.resolve().map_err(|m| give_up(0, m))?;
+        let body = self
+            .body(transition)
+            .map_err(|e| give_up(0, e.to_string()))?;
+        let mut pause = self.backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = client::Outgoing {
+                method: http::Method::POST,
+                url: &url,
+                headers: vec![(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body: Some(body.clone()),
+                timeout: self.timeout,
+            };
+            let (retryable, message) = match client::send(out).await {
+                Ok(r) if (200..300).contains(&r.status) => return Ok(()),
+                Ok(r) => (
+                    r.status == 429 || r.status >= 500,
+                    format!("HTTP {}", r.status),
+                ),
+                Err(f) => (true, f.message),
+            };
+            if !retryable || attempt > self.retries {
+                return Err(give_up(attempt, message));
+            }
+            tracing::warn!(attempt, %message, "webhook failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = pause.saturating_mul(2);
+        }
+    }
+}
+
+/// Runs a command for each transition: the transition as JSON on stdin and `CUTOVER_ALERT_*`
+/// variables (`RULE`, `KIND`, `SEVERITY`, `VALUE`, `DESCRIPTION`) in its environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandNotifier {
+    /// The program and its arguments (no shell).
+    pub argv: Vec<String>,
+    /// How long it may run before it and its process group are killed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Notifier for CommandNotifier {
+    fn describe(&self) -> String {
+        format!("command {}", self.argv.first().map_or("", String::as_str))
+    }
+
+    #[tracing::instrument(skip_all, fields(program = %self.describe(), rule = %transition.rule))]
+    async fn notify(&self, transition: &Transition) -> Result<(), AlertError> {
+        let program = self.argv.first().cloned().unwrap_or_default();
+        let fail = |message: String| AlertError::Command {
+            command: program.clone(),
+            message,
+        };
+        let Some((prog, args)) = self.argv.split_first() else {
+            return Err(fail("the command is empty".into()));
+        };
+        let json = serde_json::to_vec(transition).map_err(|e| fail(e.to_string()))?;
+        let mut command = tokio::process::Command::new(prog);
+        command
+            .args(args)
+            .env("CUTOVER_ALERT_RULE", &transition.rule)
+            .env("CUTOVER_ALERT_KIND", transition.kind.as_str())
+            .env(
+                "CUTOVER_ALERT_SEVERITY",
+                transition.severity.map_or("", |s| s.as_str()),
+            )
+            .env(
+                "CUTOVER_ALERT_VALUE",
+                transition
+                    .value
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )
+            .env(
+                "CUTOVER_ALERT_DESCRIPTION",
+                transition.description.as_deref().unwrap_or(""),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| fail(format!("cannot start: {e}")))?;
+        let pid = child.id();
+        let run = async {
+            if let Some(mut stdin) = child.stdin.take() {
+                // A command that ignores stdin may close it early; that is not a failure.
+                let _ = stdin.write_all(&json).await;
+            }
+            child.wait_with_output().await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(out)) if out.status.success() => Ok(()),
+            Ok(Ok(out)) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                Err(fail(format!(
+                    "exited with {}{}{last}",
+                    out.status,
+                    if last.is_empty() { "" } else { ": " }
+                )))
+            }
+            Ok(Err(e)) => Err(fail(e.to_string())),
+            Err(_) => {
+                crate::sources::command::kill_group(pid);
+                Err(fail(format!(
+                    "did not finish within {}",
+                    humantime::format_duration(self.timeout)
+                )))
+            }
+        }
+    }
+}
+
+/// A notifier as configured in `[[alert]]`'s `notify = [...]` or built by a binary from flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawNotifier", into = "NotifierSummary")]
+pub enum NotifierConfig {
+    /// A webhook.
+    Webhook(WebhookNotifier),
+    /// A command.
+    Command(CommandNotifier),
+}
+
+impl NotifierConfig {
+    /// The notifier itself.
+    pub fn build(&self) -> AnyNotifier {
+        match self {
+            NotifierConfig::Webhook(w) => AnyNotifier::Webhook(w.clone()),
+            NotifierConfig::Command(c) => AnyNotifier::Command(c.clone()),
+        }
+    }
+}
+
+/// What a notifier looks like when configuration is listed: secrets stay hidden.
+#[derive(Serialize)]
+struct NotifierSummary {
+    kind: &'static str,
+    target: String,
+}
+
+impl From<NotifierConfig> for NotifierSummary {
+    fn from(n: NotifierConfig) -> Self {
+        match n {
+            NotifierConfig::Webhook(w) => NotifierSummary {
+                kind: "webhook",
+                target: w.url.shown(),
+            },
+            NotifierConfig::Command(c) => NotifierSummary {
+                kind: "command",
+                target: c.argv.first().cloned().unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// `{ webhook = URL, format = "json"|"slack", timeout, retries }` or `{ command = [argv], timeout }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotifier {
+    webhook: Option<SecretUrl>,
+    command: Option<Vec<String>>,
+    format: Option<WebhookFormat>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+}
+
+impl TryFrom<RawNotifier> for NotifierConfig {
+    type Error = String;
+
+    fn try_from(raw: RawNotifier) -> Result<Self, Self::Error> {
+        match (raw.webhook, raw.command) {
+            (Some(url), None) => {
+                if !url.0.contains("${") {
+                    client::check_url(&url.0)?;
+                }
+                let mut w = WebhookNotifier::new(String::new());
+                w.url = url;
+                w.format = raw.format.unwrap_or_default();
+                w.timeout = raw.timeout.unwrap_or(w.timeout);
+                w.retries = raw.retries.unwrap_or(w.retries);
+                Ok(NotifierConfig::Webhook(w))
+            }
+            (None, Some(argv)) => {
+                if argv.first().is_none_or(String::is_empty) {
+                    return Err("a command notifier needs an argv list".into());
+                }
+                if raw.format.is_some() || raw.retries.is_some() {
+                    return Err("`format` and `retries` apply to webhooks only".into());
+                }
+                Ok(NotifierConfig::Command(CommandNotifier {
+                    argv,
+                    timeout: raw.timeout.unwrap_or(Duration::from_secs(10)),
+                }))
+            }
+            _ => Err(
+                "a notifier is either { webhook = \"https://…\" } or { command = [\"…\"] }".into(),
+            ),
+        }
+    }
+}
+
+/// Any of the configurable notifiers, behind one type.
+#[derive(Debug, Clone)]
+pub enum AnyNotifier {
+    /// A webhook.
+    Webhook(WebhookNotifier),
+    /// A command.
+    Command(CommandNotifier),
+}
+
+impl Notifier for AnyNotifier {
+    fn describe(&self) -> String {
+        match self {
+            AnyNotifier::Webhook(w) => w.describe(),
+            AnyNotifier::Command(c) => c.describe(),
+        }
+    }
+
+    async fn notify(&self, transition: &Transition) -> Result<(), AlertError> {
+        match self {
+            AnyNotifier::Webhook(w) => w.notify(transition).await,
+            AnyNotifier::Command(c) => c.notify(transition).await,
+        }
+    }
+}

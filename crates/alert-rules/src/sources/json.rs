@@ -1,0 +1,166 @@
+//! A JSON endpoint read with a JSON pointer (`/latency_ms/p95`), optionally scaled.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde::{Serialize, Serializer};
+
+use crate::http as client;
+use crate::sample::{Sample, sample_from_json};
+
+/// An HTTP header whose value may be secret: its value is never shown in Debug output,
+/// serialised configuration, logs or errors. `${VAR}` in the value is replaced from the
+/// environment when the request is made, so the secret need not sit in the manifest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHeader {
+    /// The header name (`Authorization`).
+    pub name: String,
+    value: String,
+}
+
+impl SecretHeader {
+    /// Parses `Name: value`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, value) = text
+            .split_once(':')
+            .ok_or("a header is written `Name: value`")?;
+        let name = name.trim();
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        Ok(SecretHeader {
+            name: name.to_owned(),
+            value: value.trim().to_owned(),
+        })
+    }
+
+    /// The name and the value with `${VAR}` expanded; a missing variable is an error naming it.
+    fn resolve(&self) -> Result<(HeaderName, HeaderValue), String> {
+        let value = expand_env(&self.value)?;
+        let name = HeaderName::from_bytes(self.name.as_bytes())
+            .map_err(|_| format!("`{}` is not a header name", self.name))?;
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("the value of header `{}` has invalid characters", self.name))?;
+        value.set_sensitive(true);
+        Ok((name, value))
+    }
+}
+
+impl std::fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretHeader({}: ***)", self.name)
+    }
+}
+
+impl Serialize for SecretHeader {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}: ***", self.name))
+    }
+}
+
+/// Replaces `${VAR}` with the variable's value.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("unterminated ${ in a header value")?;
+        let var = &after[..end];
+        let value = std::env::var(var)
+            .map_err(|_| format!("environment variable {var} (used in a header) is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A source reading one field of a JSON document served over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonSource {
+    /// The endpoint (`http://127.0.0.1:7000/api/stats`).
+    pub url: String,
+    /// An RFC 6901 JSON pointer to the field (`/latency_ms/p95`).
+    pub pointer: String,
+    /// A factor applied to numbers (100 turns a fraction into a percentage).
+    pub scale: Option<f64>,
+    /// An optional header (authentication).
+    pub header: Option<SecretHeader>,
+    /// The request timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl JsonSource {
+    /// Fetches the document and reads the field: a down endpoint or a non-2xx answer is an
+    /// error; a missing field is no data.
+    #[tracing::instrument(skip_all, fields(url = %client::redacted_target(&self.url), pointer = %self.pointer))]
+    pub async fn sample(&self) -> Sample {
+        let mut headers = vec![(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        )];
+        if let Some(h) = &self.header {
+            match h.resolve() {
+                Ok(pair) => headers.push(pair),
+                Err(e) => return Sample::error(e),
+            }
+        }
+        let out = client::Outgoing {
+            method: http::Method::GET,
+            url: &self.url,
+            headers,
+            body: None,
+            timeout: self.timeout,
+        };
+        let response = match client::send(out).await {
+            Ok(r) => r,
+            Err(f) => return Sample::error(format!("{}: {}", f.target, f.message)),
+        };
+        if !(200..300).contains(&response.status) {
+            return Sample::error(format!(
+                "{} answered HTTP {}",
+                client::redacted_target(&self.url),
+                response.status
+            ));
+        }
+        let document: serde_json::Value = match serde_json::from_slice(&response.body) {
+            Ok(v) => v,
+            Err(e) => return Sample::error(format!("the answer is not JSON: {e}")),
+        };
+        match document.pointer(&self.pointer) {
+            Some(field) => {
+                sample_from_json(field, &format!("field {}", self.pointer)).scaled(self.scale)
+            }
+            None => Sample::no_data(format!("the answer has no field {}", self.pointer)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_stay_hidden() {
+        let h = SecretHeader::parse("Authorization: Bearer hunter2").unwrap();
+        assert_eq!(format!("{h:?}"), "SecretHeader(Authorization: ***)");
+        assert_eq!(serde_json::to_string(&h).unwrap(), "\"Authorization: ***\"");
+        assert!(SecretHeader::parse("no colon").is_err());
+        assert!(SecretHeader::parse("bad name: x").is_err());
+    }
+
+    #[test]
+    fn header_values_expand_environment_variables() {
+        // PATH is set in every test environment; a made-up name is not.
+        let h = SecretHeader::parse("X-Path: p=${PATH}").unwrap();
+        let (_, v) = h.resolve().unwrap();
+        assert!(v.to_str().unwrap().starts_with("p=/"));
+        let h = SecretHeader::parse("X-T: ${CUTOVER_ALERTS_SURELY_UNSET_VAR}").unwrap();
+        assert!(
+            h.resolve()
+                .unwrap_err()
+                .contains("CUTOVER_ALERTS_SURELY_UNSET_VAR")
+        );
+    }
+}

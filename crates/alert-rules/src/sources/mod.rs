@@ -1,0 +1,129 @@
+//! Where samples come from. Each kind is a module; [`Source`] is the configured choice.
+
+pub mod command;
+pub mod host;
+pub mod json;
+pub mod process;
+pub mod prometheus;
+
+use serde::Serialize;
+
+use crate::sample::Sample;
+
+pub use command::CommandSource;
+pub use host::{HostFact, HostSource};
+pub use json::{JsonSource, SecretHeader};
+pub use process::{ProcessField, ProcessSource, ProcessTarget};
+pub use prometheus::{Aggregate, PrometheusSource};
+
+/// Anything that yields one sample per call. Implementations never fail as a `Result`: a
+/// source that cannot be read yields [`Sample::Error`], and one that has no value yields
+/// [`Sample::NoData`], because the rule, not the source, decides what those mean.
+pub trait MetricSource {
+    /// Takes one sample.
+    fn sample(&self) -> impl Future<Output = Sample> + Send;
+}
+
+impl<T: MetricSource + Sync> MetricSource for &T {
+    fn sample(&self) -> impl Future<Output = Sample> + Send {
+        (**self).sample()
+    }
+}
+
+impl<T: MetricSource + Sync + Send> MetricSource for Box<T> {
+    fn sample(&self) -> impl Future<Output = Sample> + Send {
+        (**self).sample()
+    }
+}
+
+/// A configured source: one of the kinds this crate ships.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A JSON endpoint and pointer.
+    Http(JsonSource),
+    /// A series on a Prometheus `/metrics` page.
+    Prometheus(PrometheusSource),
+    /// A command's output.
+    Command(CommandSource),
+    /// A process's resource use.
+    Process(ProcessSource),
+    /// A host fact.
+    Host(HostSource),
+}
+
+impl Source {
+    /// A short description for listings (`GET http://127.0.0.1:7000 /latency_ms/p95`), never
+    /// showing URL paths' secrets or header values.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Http(s) => format!("json {} {}", s.url_for_display(), s.pointer),
+            Source::Prometheus(s) => {
+                format!(
+                    "prometheus {} {}",
+                    crate::http::redacted_target(&s.url),
+                    prometheus::selector(&s.metric, &s.labels)
+                )
+            }
+            Source::Command(s) => format!("command {}", s.argv.first().map_or("", String::as_str)),
+            Source::Process(s) => match (&s.target.pid, &s.target.pid_file) {
+                (Some(pid), _) => format!("process pid {pid} {:?}", s.field),
+                (None, Some(f)) => format!("process {} {:?}", f.display(), s.field),
+                (None, None) => "process ?".to_owned(),
+            },
+            Source::Host(s) => format!("host {:?} {}", s.fact, s.path.display()),
+        }
+    }
+
+    /// Resolves relative file paths (pid files) against `base`, usually the manifest's folder.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Source::Process(p) = self
+            && let Some(file) = &p.target.pid_file
+            && file.is_relative()
+        {
+            p.target.pid_file = Some(base.join(file));
+        }
+    }
+}
+
+impl JsonSource {
+    /// The URL for listings: scheme, host, port and path (no query string, which may carry a
+    /// token).
+    pub fn url_for_display(&self) -> String {
+        let path = self
+            .url
+            .parse::<http::Uri>()
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        format!("{}{path}", crate::http::redacted_target(&self.url))
+    }
+}
+
+impl MetricSource for Source {
+    async fn sample(&self) -> Sample {
+        match self {
+            Source::Http(s) => s.sample().await,
+            Source::Prometheus(s) => s.sample().await,
+            Source::Command(s) => s.sample().await,
+            Source::Process(s) => s.sample().await,
+            Source::Host(s) => s.sample().await,
+        }
+    }
+}
+
+macro_rules! impl_metric_source {
+    ($($t:ty),*) => {$(
+        impl MetricSource for $t {
+            fn sample(&self) -> impl Future<Output = Sample> + Send {
+                <$t>::sample(self)
+            }
+        }
+    )*};
+}
+impl_metric_source!(
+    JsonSource,
+    PrometheusSource,
+    CommandSource,
+    ProcessSource,
+    HostSource
+);
