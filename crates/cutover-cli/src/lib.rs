@@ -33,7 +33,9 @@ pub const EXIT_LOCKED: i32 = 75;
 pub const EXIT_CONFIG: i32 = manifest_loader::EXIT_INVALID_CONFIG;
 
 /// The verdict of anything that judges, as printed in `"status"` and mapped to an exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// All good.
@@ -77,7 +79,11 @@ impl Status {
                 Status::Fail => 3,
             }
         }
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -128,7 +134,9 @@ pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests calling main twice) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => builder.with_ansi(ansi).try_init(),
@@ -184,7 +192,10 @@ mod tests {
         assert_eq!(Warn.worst(Unknown), Unknown);
         assert_eq!(Unknown.worst(Fail), Fail);
         assert_eq!(Fail.worst(Ok), Fail);
-        assert_eq!([Ok, Warn, Fail, Unknown].map(Status::exit_code), [0, 1, 2, 3]);
+        assert_eq!(
+            [Ok, Warn, Fail, Unknown].map(Status::exit_code),
+            [0, 1, 2, 3]
+        );
     }
 
     #[test]

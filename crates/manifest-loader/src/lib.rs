@@ -40,8 +40,19 @@ pub const EXIT_INVALID_CONFIG: i32 = 78;
 
 /// Every top-level table the manifest may hold. A key outside this list is a typo.
 pub const KNOWN_TABLES: &[&str] = &[
-    "service", "layout", "process", "proxy", "preflight", "backup", "probe", "alert", "perf",
-    "hooks", "deploy", "monitor", "rollback",
+    "service",
+    "layout",
+    "process",
+    "proxy",
+    "preflight",
+    "backup",
+    "probe",
+    "alert",
+    "perf",
+    "hooks",
+    "deploy",
+    "monitor",
+    "rollback",
 ];
 
 /// What went wrong while finding, reading or interpreting a manifest.
@@ -49,7 +60,9 @@ pub const KNOWN_TABLES: &[&str] = &[
 #[non_exhaustive]
 pub enum ManifestError {
     /// The manifest named by `--manifest` does not exist.
-    #[error("manifest {path} does not exist; pass --manifest PATH or run from the directory holding cutover.toml")]
+    #[error(
+        "manifest {path} does not exist; pass --manifest PATH or run from the directory holding cutover.toml"
+    )]
     NotFound {
         /// The path that was looked for.
         path: PathBuf,
@@ -100,7 +113,11 @@ impl Manifest {
             Some(path) => Self::load(path).map(Some),
             None => {
                 let path = Path::new(DEFAULT_FILE_NAME);
-                if path.exists() { Self::load(path).map(Some) } else { Ok(None) }
+                if path.exists() {
+                    Self::load(path).map(Some)
+                } else {
+                    Ok(None)
+                }
             }
         }
     }
@@ -109,9 +126,14 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
-                ManifestError::NotFound { path: path.to_path_buf() }
+                ManifestError::NotFound {
+                    path: path.to_path_buf(),
+                }
             } else {
-                ManifestError::Read { path: path.to_path_buf(), source }
+                ManifestError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
         })?;
         Self::from_str(path, &text)
@@ -120,7 +142,10 @@ impl Manifest {
     /// Builds a manifest from text already in memory; `path` is used in messages and to resolve
     /// relative paths.
     pub fn from_str(path: impl Into<PathBuf>, text: &str) -> Result<Self, ManifestError> {
-        let manifest = Self { path: path.into(), text: text.to_owned() };
+        let manifest = Self {
+            path: path.into(),
+            text: text.to_owned(),
+        };
         let top: toml::Table = toml::from_str(text).map_err(|e| manifest.error(&e, ""))?;
         for key in top.keys() {
             if !KNOWN_TABLES.contains(&key.as_str()) {
@@ -156,28 +181,49 @@ impl Manifest {
 
     /// Resolves a path from the manifest against the manifest's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.dir().join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir().join(path)
+        }
     }
 
     /// Deserialises the value at the dotted `key` (`"preflight"`, `"service.secrets"`,
     /// `"probe"` for an array of tables). `Ok(None)` when the key is absent.
     pub fn table<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ManifestError> {
         let segments: Vec<&str> = key.split('.').collect();
-        let deserializer = toml::Deserializer::parse(&self.text).map_err(|e| self.error(&e, key))?;
-        Pick::<T> { segments: &segments, marker: std::marker::PhantomData }
-            .deserialize(deserializer)
-            .map_err(|e| self.error(&e, key))
+        let deserializer =
+            toml::Deserializer::parse(&self.text).map_err(|e| self.error(&e, key))?;
+        Pick::<T> {
+            segments: &segments,
+            marker: std::marker::PhantomData,
+        }
+        .deserialize(deserializer)
+        .map_err(|e| self.error(&e, key))
     }
 
     fn error(&self, err: &toml::de::Error, key: &str) -> ManifestError {
-        let (line, column) = err.span().map(|s| line_col(&self.text, s.start)).unwrap_or((0, 0));
+        let (line, column) = err
+            .span()
+            .map(|s| line_col(&self.text, s.start))
+            .unwrap_or((0, 0));
         let mut message = err.message().trim().to_owned();
         if let Some(hint) = unknown_field_hint(&message) {
             message.push_str(&hint);
         }
-        let key = if key.is_empty() { "(document)".to_owned() } else { key.to_owned() };
+        let key = if key.is_empty() {
+            "(document)".to_owned()
+        } else {
+            key.to_owned()
+        };
         let message = format!("in `{key}`: {message}");
-        ManifestError::Invalid { path: self.path.clone(), line, column, key, message }
+        ManifestError::Invalid {
+            path: self.path.clone(),
+            line,
+            column,
+            key,
+            message,
+        }
     }
 }
 
@@ -190,7 +236,10 @@ struct Pick<'a, T> {
 impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Pick<'_, T> {
     type Value = Option<T>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
@@ -210,7 +259,10 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Pick<'_, T> {
                     found = if rest.is_empty() {
                         Some(map.next_value::<T>()?)
                     } else {
-                        map.next_value_seed(Pick::<T> { segments: rest, marker: std::marker::PhantomData })?
+                        map.next_value_seed(Pick::<T> {
+                            segments: rest,
+                            marker: std::marker::PhantomData,
+                        })?
                     };
                 }
                 _ => {
@@ -316,7 +368,8 @@ name = "ready"
     #[test]
     fn picks_a_nested_key() {
         let m = Manifest::from_str("cutover.toml", GOOD).unwrap();
-        let s: std::collections::BTreeMap<String, String> = m.table("service.secrets").unwrap().unwrap();
+        let s: std::collections::BTreeMap<String, String> =
+            m.table("service.secrets").unwrap().unwrap();
         assert_eq!(s["KEY"], "env:KEY");
     }
 
@@ -325,7 +378,15 @@ name = "ready"
         let text = GOOD.replace("warn_below = \"20GB\"", "warn_belw = \"20GB\"");
         let m = Manifest::from_str("cutover.toml", &text).unwrap();
         let err = m.table::<Preflight>("preflight").unwrap_err();
-        let ManifestError::Invalid { line, column, ref message, .. } = err else { panic!("{err:?}") };
+        let ManifestError::Invalid {
+            line,
+            column,
+            ref message,
+            ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
         assert_eq!((line, column), (11, 1), "{message}");
         assert!(message.contains("did you mean `warn_below`?"), "{message}");
         assert_eq!(err.exit_code(), 78);
@@ -341,7 +402,9 @@ name = "ready"
     #[test]
     fn syntax_error_names_the_position() {
         let err = Manifest::from_str("m.toml", "[service]\nname = \n").unwrap_err();
-        let ManifestError::Invalid { line, .. } = err else { panic!("{err:?}") };
+        let ManifestError::Invalid { line, .. } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(line, 2);
     }
 
@@ -349,7 +412,9 @@ name = "ready"
     fn type_error_names_the_position() {
         let m = Manifest::from_str("m.toml", "[preflight]\nignore = 3\n").unwrap();
         let err = m.table::<Preflight>("preflight").unwrap_err();
-        let ManifestError::Invalid { line, column, .. } = &err else { panic!("{err:?}") };
+        let ManifestError::Invalid { line, column, .. } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!((*line, *column), (2, 10), "{err}");
     }
 
