@@ -1,0 +1,487 @@
+//! `cutover-probe`: runs health probes and waits for readiness.
+//!
+//! ```text
+//! cutover-probe run                               # every [[probe]] of ./cutover.toml
+//! cutover-probe run --suite smoke                 # the probes with suite = "smoke"
+//! cutover-probe run --suite demo-hub --base-url http://127.0.0.1:7000
+//! cutover-probe run --url http://127.0.0.1:7000/api/health --expect-json '/state=="ready"'
+//! cutover-probe wait --suite demo-hub --period 1s --failure-threshold 30
+//! ```
+//!
+//! Exit codes: 0 every probe ok, 2 a probe failed (or the wait gave up), 3 the probes could not
+//! be run (bad URL, missing CA file, unresolvable secret), 64 usage, 78 invalid configuration.
+//! `--json` prints `{status, probes: [{name, status, reason, status_code, timings_ms}]}` (and,
+//! for `wait`, the attempt history). This binary is argument parsing and rendering only; the
+//! work is in the health-probe crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, EXIT_USAGE, Status};
+use health_probe::{
+    DEMO_SUITE, HeaderSource, HttpTarget, JsonAssertion, Outcome, PrepareOptions, ProbeConfig,
+    ProbeError, ProbeResult, SecretRef, StatusSet, SuiteProbe, SuiteReport, WaitPolicy,
+};
+use serde::Serialize;
+
+/// The base URL of the demo suite and of probe URLs written as paths, when none is given.
+const DEFAULT_BASE_URL: &str = "http://127.0.0.1:7000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover-probe",
+    version,
+    about = "Health probes that tell \"ready\" from \"merely listening\"."
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the probes once, concurrently, and reports each.
+    Run(Select),
+    /// Probes until ready (Kubernetes semantics) or until the thresholds or the budget give up.
+    Wait {
+        #[command(flatten)]
+        select: Select,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+/// Which probes: ad hoc from flags (`--url`), a suite (`--suite`), or the manifest's `[[probe]]`.
+#[derive(Debug, Args)]
+struct Select {
+    /// Run the probes of this suite: a `suite` named in the manifest, or the built-in `demo-hub`.
+    #[arg(long, value_name = "NAME", conflicts_with = "url")]
+    suite: Option<String>,
+    /// Base URL for the demo suite and for manifest probe URLs written as a path.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_BASE_URL)]
+    base_url: String,
+    #[command(flatten)]
+    adhoc: AdHoc,
+}
+
+/// One ad hoc HTTP probe.
+#[derive(Debug, Args)]
+struct AdHoc {
+    /// Probe this URL (ad hoc; the manifest is not read).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// The probe's name in reports.
+    #[arg(long, value_name = "NAME", default_value = "probe", requires = "url")]
+    name: String,
+    /// Request method.
+    #[arg(long, value_name = "METHOD", default_value = "GET", requires = "url")]
+    method: String,
+    /// A request header, `Name: value` (repeatable). Not for credentials: use --bearer-token.
+    #[arg(long = "header", value_name = "K:V", value_parser = parse_header, requires = "url")]
+    headers: Vec<(String, String)>,
+    /// A secret reference (env:NAME, file:/path, op://…) whose value is sent as
+    /// `Authorization: Bearer …`; the reference, never the token itself.
+    // Parsed after clap, so that a token passed here by mistake is not echoed in its error.
+    #[arg(long, value_name = "REF", requires = "url")]
+    bearer_token: Option<String>,
+    /// A request body.
+    #[arg(long, value_name = "TEXT", requires = "url")]
+    body: Option<String>,
+    /// Accepted status codes: codes, classes and ranges, comma-separated (200,204 or 2xx,301).
+    #[arg(long, value_name = "LIST", value_parser = parse_status, requires = "url")]
+    expect_status: Option<StatusSet>,
+    /// A JSON assertion (repeatable): POINTER OP [VALUE] with OP one of ==, !=, <, <=, >, >=,
+    /// in [..], exists, absent, nonempty, =~ REGEX; values are JSON (quote strings), as in
+    /// '/state=="ready"', '/tools nonempty', '/rate<=0.5', '/version =~ ^4\.'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_assertion, requires = "url")]
+    expect_json: Vec<JsonAssertion>,
+    /// A regex the body must match.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex, requires = "url")]
+    body_regex: Option<String>,
+    /// Latency budget for the whole attempt (500ms, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "url")]
+    max_latency: Option<Duration>,
+    /// Limit on one whole attempt.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s", requires = "url")]
+    timeout: Duration,
+    /// A PEM file of extra CA certificates to trust.
+    #[arg(long, value_name = "PATH", requires = "url")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the server's certificate.
+    #[arg(long, requires = "url")]
+    insecure: bool,
+    /// Follow up to N redirects (default: a redirect is judged as it is).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "url")]
+    follow_redirects: u8,
+}
+
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    /// Time before the first attempt.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    initial_delay: Duration,
+    /// Time between the starts of two attempts.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+    period: Duration,
+    /// Successes in a row needed.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    success_threshold: u32,
+    /// Failed attempts after which the wait gives up.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    failure_threshold: u32,
+    /// An overall limit on the wait.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    budget: Option<Duration>,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| "expected `Name: value`".to_owned())?;
+    if name.trim().is_empty() {
+        return Err("the header name is empty".to_owned());
+    }
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+fn parse_regex(text: &str) -> Result<String, String> {
+    regex::Regex::new(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_status(text: &str) -> Result<StatusSet, String> {
+    text.parse().map_err(|e: ProbeError| e.to_string())
+}
+
+fn parse_assertion(text: &str) -> Result<JsonAssertion, String> {
+    text.parse().map_err(|e: ProbeError| e.to_string())
+}
+
+/// Why the probes could not be judged.
+#[derive(Debug)]
+enum Stop {
+    /// Exit 64 with this message.
+    Usage(String),
+    /// Exit 78.
+    Config(String),
+    /// Exit 3.
+    CannotRun(String),
+}
+
+impl From<ProbeError> for Stop {
+    fn from(err: ProbeError) -> Self {
+        if err.is_config() {
+            Stop::Config(err.to_string())
+        } else {
+            Stop::CannotRun(err.to_string())
+        }
+    }
+}
+
+/// What was selected, ready to prepare.
+struct Plan {
+    name: String,
+    configs: Vec<ProbeConfig>,
+    options: PrepareOptions,
+}
+
+fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
+    if let Some(url) = &select.adhoc.url {
+        let a = &select.adhoc;
+        let mut target = HttpTarget::get(url);
+        target.method.clone_from(&a.method);
+        target.headers = a
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), HeaderSource::Value(v.clone())))
+            .collect();
+        target.bearer_token = a
+            .bearer_token
+            .as_deref()
+            .map(SecretRef::parse)
+            .transpose()
+            .map_err(|e| Stop::Usage(format!("--bearer-token: {e}")))?;
+        target.body.clone_from(&a.body);
+        target.expect_status = a.expect_status.clone().unwrap_or_default();
+        target.expect_json.clone_from(&a.expect_json);
+        target.body_regex.clone_from(&a.body_regex);
+        target.ca_file.clone_from(&a.ca_file);
+        target.insecure = a.insecure;
+        target.follow_redirects = a.follow_redirects;
+        let mut config = ProbeConfig::http(a.name.clone(), target).with_timeout(a.timeout);
+        config.max_latency = a.max_latency;
+        return Ok(Plan {
+            name: a.name.clone(),
+            configs: vec![config],
+            options: PrepareOptions::default(),
+        });
+    }
+
+    // The demo suite needs no manifest; do not fail on a broken one that is not needed.
+    let manifest = match (common.manifest(), select.suite.as_deref()) {
+        (Ok(m), _) => m,
+        (Err(_), Some(DEMO_SUITE)) if common.manifest.is_none() => None,
+        (Err(e), _) => return Err(Stop::Config(e.to_string())),
+    };
+    let configs: Vec<ProbeConfig> = match &manifest {
+        Some(m) => m
+            .table::<Vec<ProbeConfig>>("probe")
+            .map_err(|e| Stop::Config(e.to_string()))?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let options = PrepareOptions {
+        base_dir: manifest.as_ref().map(|m| m.dir()),
+        base_url: Some(select.base_url.clone()),
+        ..PrepareOptions::default()
+    };
+    match &select.suite {
+        Some(name) => {
+            let configs = health_probe::select_suite(&configs, name, &select.base_url, None)?;
+            Ok(Plan {
+                name: name.clone(),
+                configs,
+                options,
+            })
+        }
+        None if configs.is_empty() => Err(Stop::Usage(match manifest {
+            Some(m) => format!(
+                "{} has no [[probe]] entries; give --url, --suite {DEMO_SUITE}, or add probes",
+                m.path().display()
+            ),
+            None => format!(
+                "nothing to probe: give --url URL, --suite {DEMO_SUITE}, or run where cutover.toml has [[probe]] entries"
+            ),
+        })),
+        None => Ok(Plan {
+            name: "all".to_owned(),
+            configs,
+            options,
+        }),
+    }
+}
+
+/// One probe in the JSON document.
+#[derive(Debug, Serialize)]
+struct ProbeJson<'a> {
+    name: &'a str,
+    status: Status,
+    reason: &'a str,
+    status_code: Option<u16>,
+    timings_ms: &'a health_probe::Timings,
+}
+
+fn status_of(outcome: Outcome) -> Status {
+    match outcome {
+        Outcome::Ok => Status::Ok,
+        Outcome::Fail => Status::Fail,
+    }
+}
+
+fn probes_json(results: &[ProbeResult]) -> Vec<ProbeJson<'_>> {
+    results
+        .iter()
+        .map(|r| ProbeJson {
+            name: &r.name,
+            status: status_of(r.status),
+            reason: &r.reason,
+            status_code: r.status_code,
+            timings_ms: &r.timings_ms,
+        })
+        .collect()
+}
+
+fn print_table(results: &[ProbeResult]) {
+    let width = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for r in results {
+        let code = r
+            .status_code
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let verdict = if r.is_ok() { "ok  " } else { "FAIL" };
+        println!(
+            "{verdict}  {:<width$}  {code:>3}  {:>9.1} ms  {}",
+            r.name, r.timings_ms.total_ms, r.reason
+        );
+    }
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    println!("{ok}/{} probes ok", results.len());
+}
+
+async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
+    let plan = plan(common, select)?;
+    let probes = health_probe::prepare_all(&plan.configs, &plan.options).await?;
+    let report: SuiteReport = health_probe::run_suite(&probes).await;
+    let status = status_of(report.status);
+    if common.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            status: Status,
+            suite: &'a str,
+            probes: Vec<ProbeJson<'a>>,
+        }
+        let doc = Doc {
+            status,
+            suite: &plan.name,
+            probes: probes_json(&report.probes),
+        };
+        cutover_cli::print_json(&doc)
+            .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
+    } else {
+        print_table(&report.probes);
+    }
+    Ok(status.exit_code())
+}
+
+async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Result<i32, Stop> {
+    let plan = plan(common, select)?;
+    let probes = health_probe::prepare_all(&plan.configs, &plan.options).await?;
+    let suite = SuiteProbe::new(plan.name.clone(), probes);
+    let policy = WaitPolicy {
+        initial_delay: policy.initial_delay,
+        period: policy.period,
+        success_threshold: policy.success_threshold,
+        failure_threshold: policy.failure_threshold,
+        budget: policy.budget,
+    };
+    let outcome = health_probe::wait_ready(&suite, &policy).await;
+    let last = suite.last_report().map(|r| r.probes).unwrap_or_default();
+    let (status, attempts, elapsed_ms, history, message) = match &outcome {
+        Ok(report) => (
+            Status::Ok,
+            report.attempts,
+            report.elapsed_ms,
+            report.history.clone(),
+            format!(
+                "ready after {} attempts in {:.0} ms",
+                report.attempts, report.elapsed_ms
+            ),
+        ),
+        Err(ProbeError::NotReady {
+            attempts,
+            elapsed,
+            history,
+            ..
+        }) => (
+            Status::Fail,
+            *attempts,
+            elapsed.as_secs_f64() * 1000.0,
+            history.clone(),
+            outcome_message(&outcome),
+        ),
+        Err(_) => return outcome.map(|_| 0).map_err(Stop::from),
+    };
+    if common.json {
+        #[derive(Serialize)]
+        struct AttemptJson<'a> {
+            number: u32,
+            at_ms: f64,
+            status: Status,
+            reason: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            status: Status,
+            suite: &'a str,
+            attempts: u32,
+            elapsed_ms: f64,
+            reason: &'a str,
+            probes: Vec<ProbeJson<'a>>,
+            history: Vec<AttemptJson<'a>>,
+        }
+        let doc = Doc {
+            status,
+            suite: &plan.name,
+            attempts,
+            elapsed_ms,
+            reason: &message,
+            probes: probes_json(&last),
+            history: history
+                .iter()
+                .map(|a| AttemptJson {
+                    number: a.number,
+                    at_ms: a.at_ms,
+                    status: status_of(a.result.status),
+                    reason: &a.result.reason,
+                })
+                .collect(),
+        };
+        cutover_cli::print_json(&doc)
+            .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
+    } else {
+        if status != Status::Ok {
+            for a in &history {
+                println!(
+                    "#{:<3} {:>8.0} ms  {}  {}",
+                    a.number,
+                    a.at_ms,
+                    a.result.status.as_str(),
+                    a.result.reason
+                );
+            }
+        }
+        print_table(&last);
+        println!("{message}");
+    }
+    Ok(status.exit_code())
+}
+
+fn outcome_message<T>(outcome: &Result<T, ProbeError>) -> String {
+    match outcome {
+        Ok(_) => "ready".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    // One probe or a handful: a single-threaded runtime starts faster and is plenty.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit(EXIT_UNKNOWN);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Run(select) => run(&cli.common, select).await,
+            Command::Wait { select, policy } => wait(&cli.common, select, policy).await,
+        }
+    });
+    match result {
+        Ok(code) => exit(code),
+        Err(stop) => {
+            let (code, message) = match stop {
+                Stop::Usage(m) => (EXIT_USAGE, m),
+                Stop::Config(m) => (EXIT_CONFIG, m),
+                Stop::CannotRun(m) => (EXIT_UNKNOWN, m),
+            };
+            tracing::error!(%message, code, "cutover-probe stopped");
+            if cli.common.json && code == EXIT_UNKNOWN {
+                let doc =
+                    serde_json::json!({"status": Status::Unknown, "reason": message, "probes": []});
+                let _ = cutover_cli::print_json(&doc);
+            }
+            eprintln!("error: {message}");
+            exit(code)
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
