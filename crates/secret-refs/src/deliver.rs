@@ -30,20 +30,21 @@ pub trait CommandSecretExt {
     fn secret_env(&mut self, name: &str, secret: &Secret) -> Result<&mut Self, SecretError>;
 
     /// Sets several variables, such as the map from
-    /// [`Resolver::resolve_all`](crate::Resolver::resolve_all) (`map.iter().map(|(k, v)| (k.as_str(), v))`).
+    /// [`Resolver::resolve_all`](crate::Resolver::resolve_all) (`cmd.secret_envs(&map)`).
     ///
     /// # Errors
     /// As [`secret_env`](Self::secret_env); nothing is set if any entry is refused.
-    fn secret_envs<'a, I>(&mut self, secrets: I) -> Result<&mut Self, SecretError>
+    fn secret_envs<'a, I, K>(&mut self, secrets: I) -> Result<&mut Self, SecretError>
     where
-        I: IntoIterator<Item = (&'a str, &'a Secret)>,
+        I: IntoIterator<Item = (K, &'a Secret)>,
+        K: AsRef<str>,
     {
-        let secrets: Vec<(&str, &Secret)> = secrets.into_iter().collect();
+        let secrets: Vec<(K, &Secret)> = secrets.into_iter().collect();
         for (name, secret) in &secrets {
-            check_env_entry(name, secret, "an environment variable")?;
+            check_env_entry(name.as_ref(), secret, "an environment variable")?;
         }
-        for (name, secret) in secrets {
-            self.secret_env(name, secret)?;
+        for (name, secret) in &secrets {
+            self.secret_env(name.as_ref(), secret)?;
         }
         Ok(self)
     }

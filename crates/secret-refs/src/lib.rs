@@ -50,7 +50,7 @@
 //!
 //! // Hand them to a child by environment, never by argument...
 //! let mut child = std::process::Command::new("true");
-//! child.secret_envs(secrets.iter().map(|(k, v)| (k.as_str(), v)))?;
+//! child.secret_envs(&secrets)?;
 //!
 //! // ...or write an env file for systemd's EnvironmentFile=.
 //! let dir = tempfile::tempdir().unwrap();

@@ -57,18 +57,18 @@ impl Redactor {
         if value.len() < MIN_REDACTED_LEN {
             return;
         }
-        let mut forms: Vec<Zeroizing<Vec<u8>>> = vec![Zeroizing::new(value.as_bytes().to_vec())];
-        if let Ok(json) = serde_json::to_string(value).map(Zeroizing::new)
-            && json.len() >= 2
-        {
-            forms.push(Zeroizing::new(json.as_bytes()[1..json.len() - 1].to_vec()));
-        }
         let debug = Zeroizing::new(value.escape_debug().to_string());
-        forms.push(Zeroizing::new(debug.as_bytes().to_vec()));
+        let forms: Vec<Zeroizing<Vec<u8>>> = vec![
+            Zeroizing::new(value.as_bytes().to_vec()),
+            json_escaped(value),
+            Zeroizing::new(debug.as_bytes().to_vec()),
+            // A `{:?}` field inside a JSON log line is escaped twice.
+            json_escaped(&debug),
+        ];
 
         let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
         for form in forms {
-            if !values.iter().any(|v| **v == *form) {
+            if !form.is_empty() && !values.iter().any(|v| **v == *form) {
                 values.push(form);
             }
         }
@@ -106,6 +106,16 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `value` as it appears inside a JSON string (without the quotes).
+fn json_escaped(value: &str) -> Zeroizing<Vec<u8>> {
+    let json = Zeroizing::new(serde_json::to_string(value).unwrap_or_default());
+    let inner = json
+        .as_bytes()
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or_default();
+    Zeroizing::new(inner.to_vec())
 }
 
 /// Replaces every occurrence of `needle`; `None` when there is none.
