@@ -55,6 +55,24 @@ pub(crate) fn redacted_target(url: &str) -> String {
     }
 }
 
+/// `scheme://host:port/path` of a URL, for listings: the query string stays out because it
+/// may carry a token.
+pub(crate) fn display_url(url: &str) -> String {
+    let path = url
+        .parse::<Uri>()
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default();
+    format!("{}{path}", redacted_target(url))
+}
+
+/// Serialises a source URL the way listings show it ([`display_url`]).
+pub(crate) fn serialize_url<S: serde::Serializer>(
+    url: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&display_url(url))
+}
+
 /// Checks a URL once, at configuration time: http or https, with a host.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let uri: Uri = url

@@ -79,6 +79,7 @@ fn expand_env(text: &str) -> Result<String, String> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JsonSource {
     /// The endpoint (`http://127.0.0.1:7000/api/stats`).
+    #[serde(serialize_with = "crate::http::serialize_url")]
     pub url: String,
     /// An RFC 6901 JSON pointer to the field (`/latency_ms/p95`).
     pub pointer: String,

@@ -67,11 +67,11 @@ impl Source {
             }
             Source::Command(s) => format!("command {}", s.argv.first().map_or("", String::as_str)),
             Source::Process(s) => match (&s.target.pid, &s.target.pid_file) {
-                (Some(pid), _) => format!("process pid {pid} {:?}", s.field),
-                (None, Some(f)) => format!("process {} {:?}", f.display(), s.field),
+                (Some(pid), _) => format!("process pid {pid} {}", snake(&s.field)),
+                (None, Some(f)) => format!("process {} {}", f.display(), snake(&s.field)),
                 (None, None) => "process ?".to_owned(),
             },
-            Source::Host(s) => format!("host {:?} {}", s.fact, s.path.display()),
+            Source::Host(s) => format!("host {} {}", snake(&s.fact), s.path.display()),
         }
     }
 
@@ -84,6 +84,14 @@ impl Source {
             p.target.pid_file = Some(base.join(file));
         }
     }
+}
+
+/// The serde (snake_case) name of a unit enum variant.
+fn snake<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 impl JsonSource {

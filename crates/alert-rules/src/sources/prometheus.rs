@@ -205,6 +205,7 @@ pub fn selector(metric: &str, labels: &BTreeMap<String, String>) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PrometheusSource {
     /// The endpoint (`http://127.0.0.1:7000/metrics`).
+    #[serde(serialize_with = "crate::http::serialize_url")]
     pub url: String,
     /// The metric name.
     pub metric: String,
