@@ -1,0 +1,461 @@
+//! `cutover-edge`: render, check, start, switch and stop the nginx in front of a service, so
+//! that scripted pipelines can drive the proxy themselves. Settings come from cutover.toml's
+//! `[proxy]` table when a manifest is found, and from flags for one-off use (flags win).
+//!
+//! Exit codes: 0 done; 2 failed (a switch that was refused or not confirmed leaves traffic on
+//! the previous upstream); 3 nginx is not installed; 64 usage; 78 invalid configuration.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_FAIL, EXIT_UNKNOWN, Status, print_json};
+use edge_proxy::{
+    EdgeError, Layout, Nginx, NginxInstance, NginxSwitch, ProxyConfig, ProxyKind, RateLimit,
+    RenderOptions, SwitchTarget, TlsConfig, TrafficSwitch, admin_token_map_placeholder,
+    render_nginx_conf, render_upstream, stop_instance,
+};
+use serde_json::json;
+
+/// Drive the nginx in front of a cutover service.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-edge", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the nginx configuration (the admin token is shown as a placeholder).
+    Render(ProxyArgs),
+    /// Render into a scratch directory and run `nginx -t` on it.
+    Check(ProxyArgs),
+    /// Start a private nginx under --dir and return once it serves.
+    Up(UpArgs),
+    /// Move traffic to --upstream; returns once nginx shows it serving (exit 2 and traffic
+    /// unchanged otherwise).
+    Switch(SwitchArgs),
+    /// Stop the nginx under --dir (graceful, then forced).
+    Down(DownArgs),
+}
+
+/// Settings that shape the configuration; each overrides `[proxy]`.
+#[derive(Debug, Clone, Args)]
+struct ProxyArgs {
+    /// Plain-HTTP listen address (default without a manifest: a free loopback port).
+    #[arg(long, value_name = "ADDR")]
+    listen_http: Vec<SocketAddr>,
+    /// HTTPS listen address (turns TLS on).
+    #[arg(long, value_name = "ADDR")]
+    listen_https: Vec<SocketAddr>,
+    /// Generate a self-signed certificate (implies TLS; default HTTPS address: a free port).
+    #[arg(long)]
+    self_signed: bool,
+    /// Loopback control listener used to confirm switches (default: a free loopback port).
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
+    /// Rate limit for every rate-limited location, such as 10r/s.
+    #[arg(long, value_name = "RATE")]
+    rate_limit: Option<String>,
+    /// Burst for --rate-limit.
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
+    /// nginx server_name.
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The instance's directory (nginx prefix); default `[proxy] dir`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The upstream to serve first.
+    #[arg(long, value_name = "ADDR")]
+    upstream: Option<SocketAddr>,
+    /// How long to wait for nginx to serve.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+#[derive(Debug, Args)]
+struct SwitchArgs {
+    /// The instance's directory; default `[proxy] dir`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The upstream to move traffic to.
+    #[arg(long, value_name = "ADDR")]
+    upstream: SocketAddr,
+    /// The release id the new upstream's health answer must name.
+    #[arg(long, value_name = "ID")]
+    expect_release: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    /// The instance's directory; default `[proxy] dir`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// How long each stop step (quit, TERM) may take.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl From<EdgeError> for Failure {
+    fn from(err: EdgeError) -> Self {
+        let code = match &err {
+            EdgeError::InvalidConfig { .. } => EXIT_CONFIG,
+            EdgeError::NginxNotFound => EXIT_UNKNOWN,
+            _ => EXIT_FAIL,
+        };
+        Self {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<cutover_cli::ManifestError> for Failure {
+    fn from(err: cutover_cli::ManifestError) -> Self {
+        Self {
+            code: err.exit_code(),
+            message: err.to_string(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAIL as u8);
+        }
+    };
+    let json = cli.common.json;
+    let command = command_name(&cli.command);
+    match runtime.block_on(run(cli)) {
+        Ok(Output { doc, text }) => {
+            if json {
+                let mut doc = doc;
+                doc["status"] = json!(Status::Ok);
+                doc["command"] = json!(command);
+                let _ = print_json(&doc);
+            } else {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure { code, message }) => {
+            tracing::error!(%message, "{command} failed");
+            if json {
+                let status = if code == EXIT_UNKNOWN {
+                    Status::Unknown
+                } else {
+                    Status::Fail
+                };
+                let _ =
+                    print_json(&json!({ "status": status, "command": command, "error": message }));
+            }
+            eprintln!("error: {message}");
+            ExitCode::from(u8::try_from(code).unwrap_or(2))
+        }
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Render(_) => "render",
+        Command::Check(_) => "check",
+        Command::Up(_) => "up",
+        Command::Switch(_) => "switch",
+        Command::Down(_) => "down",
+    }
+}
+
+/// What a command prints: a JSON document (status added) or text.
+struct Output {
+    doc: serde_json::Value,
+    text: String,
+}
+
+async fn run(cli: Cli) -> Result<Output, Failure> {
+    let manifest = cli.common.manifest()?;
+    let mut from_manifest: Option<ProxyConfig> = match &manifest {
+        Some(m) => m.table("proxy")?,
+        None => None,
+    };
+    if let (Some(m), Some(config)) = (&manifest, from_manifest.as_mut())
+        && let Some(dir) = &config.dir
+    {
+        config.dir = Some(m.resolve(dir));
+    }
+    match cli.command {
+        Command::Render(args) => render(build_config(from_manifest, &args)?),
+        Command::Check(args) => check(build_config(from_manifest, &args)?).await,
+        Command::Up(args) => {
+            let config = build_config(from_manifest, &args.proxy)?;
+            let dir = pick_dir(args.dir, Some(&config))?;
+            up(config, dir, args.upstream, args.timeout).await
+        }
+        Command::Switch(args) => {
+            let dir = pick_dir(args.dir, from_manifest.as_ref())?;
+            switch(dir, args.upstream, args.expect_release).await
+        }
+        Command::Down(args) => {
+            let dir = pick_dir(args.dir, from_manifest.as_ref())?;
+            let nginx = Nginx::locate()?;
+            let layout = Layout::new(&dir);
+            let was_running = stop_instance(&nginx, &layout, args.timeout).await?;
+            Ok(Output {
+                doc: json!({ "dir": layout.prefix(), "was_running": was_running }),
+                text: format!(
+                    "nginx under {} {}\n",
+                    layout.prefix().display(),
+                    if was_running {
+                        "stopped"
+                    } else {
+                        "was not running"
+                    }
+                ),
+            })
+        }
+    }
+}
+
+fn pick_dir(flag: Option<PathBuf>, config: Option<&ProxyConfig>) -> Result<PathBuf, Failure> {
+    flag.or_else(|| config.and_then(|c| c.dir.clone()))
+        .ok_or_else(|| Failure {
+            code: cutover_cli::EXIT_USAGE,
+            message: "no directory: pass --dir DIR or set [proxy] dir".to_owned(),
+        })
+}
+
+/// The `[proxy]` table with flags applied, or a configuration from flags alone.
+fn build_config(
+    from_manifest: Option<ProxyConfig>,
+    args: &ProxyArgs,
+) -> Result<ProxyConfig, Failure> {
+    let mut config = match from_manifest {
+        Some(config) => config,
+        None => {
+            let http = args
+                .listen_http
+                .first()
+                .copied()
+                .map_or_else(free_loopback, Ok)?;
+            let control = args.control.map_or_else(free_loopback, Ok)?;
+            let mut config = ProxyConfig::minimal(http, control);
+            config.listen_http = if args.listen_http.is_empty() {
+                vec![http]
+            } else {
+                args.listen_http.clone()
+            };
+            config
+        }
+    };
+    if config.kind == ProxyKind::None {
+        return Err(Failure {
+            code: EXIT_CONFIG,
+            message: "[proxy] kind = \"none\": there is no proxy to drive".to_owned(),
+        });
+    }
+    if !args.listen_http.is_empty() {
+        config.listen_http = args.listen_http.clone();
+    }
+    if let Some(control) = args.control {
+        config.control_listen = control;
+    }
+    if let Some(name) = &args.server_name {
+        config.server_name = name.clone();
+    }
+    if !args.listen_https.is_empty() || args.self_signed {
+        let listen = if args.listen_https.is_empty() {
+            match &config.tls {
+                Some(tls) => tls.listen.clone(),
+                None => vec![free_loopback()?],
+            }
+        } else {
+            args.listen_https.clone()
+        };
+        let tls = config.tls.get_or_insert_with(|| TlsConfig {
+            listen: listen.clone(),
+            cert: None,
+            key: None,
+            self_signed: true,
+            trusted_certificate: None,
+            hsts_max_age: Duration::from_secs(365 * 24 * 3600),
+        });
+        tls.listen = listen;
+        if args.self_signed {
+            tls.self_signed = true;
+            tls.cert = None;
+            tls.key = None;
+        }
+    }
+    if args.rate_limit.is_some() || args.burst.is_some() {
+        for loc in &mut config.locations {
+            let limit = loc.rate_limit.get_or_insert_with(|| RateLimit {
+                rate: "10r/s".to_owned(),
+                burst: 0,
+            });
+            if let Some(rate) = &args.rate_limit {
+                limit.rate = rate.clone();
+            }
+            if let Some(burst) = args.burst {
+                limit.burst = burst;
+            }
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn free_loopback() -> Result<SocketAddr, Failure> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Failure {
+            code: EXIT_FAIL,
+            message: format!("no free loopback port: {e}"),
+        })
+}
+
+fn render(config: ProxyConfig) -> Result<Output, Failure> {
+    let conf = render_nginx_conf(&config, &RenderOptions::default())?;
+    let upstream = config.upstream.map(render_upstream);
+    let token_map = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_ref())
+        .map(|_| admin_token_map_placeholder());
+    let mut text = conf.clone();
+    for (name, body) in [
+        ("upstream.conf", &upstream),
+        ("admin-token.map", &token_map),
+    ] {
+        if let Some(body) = body {
+            text.push_str(&format!("\n# ---- {name} ----\n"));
+            for line in body.lines() {
+                text.push_str(&format!("# {line}\n"));
+            }
+        }
+    }
+    Ok(Output {
+        doc: json!({ "nginx_conf": conf, "upstream_conf": upstream, "admin_token_map": token_map }),
+        text,
+    })
+}
+
+async fn check(config: ProxyConfig) -> Result<Output, Failure> {
+    let nginx = Nginx::locate()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("cutover-edge-check-")
+        .tempdir()
+        .map_err(|e| Failure {
+            code: EXIT_FAIL,
+            message: format!("cannot make a scratch directory: {e}"),
+        })?;
+    let layout = Layout::new(scratch.path());
+    let instance = NginxInstance::new(nginx, layout, config.clone());
+    // The check must not need the live secret: a well-formed stand-in token tests the syntax.
+    let stand_in = secret_refs::Secret::new("cutover-check-placeholder-token");
+    let upstream = config
+        .upstream
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)));
+    instance.write_config(Some(upstream), Some(&stand_in))?;
+    instance.check().await?;
+    Ok(Output {
+        doc: json!({ "nginx": instance.nginx().binary() }),
+        text: "nginx -t: configuration ok\n".to_owned(),
+    })
+}
+
+async fn up(
+    config: ProxyConfig,
+    dir: PathBuf,
+    upstream: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<Output, Failure> {
+    let nginx = Nginx::locate()?;
+    let layout = Layout::new(&dir);
+    let token = match config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+        Some(reference) => Some(
+            secret_refs::Resolver::new()
+                .resolve(reference)
+                .await
+                .map_err(|e| EdgeError::Token {
+                    reference: reference.to_string(),
+                    reason: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let instance = NginxInstance::new(nginx, layout, config);
+    instance.write_config(upstream, token.as_ref())?;
+    let state = instance.start(timeout).await?;
+    let current = instance.switcher().current().await?;
+    let text = format!(
+        "nginx serving under {} (pid {}): http {:?}, https {:?}, control {}, upstream {}\n",
+        instance.layout().prefix().display(),
+        state.pid,
+        state.listen_http,
+        state.listen_https,
+        state.control,
+        current.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+    );
+    Ok(Output {
+        doc: json!({
+            "dir": instance.layout().prefix(),
+            "pid": state.pid,
+            "listen_http": state.listen_http,
+            "listen_https": state.listen_https,
+            "control": state.control,
+            "upstream": current,
+        }),
+        text,
+    })
+}
+
+async fn switch(
+    dir: PathBuf,
+    upstream: SocketAddr,
+    expect_release: Option<String>,
+) -> Result<Output, Failure> {
+    let nginx = Nginx::locate()?;
+    let switcher = NginxSwitch::from_state(nginx, Layout::new(&dir))?;
+    let report = switcher
+        .switch(&SwitchTarget {
+            upstream,
+            expect_release,
+        })
+        .await?;
+    let text = format!(
+        "traffic moved {} -> {} (release {}) in {} ms\n",
+        report
+            .from
+            .map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        report.to,
+        report.release.as_deref().unwrap_or("unknown"),
+        report.elapsed.as_millis()
+    );
+    let doc = serde_json::to_value(&report).unwrap_or_default();
+    Ok(Output { doc, text })
+}

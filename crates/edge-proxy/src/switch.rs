@@ -1,0 +1,284 @@
+//! Moving traffic between upstreams: the [`TrafficSwitch`] trait and its nginx implementation.
+//!
+//! A switch with [`NginxSwitch`]:
+//! 1. asks the new upstream directly for its health path (2xx, and the expected release id when
+//!    one is given); if it is not healthy nothing is touched and traffic stays;
+//! 2. keeps the live include as `upstream.conf.prev` and writes the new one atomically;
+//! 3. runs `nginx -t`, then `nginx -s reload` (graceful: old workers finish in-flight requests);
+//! 4. polls the health path through nginx's control listener until the `X-Cutover-Upstream`
+//!    header names the new upstream (and the release id matches), within the switch timeout.
+//!
+//! If step 3 or 4 fails, the previous include is put back (tested and reloaded when nginx had
+//! already been reloaded) and the error says why and what state is live.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::EdgeError;
+use crate::fsutil::{read, write_atomic};
+use crate::http;
+use crate::layout::Layout;
+use crate::nginx::Nginx;
+use crate::render::{UPSTREAM_HEADER, parse_upstream, render_upstream};
+
+/// Where traffic should go, and how to recognise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchTarget {
+    /// The upstream address.
+    pub upstream: SocketAddr,
+    /// The release id the upstream's health answer must name, when known.
+    pub expect_release: Option<String>,
+}
+
+/// What a confirmed switch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchReport {
+    /// The upstream before.
+    pub from: Option<SocketAddr>,
+    /// The upstream now serving.
+    pub to: SocketAddr,
+    /// The release id seen through the proxy, if the health answer names one.
+    pub release: Option<String>,
+    /// Wall time from the first check to confirmation.
+    #[serde(with = "millis")]
+    pub elapsed: Duration,
+    /// Probes through the proxy until confirmation.
+    pub confirm_probes: u32,
+}
+
+mod millis {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+/// Moves traffic between upstreams; implemented for nginx, and by fakes in tests.
+pub trait TrafficSwitch {
+    /// The upstream serving now, if one is configured.
+    fn current(&self) -> impl Future<Output = Result<Option<SocketAddr>, EdgeError>> + Send;
+
+    /// Moves traffic to `target` and returns once it is confirmed serving; on failure traffic
+    /// stays on (or is put back to) the previous upstream.
+    fn switch(
+        &self,
+        target: &SwitchTarget,
+    ) -> impl Future<Output = Result<SwitchReport, EdgeError>> + Send;
+}
+
+/// The nginx implementation of [`TrafficSwitch`].
+#[derive(Debug, Clone)]
+pub struct NginxSwitch {
+    nginx: Nginx,
+    layout: Layout,
+    control: SocketAddr,
+    health_path: String,
+    release_field: String,
+    timeout: Duration,
+}
+
+/// The limit on one probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl NginxSwitch {
+    /// A switch for the instance under `layout`, confirming through `control` + `health_path`.
+    pub fn new(
+        nginx: Nginx,
+        layout: Layout,
+        control: SocketAddr,
+        health_path: String,
+        release_field: String,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            nginx,
+            layout,
+            control,
+            health_path,
+            release_field,
+            timeout,
+        }
+    }
+
+    /// The switch for an instance started earlier, from its state file.
+    ///
+    /// # Errors
+    /// As [`crate::InstanceState::load`].
+    pub fn from_state(nginx: Nginx, layout: Layout) -> Result<Self, EdgeError> {
+        let state = crate::InstanceState::load(&layout)?;
+        Ok(Self::new(
+            nginx,
+            layout,
+            state.control,
+            state.health_path,
+            state.release_field,
+            Duration::from_millis(state.switch_timeout_ms),
+        ))
+    }
+
+    /// Checks `target` directly (not through nginx): 2xx on the health path and the release.
+    async fn precheck(&self, target: &SwitchTarget) -> Result<(), EdgeError> {
+        let refuse = |reason: String| EdgeError::UpstreamUnhealthy {
+            upstream: target.upstream,
+            reason,
+        };
+        let answer = http::get(target.upstream, &self.health_path, PROBE_TIMEOUT)
+            .await
+            .map_err(refuse)?;
+        if !(200..300).contains(&answer.status) {
+            return Err(refuse(format!(
+                "{} answered {}",
+                self.health_path, answer.status
+            )));
+        }
+        if let Some(expected) = &target.expect_release {
+            let seen = answer.json_text(&self.release_field);
+            if seen.as_deref() != Some(expected.as_str()) {
+                return Err(refuse(format!(
+                    "{} names release {seen:?} at {}, expected {expected:?}",
+                    self.health_path, self.release_field
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls through nginx until the new upstream answers; the number of probes on success.
+    async fn confirm(&self, target: &SwitchTarget) -> Result<(u32, Option<String>), String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut probes = 0;
+        loop {
+            probes += 1;
+            let last = match http::get(self.control, &self.health_path, PROBE_TIMEOUT).await {
+                Ok(answer) => {
+                    // With a retry nginx lists every upstream tried; the last one answered.
+                    let served_by = answer
+                        .header(UPSTREAM_HEADER)
+                        .and_then(|v| v.rsplit([',', ' ']).next())
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    let release = answer.json_text(&self.release_field);
+                    let release_ok = target
+                        .expect_release
+                        .as_ref()
+                        .is_none_or(|e| release.as_deref() == Some(e.as_str()));
+                    if served_by == Some(target.upstream)
+                        && (200..300).contains(&answer.status)
+                        && release_ok
+                    {
+                        return Ok((probes, release));
+                    }
+                    format!(
+                        "last probe: status {}, served by {served_by:?}, release {release:?}",
+                        answer.status
+                    )
+                }
+                Err(e) => format!("last probe: {e}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!("not confirmed within {:?}; {last}", self.timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Puts `previous` back as the live include; reloads when nginx had been reloaded.
+    async fn restore(&self, previous: Option<&str>, reloaded: bool) -> String {
+        let path = self.layout.upstream_file();
+        let Some(previous) = previous else {
+            let _ = std::fs::remove_file(&path);
+            return "there was no previous upstream; the include was removed".to_owned();
+        };
+        if let Err(e) = write_atomic(&path, previous.as_bytes(), 0o644) {
+            return format!("putting the previous upstream back failed too: {e}");
+        }
+        let prev_addr = parse_upstream(previous)
+            .map_or_else(|| "the previous upstream".to_owned(), |a| a.to_string());
+        if !reloaded {
+            return format!("{prev_addr} still serving (nginx was not reloaded)");
+        }
+        if let Err(e) = self.nginx.test(&self.layout).await {
+            return format!("the previous include does not test either: {e}");
+        }
+        match self.nginx.reload(&self.layout).await {
+            Ok(()) => format!("{prev_addr} put back and nginx reloaded"),
+            Err(e) => format!("{prev_addr} written back but reload failed: {e}"),
+        }
+    }
+}
+
+impl TrafficSwitch for NginxSwitch {
+    async fn current(&self) -> Result<Option<SocketAddr>, EdgeError> {
+        let path = self.layout.upstream_file();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(parse_upstream(&read(&path)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(upstream = %target.upstream, prefix = %self.layout.prefix().display()))]
+    async fn switch(&self, target: &SwitchTarget) -> Result<SwitchReport, EdgeError> {
+        let started = Instant::now();
+        self.precheck(target).await?;
+        let path = self.layout.upstream_file();
+        let previous = if path.exists() {
+            Some(read(&path)?)
+        } else {
+            None
+        };
+        let from = previous.as_deref().and_then(parse_upstream);
+        if let Some(previous) = &previous {
+            write_atomic(
+                &self.layout.previous_upstream_file(),
+                previous.as_bytes(),
+                0o644,
+            )?;
+        }
+        write_atomic(&path, render_upstream(target.upstream).as_bytes(), 0o644)?;
+        let failed = |reason: String, rollback: String| EdgeError::SwitchFailed {
+            upstream: target.upstream,
+            reason,
+            rollback,
+        };
+        if let Err(e) = self.nginx.test(&self.layout).await {
+            let rollback = self.restore(previous.as_deref(), false).await;
+            return Err(failed(e.to_string(), rollback));
+        }
+        if let Err(e) = self.nginx.reload(&self.layout).await {
+            let rollback = self.restore(previous.as_deref(), false).await;
+            return Err(failed(e.to_string(), rollback));
+        }
+        match self.confirm(target).await {
+            Ok((confirm_probes, release)) => {
+                tracing::info!(?from, to = %target.upstream, confirm_probes, "switch confirmed");
+                Ok(SwitchReport {
+                    from,
+                    to: target.upstream,
+                    release,
+                    elapsed: started.elapsed(),
+                    confirm_probes,
+                })
+            }
+            Err(reason) => {
+                let rollback = self.restore(previous.as_deref(), true).await;
+                Err(failed(reason, rollback))
+            }
+        }
+    }
+}
+
+impl<T: TrafficSwitch + Sync> TrafficSwitch for &T {
+    fn current(&self) -> impl Future<Output = Result<Option<SocketAddr>, EdgeError>> + Send {
+        (**self).current()
+    }
+    fn switch(
+        &self,
+        target: &SwitchTarget,
+    ) -> impl Future<Output = Result<SwitchReport, EdgeError>> + Send {
+        (**self).switch(target)
+    }
+}
