@@ -1,0 +1,547 @@
+//! `cutover-proc`: start, stop, restart, inspect and read the logs of a service under the
+//! built-in supervisor (default) or systemd, and print hardened systemd units.
+//!
+//! Only argument parsing and rendering live here; the work is in the `process-control`
+//! library. This binary is also the supervisor program: `cutover-proc __supervise` and
+//! `cutover-proc __exec-shim` are hidden modes handled before argument parsing.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Status};
+use process_control::{
+    ListenSocket, LogLocation, NetworkAccess, ProcError, ProcessManager, Readiness, RestartPolicy,
+    SecretDelivery, ServiceSpec, ServiceState, ServiceStatus, SupervisedConfig, SupervisedManager,
+    SystemCommandRunner, SystemdConfig, SystemdManager, UnitOptions, render_units, tail_log,
+};
+use secret_refs::SecretRef;
+use serde_json::json;
+
+/// Start, stop and watch a service without ever losing the process.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-proc", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Which service manager runs the service.
+    #[arg(long, global = true, value_enum, default_value_t = ManagerKind::Supervised)]
+    manager: ManagerKind,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ManagerKind {
+    /// The built-in supervisor (no root, no systemd).
+    Supervised,
+    /// systemd units driven through systemctl.
+    Systemd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start the service (a second start of a running service starts nothing).
+    Start {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Stop the service: stop signal to its process group, grace period, SIGKILL.
+    Stop {
+        #[command(flatten)]
+        target: Target,
+        /// Grace period before SIGKILL (default: the stop timeout it was started with).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Stop, then start (with the recorded command when no ARGV is given).
+    Restart {
+        #[command(flatten)]
+        target: Target,
+        /// Grace period before SIGKILL.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Show state, pid, uptime, restarts, last exit, memory and CPU. Exit 0 running,
+    /// 1 starting/stopping, 2 stopped/failed/crash-looping, 3 unknown or orphaned.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the service's log (the last lines; --follow keeps printing).
+    Logs {
+        #[command(flatten)]
+        target: Target,
+        /// How many lines to print first.
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines (rotation is followed) until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print the hardened systemd unit (and .socket unit) for a command.
+    Unit {
+        /// The service name.
+        #[arg(long)]
+        name: String,
+        /// The release layout root (ReadWritePaths, credentials directory).
+        #[arg(long, default_value = "/opt/cutover")]
+        root: PathBuf,
+        /// The program that turns credentials into environment variables (default: this one).
+        #[arg(long, value_name = "PATH")]
+        exec_shim: Option<PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+/// Which service, and where its files are.
+#[derive(Debug, Args)]
+struct Target {
+    /// The service name.
+    #[arg(long)]
+    name: String,
+    /// The release layout root: state in ROOT/state/proc/NAME, logs in ROOT/logs/NAME.log.
+    #[arg(long)]
+    root: PathBuf,
+    /// The supervisor program (default: this executable).
+    #[arg(long, hide = true)]
+    supervisor: Option<PathBuf>,
+    /// The systemctl program (systemd manager; tests point it at a fake).
+    #[arg(long, hide = true, default_value = "systemctl")]
+    systemctl: String,
+    /// Where unit files go (systemd manager).
+    #[arg(long, hide = true, default_value = "/etc/systemd/system")]
+    unit_dir: PathBuf,
+}
+
+/// What to run and how.
+#[derive(Debug, Args)]
+struct SpecArgs {
+    /// When to restart: on-failure, always, never.
+    #[arg(long, default_value = "on-failure")]
+    restart: RestartPolicy,
+    /// Wait for READY=1 on NOTIFY_SOCKET before calling the service running.
+    #[arg(long)]
+    notify: bool,
+    /// Hold this listening TCP socket and hand it over as LISTEN_FDS (fd 3).
+    #[arg(long, value_name = "ADDR")]
+    socket: Option<SocketAddr>,
+    /// A plain environment variable, NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    env: Vec<(String, String)>,
+    /// A secret by reference, NAME=REF such as API_KEY=op://vault/item/field (repeatable).
+    #[arg(long = "secret", value_name = "NAME=REF", value_parser = parse_pair)]
+    secrets: Vec<(String, String)>,
+    /// Deliver secrets as files in $CREDENTIALS_DIRECTORY instead of environment variables.
+    #[arg(long)]
+    credentials: bool,
+    /// Working directory.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Run as this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Grace period of a stop before SIGKILL.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    stop_timeout: Duration,
+    /// How long a start may take to become ready.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    start_timeout: Duration,
+    /// First restart delay (doubles per consecutive failure).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    backoff: Duration,
+    /// Largest restart delay.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    backoff_max: Duration,
+    /// Starts allowed within --start-limit-interval before the service is marked failed.
+    #[arg(long, default_value_t = 5)]
+    start_limit: u32,
+    /// The window of the start limit.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    start_limit_interval: Duration,
+    /// Open-files limit.
+    #[arg(long)]
+    nofile: Option<u64>,
+    /// Memory limit in bytes (systemd MemoryMax=).
+    #[arg(long)]
+    memory_max: Option<u64>,
+    /// CPU quota in percent of one core (systemd CPUQuota=).
+    #[arg(long)]
+    cpu_quota: Option<u32>,
+    /// Allow network egress beyond localhost (for services calling external APIs).
+    #[arg(long)]
+    allow_egress: bool,
+    /// The command to run (after --).
+    #[arg(last = true, value_name = "ARGV")]
+    argv: Vec<String>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected NAME=VALUE".to_owned())
+}
+
+impl SpecArgs {
+    fn spec(&self, name: &str) -> anyhow::Result<ServiceSpec> {
+        let mut spec = ServiceSpec::new(name, self.argv.iter().cloned());
+        spec.working_directory = self.cwd.clone();
+        spec.environment = self.env.iter().cloned().collect();
+        let mut secrets = BTreeMap::new();
+        for (k, reference) in &self.secrets {
+            let parsed: SecretRef = reference
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--secret {k}: {e}"))?;
+            secrets.insert(k.clone(), parsed);
+        }
+        spec.secrets = secrets;
+        if self.credentials {
+            spec.secret_delivery = SecretDelivery::Credentials;
+        }
+        spec.user = self.user.clone();
+        spec.restart.policy = self.restart;
+        spec.restart.backoff_initial = self.backoff;
+        spec.restart.backoff_max = self.backoff_max;
+        spec.restart.start_limit_burst = self.start_limit;
+        spec.restart.start_limit_interval = self.start_limit_interval;
+        spec.stop.timeout = self.stop_timeout;
+        spec.start_timeout = self.start_timeout;
+        if self.notify {
+            spec.readiness = Readiness::Notify;
+        }
+        spec.socket = self.socket.map(|address| ListenSocket { address });
+        spec.limits.nofile = self.nofile;
+        spec.limits.memory_max = self.memory_max;
+        spec.limits.cpu_quota_percent = self.cpu_quota;
+        if self.allow_egress {
+            spec.network = NetworkAccess::Egress;
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+fn supervised(target: &Target) -> SupervisedManager {
+    let mut config = SupervisedConfig::for_root(&target.root);
+    if let Some(program) = &target.supervisor {
+        config = config.with_supervisor_program(program);
+    }
+    SupervisedManager::new(config)
+}
+
+fn systemd(target: &Target) -> SystemdManager<SystemCommandRunner> {
+    let mut config = SystemdConfig::for_root(&target.root, &target.name)
+        .with_systemctl(target.systemctl.clone())
+        .with_unit_dir(target.unit_dir.clone());
+    config.unit.exec_shim = std::env::current_exe().ok();
+    SystemdManager::new(config, SystemCommandRunner::default())
+}
+
+fn manager(kind: ManagerKind, target: &Target) -> Box<dyn ProcessManager> {
+    match kind {
+        ManagerKind::Supervised => Box::new(supervised(target)),
+        ManagerKind::Systemd => Box::new(systemd(target)),
+    }
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(result) = process_control::run_hidden_mode(&args) {
+        match result {
+            Ok(code) => std::process::exit(code),
+            Err(err) => {
+                eprintln!("cutover-proc: {err}");
+                std::process::exit(127);
+            }
+        }
+    }
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    let code = match run(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit_code_for(&err);
+            if cli.common.json {
+                let _ = cutover_cli::print_json(&json!({
+                    "status": if code == EXIT_UNKNOWN { Status::Unknown } else { Status::Fail },
+                    "error": format!("{err:#}"),
+                }));
+            }
+            eprintln!("error: {err:#}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn exit_code_for(err: &anyhow::Error) -> i32 {
+    match err.downcast_ref::<ProcError>() {
+        Some(ProcError::InvalidSpec { .. } | ProcError::Render { .. }) => EXIT_USAGE,
+        Some(ProcError::NotInstalled { .. }) => EXIT_UNKNOWN,
+        Some(_) => EXIT_FAIL,
+        // Errors of our own making here are about flags (`--secret …`, a missing ARGV).
+        None if err.to_string().starts_with("--") => EXIT_USAGE,
+        None => EXIT_FAIL,
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
+    let json_out = cli.common.json;
+    match &cli.command {
+        Cmd::Start { target, spec } => {
+            let spec = spec.spec(&target.name)?;
+            let outcome = manager(cli.manager, target).start(&spec)?;
+            let code = outcome.status.state.exit_code().min(EXIT_FAIL);
+            let verb = if outcome.already_running {
+                "already running"
+            } else {
+                "started"
+            };
+            if json_out {
+                cutover_cli::print_json(&json!({
+                    "status": verdict(code),
+                    "action": verb,
+                    "already_running": outcome.already_running,
+                    "recovered_orphan": outcome.recovered_orphan,
+                    "service": outcome.status,
+                }))?;
+            } else {
+                if let Some(pid) = outcome.recovered_orphan {
+                    println!("stopped unsupervised pid {pid} left by a dead supervisor");
+                }
+                println!("{}: {verb}", target.name);
+                print_status(&outcome.status);
+            }
+            Ok(code)
+        }
+        Cmd::Stop { target, grace } => {
+            let outcome = manager(cli.manager, target).stop(&target.name, *grace)?;
+            if json_out {
+                cutover_cli::print_json(&json!({"status": Status::Ok, "stop": outcome}))?;
+            } else if outcome.was_running {
+                println!(
+                    "{}: stopped in {}{}",
+                    target.name,
+                    humantime::format_duration(round_ms(outcome.took)),
+                    if outcome.killed {
+                        " (SIGKILL after the grace period)"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                println!("{}: was not running", target.name);
+            }
+            Ok(EXIT_OK)
+        }
+        Cmd::Restart {
+            target,
+            grace,
+            spec,
+        } => {
+            let spec = if spec.argv.is_empty() {
+                match cli.manager {
+                    ManagerKind::Supervised => supervised(target).installed_spec(&target.name)?,
+                    ManagerKind::Systemd => anyhow::bail!(
+                        "--manager systemd restart needs the command after -- to render the unit"
+                    ),
+                }
+            } else {
+                spec.spec(&target.name)?
+            };
+            let outcome = manager(cli.manager, target).restart(&spec, *grace)?;
+            let code = outcome.status.state.exit_code().min(EXIT_FAIL);
+            if json_out {
+                cutover_cli::print_json(
+                    &json!({"status": verdict(code), "service": outcome.status}),
+                )?;
+            } else {
+                println!("{}: restarted", target.name);
+                print_status(&outcome.status);
+            }
+            Ok(code)
+        }
+        Cmd::Status { target } => {
+            let status = match manager(cli.manager, target).status(&target.name) {
+                Ok(s) => s,
+                Err(err) => {
+                    if json_out {
+                        cutover_cli::print_json(
+                            &json!({"status": Status::Unknown, "error": err.to_string()}),
+                        )?;
+                    }
+                    eprintln!("error: {err}");
+                    return Ok(EXIT_UNKNOWN);
+                }
+            };
+            let code = status.state.exit_code();
+            if json_out {
+                cutover_cli::print_json(&json!({"status": verdict(code), "service": status}))?;
+            } else {
+                print_status(&status);
+            }
+            Ok(code)
+        }
+        Cmd::Logs {
+            target,
+            lines,
+            follow,
+        } => match manager(cli.manager, target).logs(&target.name) {
+            LogLocation::File { path, .. } => {
+                let mut out = std::io::stdout().lock();
+                for line in tail_log(&path, *lines)? {
+                    writeln!(out, "{line}")?;
+                }
+                out.flush()?;
+                drop(out);
+                if *follow {
+                    follow_file(&path)?;
+                }
+                Ok(EXIT_OK)
+            }
+            LogLocation::Journal { unit } => {
+                let mut command = std::process::Command::new("journalctl");
+                command.args(["-u", &unit, "-n", &lines.to_string(), "--no-pager"]);
+                if *follow {
+                    command.arg("--follow");
+                }
+                let status = command.status()?;
+                Ok(if status.success() { EXIT_OK } else { EXIT_FAIL })
+            }
+        },
+        Cmd::Unit {
+            name,
+            root,
+            exec_shim,
+            spec,
+        } => {
+            let spec = spec.spec(name)?;
+            let mut options = UnitOptions::for_layout(root, name);
+            options.exec_shim = exec_shim.clone().or_else(|| std::env::current_exe().ok());
+            let units = render_units(&spec, &options)?;
+            if json_out {
+                cutover_cli::print_json(&json!({
+                    "status": Status::Ok,
+                    "service_name": units.service_name,
+                    "service": units.service,
+                    "socket_name": units.socket.as_ref().map(|s| &s.0),
+                    "socket": units.socket.as_ref().map(|s| &s.1),
+                }))?;
+            } else {
+                println!("# {}", units.service_name);
+                print!("{}", units.service);
+                if let Some((socket_name, text)) = &units.socket {
+                    println!("\n# {socket_name}");
+                    print!("{text}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn verdict(code: i32) -> Status {
+    match code {
+        0 => Status::Ok,
+        1 => Status::Warn,
+        2 => Status::Fail,
+        _ => Status::Unknown,
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn print_status(status: &ServiceStatus) {
+    let mut line = format!("{} ({}): {}", status.name, status.manager, status.state);
+    if let Some(pid) = status.pid {
+        line.push_str(&format!(", pid {pid}"));
+    }
+    if let Some(up) = status.uptime {
+        line.push_str(&format!(
+            ", up {}",
+            humantime::format_duration(Duration::from_secs(up.as_secs()))
+        ));
+    }
+    line.push_str(&format!(", {} restarts", status.restart_count));
+    println!("{line}");
+    if let Some(message) = &status.message {
+        println!("  {message}");
+    }
+    if let Some(exit) = &status.last_exit {
+        println!("  last exit: {}", exit.description);
+    }
+    if let (Some(rss), Some(cpu)) = (status.rss_bytes, status.cpu_time_ms) {
+        println!(
+            "  memory {:.1} MiB, cpu {} ms ({:.1} % average)",
+            rss as f64 / (1 << 20) as f64,
+            cpu,
+            status.cpu_percent.unwrap_or(0.0)
+        );
+    }
+    if status.state == ServiceState::Orphaned {
+        println!("  run `cutover-proc start` again to recover");
+    }
+    match &status.logs {
+        LogLocation::File { path, .. } => println!("  logs: {}", path.display()),
+        LogLocation::Journal { unit } => println!("  logs: journalctl -u {unit}"),
+    }
+}
+
+/// Prints what is appended to `path`, following rotation (a new inode or a shorter file),
+/// until the process is interrupted.
+fn follow_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let open = |p: &Path| -> Option<(std::fs::File, u64)> {
+        let f = std::fs::File::open(p).ok()?;
+        let ino = f.metadata().ok()?.ino();
+        Some((f, ino))
+    };
+    let mut current = open(path).map(|(mut f, ino)| {
+        let _ = f.seek(SeekFrom::End(0));
+        (f, ino)
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = std::io::stdout();
+    loop {
+        let mut wrote = false;
+        if let Some((file, _)) = current.as_mut() {
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+                wrote = true;
+            }
+        }
+        if wrote {
+            out.flush()?;
+        }
+        let rotated = match (&current, std::fs::metadata(path)) {
+            (Some((file, ino)), Ok(meta)) => meta.ino() != *ino || meta.len() < file_pos(file),
+            (None, Ok(_)) => true,
+            _ => false,
+        };
+        if rotated {
+            current = open(path);
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn file_pos(file: &std::fs::File) -> u64 {
+    let mut f = file;
+    f.stream_position().unwrap_or(0)
+}

@@ -1,0 +1,221 @@
+//! Process identity: a pid plus its start time (field 22 of `/proc/PID/stat`), never a name.
+//!
+//! A pid is reused after its process is reaped; the pair (pid, start time in clock ticks since
+//! boot) is not. Zombies count as dead: they run no code and hold no port.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// The fields of `/proc/PID/stat` this crate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The pid.
+    pub pid: u32,
+    /// The state letter (`R`, `S`, `D`, `Z`, …).
+    pub state: char,
+    /// Parent pid.
+    pub ppid: u32,
+    /// Process group id.
+    pub pgrp: u32,
+    /// Session id.
+    pub session: u32,
+    /// Start time in clock ticks since boot (field 22).
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Reads `/proc/PID/stat`; `None` when there is no such process.
+    pub fn read(pid: u32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Self::parse(pid, &text)
+    }
+
+    /// Parses the text of `/proc/PID/stat`. The command name (field 2) may hold spaces and
+    /// parentheses, so the fields are counted from the last `)`.
+    pub fn parse(pid: u32, text: &str) -> Option<Self> {
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state); field N is fields[N - 3].
+        Some(Self {
+            pid,
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            pgrp: fields.get(2)?.parse().ok()?,
+            session: fields.get(3)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    /// Whether the process can still run (not a zombie or dead).
+    pub fn is_running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// A process as started: pid plus start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    /// The pid.
+    pub pid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl ProcessIdentity {
+    /// The identity of a live process, if there is one with this pid.
+    pub fn of(pid: u32) -> Option<Self> {
+        ProcStat::read(pid).map(|s| Self {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+
+    /// Whether this very process still runs (same pid, same start time, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        ProcStat::read(self.pid).is_some_and(|s| s.start_time == self.start_time && s.is_running())
+    }
+
+    /// Sends `signal` to this process if it is still the same process.
+    pub fn signal(&self, signal: Signal) -> bool {
+        self.is_alive() && pid_t(self.pid).is_some_and(|p| kill(p, signal).is_ok())
+    }
+}
+
+fn pid_t(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .map(Pid::from_raw)
+}
+
+/// A process group that belongs to one session: the service's group inside its supervisor's
+/// session. Matching the session as well keeps a reused group id from being signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessGroup {
+    /// The group id (the service's pid).
+    pub pgid: u32,
+    /// The session id (the supervisor's pid).
+    pub session: u32,
+}
+
+impl ProcessGroup {
+    /// Pids of running (non-zombie) members.
+    pub fn members(&self) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(ProcStat::read)
+            .filter(|s| s.pgrp == self.pgid && s.session == self.session && s.is_running())
+            .map(|s| s.pid)
+            .collect()
+    }
+
+    /// Whether any member still runs.
+    pub fn is_alive(&self) -> bool {
+        let Some(pgid) = pid_t(self.pgid) else {
+            return false;
+        };
+        // Fast path: no process at all in the group.
+        if killpg(pgid, None).is_err() {
+            return false;
+        }
+        !self.members().is_empty()
+    }
+
+    /// Sends `signal` to the whole group, if it still has members of this session.
+    pub fn signal(&self, signal: Signal) -> bool {
+        match pid_t(self.pgid) {
+            Some(pgid) if self.is_alive() => killpg(pgid, signal).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Polls (every 20 ms, calling `tick` in between, e.g. to reap) until no member runs or
+    /// `timeout` passes; returns whether the group is gone.
+    pub fn wait_gone(&self, timeout: Duration, mut tick: impl FnMut()) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            tick();
+            if !self.is_alive() {
+                return true;
+            }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), usually 100.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_whose_name_has_spaces_and_parens() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000000 200 18446744073709551615";
+        let s = ProcStat::parse(4242, line).unwrap();
+        assert_eq!(
+            (s.state, s.ppid, s.pgrp, s.session, s.start_time),
+            ('S', 1, 4242, 4242, 987654)
+        );
+        assert!(s.is_running());
+        assert!(ProcStat::parse(1, "garbage").is_none());
+        assert!(
+            !ProcStat::parse(4242, &line.replace(") S ", ") Z "))
+                .unwrap()
+                .is_running()
+        );
+    }
+
+    #[test]
+    fn identity_of_self_is_alive_and_a_wrong_start_time_is_not() {
+        let me = ProcessIdentity::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        let impostor = ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(
+            !impostor.is_alive(),
+            "same pid, other start time: another process"
+        );
+        assert!(!impostor.signal(Signal::SIGTERM));
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead_and_its_group_gone() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = ProcessIdentity::of(child.id()).unwrap();
+        let group = ProcessGroup {
+            pgid: child.id(),
+            session: ProcStat::read(child.id()).unwrap().session,
+        };
+        assert!(id.is_alive() && group.is_alive());
+        assert_eq!(group.members(), vec![child.id()]);
+        assert!(group.signal(Signal::SIGKILL));
+        child.wait().unwrap();
+        assert!(!id.is_alive());
+        assert!(group.wait_gone(Duration::from_secs(5), || {}));
+        assert!(!group.signal(Signal::SIGKILL));
+    }
+}
