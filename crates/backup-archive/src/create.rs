@@ -1,5 +1,5 @@
 //! `create`: walk the sources, write a tar stream compressed by parallel gzip members, record a
-//! manifest of every entry as the last entry, and commit archive then sidecar atomically.
+//! manifest of every entry as the first entry, and commit archive then sidecar atomically.
 
 use std::fs::Metadata as FsMetadata;
 use std::io::{self, BufReader, Read, Write};
@@ -111,7 +111,8 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateRep
 
     let filter = PathFilter::new(&opts.include, &opts.exclude)?;
     let mut warnings = Vec::new();
-    let planned = plan(&opts.sources, &filter, &mut warnings)?;
+    let mut planned = plan(&opts.sources, &filter, &mut warnings)?;
+    prehash(&mut planned, thread_count(opts.threads))?;
     let content_bytes: u64 = planned.iter().map(|p| p.record.size).sum();
     let metadata = Metadata {
         format: FORMAT_VERSION,
@@ -301,12 +302,12 @@ fn plan(
             .follow_links(false)
             .sort_by_file_name()
             .into_iter();
-        let mut walker = walker.filter_entry(|e| {
+        let walker = walker.filter_entry(|e| {
             let rel = archive_rel(&root_name, source, e.path());
             rel.as_deref()
                 .is_none_or(|r| e.depth() == 0 || !filter.excluded(r))
         });
-        while let Some(entry) = walker.next() {
+        for entry in walker {
             let entry = entry.map_err(|e| BackupError::Source {
                 path: e.path().map_or_else(|| source.clone(), Path::to_path_buf),
                 reason: e.to_string(),
@@ -449,6 +450,70 @@ impl<R: Read> Read for HashingReader<R> {
 
 type Written = (Vec<EntryRecord>, [u8; 32], u64);
 
+fn thread_count(requested: usize) -> usize {
+    if requested == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        requested
+    }
+}
+
+/// Hashes every file before the archive is written (on `threads` threads), so that the manifest
+/// can be the first entry. The archive pass hashes again and fails if a file changed between.
+fn prehash(planned: &mut [Planned], threads: usize) -> Result<(), BackupError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let files: Vec<(usize, &Path)> = planned
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.record.kind == EntryKind::File)
+        .map(|(i, p)| (i, p.source.as_path()))
+        .collect();
+    let hash_some = || -> Result<Vec<(usize, String)>, BackupError> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(i, path)) = files.get(k) else {
+                return Ok(out);
+            };
+            let mut f = std::fs::File::open(path).map_err(BackupError::io("open", path))?;
+            let mut h = Sha256::new();
+            loop {
+                let n = f.read(&mut buf).map_err(BackupError::io("read", path))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            out.push((i, hex::encode(h.finalize())));
+        }
+    };
+    let results: Vec<Result<Vec<(usize, String)>, BackupError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| scope.spawn(hash_some))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(BackupError::Internal("hashing thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        for (i, hash) in r? {
+            if let Some(p) = planned.get_mut(i) {
+                p.record.sha256 = Some(hash);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_archive(
     tmp: &Path,
     planned: Vec<Planned>,
@@ -457,19 +522,26 @@ fn write_archive(
     progress: &dyn Progress,
 ) -> Result<Written, BackupError> {
     let file = create_new(tmp)?;
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        opts.threads
-    };
-    let gz = ParallelGzWriter::new(file, opts.level.min(9), threads);
+    let gz = ParallelGzWriter::new(file, opts.level.min(9), thread_count(opts.threads));
     let mut tar = tar::Builder::new(gz);
-    let werr = BackupError::io("write archive", tmp);
-    let mut records = Vec::with_capacity(planned.len());
+    // The manifest goes first, so that readers check each entry as soon as they have read it
+    // and can name the first bad one even when the gzip stream breaks further on.
+    let manifest = ArchiveManifest {
+        metadata: metadata.clone(),
+        entries: planned.iter().map(|p| p.record.clone()).collect(),
+    };
+    let json = serde_json::to_vec(&manifest)
+        .map_err(|e| BackupError::Internal(format!("manifest serialisation: {e}")))?;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_mtime(u64::try_from(metadata.created.as_second()).unwrap_or(0));
+    header.set_size(json.len() as u64);
+    tar.append_data(&mut header, MANIFEST_ENTRY, &json[..])
+        .map_err(BackupError::io("write archive", tmp))?;
+    drop(json);
     for p in planned {
-        let mut rec = p.record;
+        let rec = p.record;
         let mut header = tar::Header::new_gnu();
         header.set_mode(rec.mode);
         header.set_mtime(rec.mtime);
@@ -484,35 +556,32 @@ fn write_archive(
             EntryKind::Symlink => {
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_size(0);
-                tar.append_link(
-                    &mut header,
-                    &rec.path,
-                    rec.link.as_deref().unwrap_or_default(),
-                )
+                let target = rec.link.as_deref().unwrap_or_default();
+                tar.append_link(&mut header, &rec.path, target)
             }
             EntryKind::File | EntryKind::Hardlink => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(rec.size);
                 let f =
                     std::fs::File::open(&p.source).map_err(BackupError::io("open", &p.source))?;
-                let mut reader = BufReader::with_capacity(
-                    256 * 1024,
-                    HashingReader {
-                        inner: f.take(rec.size),
-                        hasher: Sha256::new(),
-                        count: 0,
-                    },
-                );
+                let hashing = HashingReader {
+                    inner: f.take(rec.size),
+                    hasher: Sha256::new(),
+                    count: 0,
+                };
+                let mut reader = BufReader::with_capacity(256 * 1024, hashing);
                 let r = tar.append_data(&mut header, &rec.path, &mut reader);
                 let hashing = reader.into_inner();
-                if r.is_ok() && hashing.count != rec.size {
+                progress.advance(rec.size);
+                // The content must be what the manifest, hashed beforehand, says it is.
+                let hash = hex::encode(hashing.hasher.finalize());
+                if r.is_ok() && (hashing.count != rec.size || rec.sha256.as_deref() != Some(&hash))
+                {
                     return Err(BackupError::Changed {
                         path: p.source,
                         expected: rec.size,
                     });
                 }
-                progress.advance(rec.size);
-                rec.sha256 = Some(hex::encode(hashing.hasher.finalize()));
                 r
             }
         };
@@ -530,21 +599,7 @@ fn write_archive(
                 }
             }
         })?;
-        records.push(rec);
     }
-    let manifest = ArchiveManifest {
-        metadata: metadata.clone(),
-        entries: records,
-    };
-    let json = serde_json::to_vec(&manifest)
-        .map_err(|e| BackupError::Internal(format!("manifest serialisation: {e}")))?;
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_mtime(u64::try_from(metadata.created.as_second()).unwrap_or(0));
-    header.set_size(json.len() as u64);
-    tar.append_data(&mut header, MANIFEST_ENTRY, &json[..])
-        .map_err(werr)?;
     tar.finish()
         .map_err(BackupError::io("write archive", tmp))?;
     let gz = tar

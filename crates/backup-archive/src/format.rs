@@ -1,4 +1,4 @@
-//! The on-disk formats: the manifest stored as the last entry of every archive, and the sidecar
+//! The on-disk formats: the manifest stored as the first entry of every archive, and the sidecar
 //! `<id>.json` written beside it.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::BackupError;
 
-/// The name of the manifest entry, always the last entry of an archive.
+/// The name of the manifest entry, always the first entry of an archive.
 pub const MANIFEST_ENTRY: &str = ".cutover-manifest.json";
 /// The format version written into metadata.
 pub const FORMAT_VERSION: u32 = 1;
@@ -76,7 +76,7 @@ pub struct EntryRecord {
     pub link: Option<String>,
 }
 
-/// The manifest stored as the last entry of every archive.
+/// The manifest stored as the first entry of every archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveManifest {

@@ -7,14 +7,16 @@
 //! * **create** walks the sources (each stored under its base name, excludes applied), writes a
 //!   tar stream and compresses it in 4 MiB blocks on every core, each block its own gzip member
 //!   (pigz style; GNU `tar -xzf` and `gunzip` read the result; flate2 readers must use
-//!   `MultiGzDecoder`). Every file is hashed (SHA-256) as it is read; the manifest
+//!   `MultiGzDecoder`). Every file is hashed (SHA-256) first, on every core; the manifest
 //!   (`.cutover-manifest.json`: metadata plus every entry's path, type, size, mode, mtime, hash
-//!   and link target) is the last entry. The archive goes to a hidden temp file, is fsynced and
+//!   and link target) is the first entry, so readers check each entry the moment they have read
+//!   it. The archive pass hashes again and fails if a file changed in between. The archive goes to a hidden temp file, is fsynced and
 //!   renamed; then the sidecar `<id>.json` (metadata, archive SHA-256 and size) is renamed into
 //!   place and the directory fsynced. The sidecar is the commit point: without it nothing counts
 //!   as a backup.
 //! * **verify** decompresses on one thread while another parses and hashes, compares every
-//!   entry with the manifest and the whole file with the sidecar, and names the first bad entry.
+//!   entry with the manifest as it goes and the whole file with the sidecar, and names the first
+//!   bad entry.
 //! * **restore** runs the same reader with its own checks on every entry (normal relative paths
 //!   only, symlinks that stay inside, hardlinks only to earlier files, no device or fifo nodes,
 //!   no setuid/setgid, caps on entry count and size, nothing written through a symlink, files

@@ -77,18 +77,21 @@ pub(crate) fn scan(
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted));
             loop {
                 let mut buf = vec![0u8; 1 << 20];
-                match read_full(&mut dec, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.send(Ok(buf)).is_err() {
-                            return None;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
+                let (n, err) = read_full(&mut dec, &mut buf);
+                if n > 0 {
+                    buf.truncate(n);
+                    // What decoded before an error is delivered first, so the reader can name
+                    // the entry the damage is in.
+                    if tx.send(Ok(buf)).is_err() {
                         return None;
                     }
+                }
+                if let Some(e) = err {
+                    let _ = tx.send(Err(e));
+                    return None;
+                }
+                if n == 0 {
+                    break;
                 }
             }
             let mut counted = dec.into_inner().into_inner();
@@ -122,17 +125,18 @@ pub(crate) fn scan(
     })
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` as far as the reader goes; returns what was read and the error that stopped it.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (filled, Some(e)),
         }
     }
-    Ok(filled)
+    (filled, None)
 }
 
 struct CountingHasher<'p, R> {
@@ -211,193 +215,66 @@ fn scan_tar(
 ) -> Result<ArchiveManifest, BackupError> {
     let mut archive = tar::Archive::new(input);
     let mut seen: HashMap<String, EntryKind> = HashMap::new();
-    let mut records: Vec<EntryRecord> = Vec::new();
+    let mut count = 0usize;
+    let mut last: Option<String> = None;
     let mut total_bytes = 0u64;
     let mut manifest: Option<ArchiveManifest> = None;
     let mut entries = archive
         .entries()
         .map_err(|e| corrupt(label, Some("(first header)"), e.to_string()))?;
     loop {
-        let last = records.last().map(|r| r.path.as_str());
-        let next = match entries.next() {
+        let mut entry = match entries.next() {
             None => break,
             Some(Ok(entry)) => entry,
-            Some(Err(e)) => return Err(corrupt(label, Some(&position(None, last)), e.to_string())),
+            Some(Err(e)) => {
+                return Err(corrupt(
+                    label,
+                    Some(&position(None, last.as_deref())),
+                    e.to_string(),
+                ));
+            }
         };
-        let mut entry = next;
         let raw_path = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| refused(label, "(non-UTF-8 name)", "entry name is not valid UTF-8"))?;
-        if let Some(m) = &manifest {
-            let _ = m;
-            return Err(corrupt(
-                label,
-                Some(&raw_path),
-                "entry found after the manifest, which must be last",
-            ));
-        }
         let header = entry.header().clone();
         let etype = header.entry_type();
         if etype.is_pax_global_extensions() {
             continue;
         }
         if raw_path == MANIFEST_ENTRY {
-            let size = entry.size();
-            if !etype.is_file() || size > MAX_MANIFEST_BYTES {
-                return Err(refused(
-                    label,
-                    &raw_path,
-                    "manifest entry is not a regular file of sane size",
-                ));
-            }
-            let mut json = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            entry
-                .read_to_end(&mut json)
-                .map_err(|e| corrupt(label, Some(MANIFEST_ENTRY), e.to_string()))?;
-            if json.len() as u64 != size {
-                return Err(corrupt(
-                    label,
-                    Some(MANIFEST_ENTRY),
-                    "manifest is truncated",
-                ));
-            }
-            let parsed: ArchiveManifest = serde_json::from_slice(&json).map_err(|e| {
-                corrupt(
-                    label,
-                    Some(MANIFEST_ENTRY),
-                    format!("manifest does not parse: {e}"),
-                )
-            })?;
-            manifest = Some(parsed);
-            continue;
-        }
-        let path = normalise_entry_path(&raw_path).map_err(|r| refused(label, &raw_path, r))?;
-        if records.len() as u64 >= limits.max_entries {
-            return Err(refused(
-                label,
-                &raw_path,
-                format!("more than {} entries (the cap)", limits.max_entries),
-            ));
-        }
-        let kind = match etype {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            tar::EntryType::Link => EntryKind::Hardlink,
-            tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(refused(label, &raw_path, "device nodes are never restored"));
-            }
-            tar::EntryType::Fifo => {
-                return Err(refused(label, &raw_path, "fifos are never restored"));
-            }
-            other => {
-                return Err(refused(
-                    label,
-                    &raw_path,
-                    format!("unsupported entry type {:?}", other.as_byte() as char),
-                ));
-            }
-        };
-        let mode = header
-            .mode()
-            .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?
-            & 0o7777;
-        if mode & 0o6000 != 0 && kind != EntryKind::Symlink {
-            return Err(refused(
-                label,
-                &raw_path,
-                "setuid/setgid bits are never restored",
-            ));
-        }
-        let mtime = header
-            .mtime()
-            .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?;
-        let size = if kind == EntryKind::File {
-            entry.size()
-        } else {
-            0
-        };
-        total_bytes = total_bytes.saturating_add(size);
-        if total_bytes > limits.max_bytes {
-            return Err(refused(
-                label,
-                &raw_path,
-                format!(
-                    "declared size {size} takes the archive past the {} byte cap",
-                    limits.max_bytes
-                ),
-            ));
-        }
-        check_parents(&path, &seen).map_err(|r| refused(label, &raw_path, r))?;
-        if seen.contains_key(&path) {
-            return Err(refused(label, &raw_path, "duplicate entry"));
-        }
-        let link = match kind {
-            EntryKind::Symlink | EntryKind::Hardlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8(b.into_owned()))
-                    .transpose()
-                    .map_err(|_| refused(label, &raw_path, "link target is not valid UTF-8"))?
-                    .ok_or_else(|| refused(label, &raw_path, "link without a target"))?;
-                if kind == EntryKind::Symlink {
-                    check_symlink_target(&path, &target)
-                        .map_err(|r| refused(label, &raw_path, r))?;
-                    Some(target)
-                } else {
-                    let target = normalise_entry_path(&target)
-                        .map_err(|r| refused(label, &raw_path, format!("hardlink target: {r}")))?;
-                    if seen.get(&target) != Some(&EntryKind::File) {
-                        return Err(refused(
-                            label,
-                            &raw_path,
-                            format!(
-                                "hardlink to `{target}`, which is not an earlier file of this archive"
-                            ),
-                        ));
-                    }
-                    Some(target)
-                }
-            }
-            _ => None,
-        };
-        let mut rec = EntryRecord {
-            path: path.clone(),
-            kind,
-            size,
-            mode,
-            mtime,
-            sha256: None,
-            link,
-        };
-        if kind == EntryKind::File {
-            let mut hashing = HashingRead {
-                inner: &mut entry,
-                hasher: Sha256::new(),
-                count: 0,
-            };
-            sink.entry(&rec, &mut hashing)
-                .map_err(|e| remap_read_error(e, label, &raw_path))?;
-            io::copy(&mut hashing, &mut io::sink())
-                .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?;
-            if hashing.count != size {
+            if manifest.is_some() || count > 0 {
                 return Err(corrupt(
                     label,
                     Some(&raw_path),
-                    format!("truncated: {} of {size} bytes", hashing.count),
+                    "the manifest must be the first entry",
                 ));
             }
-            rec.sha256 = Some(hex::encode(hashing.hasher.finalize()));
-        } else {
-            sink.entry(&rec, &mut io::empty())?;
+            manifest = Some(read_manifest(&mut entry, etype, label)?);
+            continue;
         }
-        seen.insert(path, kind);
-        records.push(rec);
+        let rec = read_entry(
+            &mut entry,
+            &raw_path,
+            &header,
+            label,
+            limits,
+            &seen,
+            &mut total_bytes,
+            count,
+            sink,
+        )?;
+        // Each entry is checked against the manifest as soon as it has been read, so the first
+        // bad entry is the one named.
+        if let Some(m) = &manifest {
+            compare_entry(label, &rec, m.entries.get(count))?;
+        }
+        seen.insert(rec.path.clone(), rec.kind);
+        last = Some(rec.path);
+        count += 1;
     }
-    drop(entries);
     // After the end-of-archive blocks only zero padding may follow.
     let mut rest = archive.into_inner();
     let mut buf = vec![0u8; 64 * 1024];
-    let last = records.last().map(|r| r.path.clone());
     loop {
         let n = rest
             .read(&mut buf)
@@ -413,15 +290,173 @@ fn scan_tar(
             ));
         }
     }
-    let manifest = manifest.ok_or_else(|| {
+    let manifest = manifest
+        .ok_or_else(|| corrupt(label, None, "archive has no manifest as its first entry"))?;
+    if let Some(missing) = manifest.entries.get(count) {
+        return Err(corrupt(
+            label,
+            Some(&missing.path),
+            "entry listed in the manifest is missing from the archive (truncated?)",
+        ));
+    }
+    Ok(manifest)
+}
+
+fn read_manifest(
+    entry: &mut impl Read,
+    etype: tar::EntryType,
+    label: &Path,
+) -> Result<ArchiveManifest, BackupError> {
+    if !etype.is_file() {
+        return Err(refused(
+            label,
+            MANIFEST_ENTRY,
+            "manifest entry is not a regular file",
+        ));
+    }
+    let mut json = Vec::new();
+    entry
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| corrupt(label, Some(MANIFEST_ENTRY), e.to_string()))?;
+    if json.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(refused(
+            label,
+            MANIFEST_ENTRY,
+            "manifest is larger than the cap",
+        ));
+    }
+    serde_json::from_slice(&json).map_err(|e| {
         corrupt(
             label,
-            Some(&position(None, last.as_deref())),
-            "archive ends before its manifest (truncated?)",
+            Some(MANIFEST_ENTRY),
+            format!("manifest does not parse: {e}"),
         )
-    })?;
-    compare_with_manifest(label, &records, &manifest)?;
-    Ok(manifest)
+    })
+}
+
+/// Validates one entry, hands it to the sink and returns its record (with the content hash).
+#[allow(clippy::too_many_arguments)]
+fn read_entry(
+    entry: &mut impl Read,
+    raw_path: &str,
+    header: &tar::Header,
+    label: &Path,
+    limits: &Limits,
+    seen: &HashMap<String, EntryKind>,
+    total_bytes: &mut u64,
+    count: usize,
+    sink: &mut dyn Sink,
+) -> Result<EntryRecord, BackupError> {
+    let path = normalise_entry_path(raw_path).map_err(|r| refused(label, raw_path, r))?;
+    if count as u64 >= limits.max_entries {
+        let reason = format!("more than {} entries (the cap)", limits.max_entries);
+        return Err(refused(label, raw_path, reason));
+    }
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => EntryKind::Hardlink,
+        tar::EntryType::Char | tar::EntryType::Block => {
+            return Err(refused(label, raw_path, "device nodes are never restored"));
+        }
+        tar::EntryType::Fifo => return Err(refused(label, raw_path, "fifos are never restored")),
+        other => {
+            let reason = format!("unsupported entry type {:?}", other.as_byte() as char);
+            return Err(refused(label, raw_path, reason));
+        }
+    };
+    let mode = header
+        .mode()
+        .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?
+        & 0o7777;
+    if mode & 0o6000 != 0 && kind != EntryKind::Symlink {
+        return Err(refused(
+            label,
+            raw_path,
+            "setuid/setgid bits are never restored",
+        ));
+    }
+    let mtime = header
+        .mtime()
+        .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
+    let declared = header
+        .entry_size()
+        .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
+    let size = if kind == EntryKind::File { declared } else { 0 };
+    *total_bytes = total_bytes.saturating_add(size);
+    if *total_bytes > limits.max_bytes {
+        let reason = format!(
+            "declared size {size} takes the archive past the {} byte cap",
+            limits.max_bytes
+        );
+        return Err(refused(label, raw_path, reason));
+    }
+    check_parents(&path, seen).map_err(|r| refused(label, raw_path, r))?;
+    if seen.contains_key(&path) {
+        return Err(refused(label, raw_path, "duplicate entry"));
+    }
+    let link = match kind {
+        EntryKind::Symlink | EntryKind::Hardlink => {
+            let target = header
+                .link_name_bytes()
+                .map(|b| String::from_utf8(b.into_owned()))
+                .transpose()
+                .map_err(|_| refused(label, raw_path, "link target is not valid UTF-8"))?
+                .ok_or_else(|| refused(label, raw_path, "link without a target"))?;
+            Some(check_link(kind, &path, &target, seen).map_err(|r| refused(label, raw_path, r))?)
+        }
+        _ => None,
+    };
+    let mut rec = EntryRecord {
+        path,
+        kind,
+        size,
+        mode,
+        mtime,
+        sha256: None,
+        link,
+    };
+    if kind == EntryKind::File {
+        let mut hashing = HashingRead {
+            inner: entry,
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        sink.entry(&rec, &mut hashing)
+            .map_err(|e| remap_read_error(e, label, raw_path))?;
+        io::copy(&mut hashing, &mut io::sink())
+            .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
+        if hashing.count != size {
+            let reason = format!("truncated: {} of {size} bytes", hashing.count);
+            return Err(corrupt(label, Some(raw_path), reason));
+        }
+        rec.sha256 = Some(hex::encode(hashing.hasher.finalize()));
+    } else {
+        sink.entry(&rec, &mut io::empty())?;
+    }
+    Ok(rec)
+}
+
+/// Checks a link target and returns it as recorded (hardlink targets normalised).
+fn check_link(
+    kind: EntryKind,
+    path: &str,
+    target: &str,
+    seen: &HashMap<String, EntryKind>,
+) -> Result<String, String> {
+    if kind == EntryKind::Symlink {
+        check_symlink_target(path, target)?;
+        return Ok(target.to_owned());
+    }
+    let target = normalise_entry_path(target).map_err(|r| format!("hardlink target: {r}"))?;
+    if seen.get(&target) != Some(&EntryKind::File) {
+        return Err(format!(
+            "hardlink to `{target}`, which is not an earlier file of this archive"
+        ));
+    }
+    Ok(target)
 }
 
 /// A sink's I/O error while it was reading the entry is corruption of that entry; its own write
@@ -452,49 +487,40 @@ impl<R: Read> Read for HashingRead<'_, R> {
     }
 }
 
-fn compare_with_manifest(
+fn compare_entry(
     label: &Path,
-    seen: &[EntryRecord],
-    manifest: &ArchiveManifest,
+    actual: &EntryRecord,
+    expected: Option<&EntryRecord>,
 ) -> Result<(), BackupError> {
-    for (i, actual) in seen.iter().enumerate() {
-        let Some(expected) = manifest.entries.get(i) else {
-            return Err(corrupt(
-                label,
-                Some(&actual.path),
-                "entry is not in the manifest",
-            ));
-        };
-        let what = if expected.path != actual.path {
-            Some(format!("manifest expects `{}` here", expected.path))
-        } else if expected.kind != actual.kind {
-            Some("type differs from the manifest".to_owned())
-        } else if expected.size != actual.size {
-            Some(format!(
-                "size {} differs from the manifest's {}",
-                actual.size, expected.size
-            ))
-        } else if expected.sha256 != actual.sha256 {
-            Some("sha256 differs from the manifest".to_owned())
-        } else if expected.mode != actual.mode || expected.mtime != actual.mtime {
-            Some("mode or mtime differs from the manifest".to_owned())
-        } else if expected.link != actual.link {
-            Some("link target differs from the manifest".to_owned())
-        } else {
-            None
-        };
-        if let Some(what) = what {
-            return Err(corrupt(label, Some(&actual.path), what));
-        }
-    }
-    if let Some(missing) = manifest.entries.get(seen.len()) {
+    let Some(expected) = expected else {
         return Err(corrupt(
             label,
-            Some(&missing.path),
-            "entry listed in the manifest is missing from the archive",
+            Some(&actual.path),
+            "entry is not in the manifest",
         ));
+    };
+    let what = if expected.path != actual.path {
+        Some(format!("manifest expects `{}` here", expected.path))
+    } else if expected.kind != actual.kind {
+        Some("type differs from the manifest".to_owned())
+    } else if expected.size != actual.size {
+        Some(format!(
+            "size {} differs from the manifest's {}",
+            actual.size, expected.size
+        ))
+    } else if expected.sha256 != actual.sha256 {
+        Some("sha256 differs from the manifest".to_owned())
+    } else if expected.mode != actual.mode || expected.mtime != actual.mtime {
+        Some("mode or mtime differs from the manifest".to_owned())
+    } else if expected.link != actual.link {
+        Some("link target differs from the manifest".to_owned())
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(corrupt(label, Some(&actual.path), what)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks an entry path and returns it normalised: `/`-separated normal components only (`.`

@@ -441,9 +441,8 @@ fn differs(path: &Path, rec: &EntryRecord) -> Result<bool, BackupError> {
                 || std::fs::read_link(path).ok().as_deref() != rec.link.as_deref().map(Path::new)
         }
         EntryKind::File | EntryKind::Hardlink => {
-            if !ft.is_file() || meta.mode() & 0o7777 != rec.mode & 0o7777 {
-                true
-            } else if rec.kind == EntryKind::File && meta.len() != rec.size {
+            let wrong_size = rec.kind == EntryKind::File && meta.len() != rec.size;
+            if !ft.is_file() || meta.mode() & 0o7777 != rec.mode & 0o7777 || wrong_size {
                 true
             } else {
                 rec.sha256.is_some() && rec.sha256 != Some(hash_file(path)?)

@@ -58,6 +58,11 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// Maps a backup (its time, its rank newest first) to the period it falls in.
+type Bucket = fn(&jiff::Timestamp, usize) -> (i32, i32);
+/// A rule: its name, how many periods it still keeps, its bucket function, the last period kept.
+type Rule = (&'static str, u32, Bucket, Option<(i32, i32)>);
+
 /// Applies `policy` to `backups` (any order); returns decisions newest first.
 pub fn plan_retention(
     policy: &RetentionPolicy,
@@ -68,8 +73,7 @@ pub fn plan_retention(
     }
     let mut sorted: Vec<&Candidate> = backups.iter().collect();
     sorted.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-    type Bucket = fn(&jiff::Timestamp, usize) -> (i32, i32);
-    let mut rules: [(&str, u32, Bucket, Option<(i32, i32)>); 4] = [
+    let mut rules: [Rule; 4] = [
         (
             "last",
             policy.keep_last,

@@ -31,7 +31,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn from_error(e: &BackupError) -> Option<Self> {
+    /// The problem an integrity error describes; `None` for operational errors.
+    pub fn from_error(e: &BackupError) -> Option<Self> {
         match e {
             BackupError::Corrupt { entry, reason, .. } => Some(Self {
                 entry: entry.clone(),
@@ -125,15 +126,13 @@ pub fn verify(
             None => return Err(e),
         },
     }
-    if opts.record {
-        if let Some(mut side) = sidecar {
-            side.last_verify = Some(VerifyRecord {
-                at: jiff::Timestamp::now(),
-                ok: report.ok,
-                problem: report.problem.as_ref().map(ToString::to_string),
-            });
-            side.write_atomic(&side_path)?;
-        }
+    if let Some(mut side) = sidecar.filter(|_| opts.record) {
+        side.last_verify = Some(VerifyRecord {
+            at: jiff::Timestamp::now(),
+            ok: report.ok,
+            problem: report.problem.as_ref().map(ToString::to_string),
+        });
+        side.write_atomic(&side_path)?;
     }
     tracing::info!(ok = report.ok, entries = report.entries, "verified");
     Ok(report)

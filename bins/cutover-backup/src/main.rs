@@ -1,0 +1,422 @@
+//! `cutover-backup`: create, verify, list, restore and prune cutover backups.
+//!
+//! Reads `[backup]` from cutover.toml (or `--manifest PATH`) for defaults; every value can also
+//! be given by flags. `--json` prints one JSON document with a top-level `status`. Exit codes:
+//! 0 ok, 2 failed (a corrupt archive or a refused entry included), 3 could not evaluate,
+//! 64 usage, 78 invalid configuration.
+
+mod bench;
+mod progress;
+
+use std::path::{Path, PathBuf};
+
+use backup_archive::{
+    BackupConfig, BackupError, CreateOptions, RestoreOptions, RetentionPolicy, VerifyOptions,
+};
+use clap::{Parser, Subcommand};
+use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Status};
+use serde_json::json;
+
+/// Checksummed, atomic backups: create, verify, list, restore, prune.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-backup", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Archive sources into DEST/<id>.tar.gz with a manifest and a sidecar <id>.json.
+    Create(CreateArgs),
+    /// Re-read an archive and check every entry and the sidecar; names the first bad entry.
+    Verify {
+        /// The archive (.tar.gz).
+        archive: PathBuf,
+        /// Do not record the outcome in the sidecar.
+        #[arg(long)]
+        no_record: bool,
+    },
+    /// List the backups in a directory, oldest first by recorded creation time.
+    List {
+        /// The backup directory (default: [backup].dest).
+        dir: Option<PathBuf>,
+    },
+    /// Restore an archive into a directory via a verified staging directory and an atomic swap.
+    Restore {
+        /// The archive (.tar.gz).
+        archive: PathBuf,
+        /// The directory to replace.
+        #[arg(long)]
+        target: PathBuf,
+        /// Show what would be added, changed and removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept an archive whose sidecar is missing (its entries are still checked against
+        /// the manifest inside).
+        #[arg(long)]
+        allow_missing_sidecar: bool,
+    },
+    /// Remove backups no retention rule keeps (restic semantics); the newest verified backup
+    /// is always kept.
+    Prune(PruneArgs),
+    /// Measure create and restore against GNU tar on a generated tree (for `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateArgs {
+    /// A file or directory to archive (repeatable; default: [backup].paths).
+    #[arg(long = "source", value_name = "PATH")]
+    sources: Vec<PathBuf>,
+    /// The backup directory (default: [backup].dest).
+    #[arg(long)]
+    dest: Option<PathBuf>,
+    /// A glob of paths to leave out (repeatable; added to [backup].exclude).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Only archive files matching a glob (repeatable; added to [backup].include).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// The backup id (default: the UTC creation time).
+    #[arg(long)]
+    id: Option<String>,
+    /// The service name to record.
+    #[arg(long)]
+    service: Option<String>,
+    /// The live release id to record.
+    #[arg(long)]
+    release: Option<String>,
+    /// The source commit to record.
+    #[arg(long)]
+    commit: Option<String>,
+    /// gzip level 0-9 (default: [backup].level, 6).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: Option<u32>,
+    /// Compression threads (default: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct PruneArgs {
+    /// The backup directory (default: [backup].dest).
+    dir: Option<PathBuf>,
+    /// Keep the N newest backups.
+    #[arg(long)]
+    keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N days.
+    #[arg(long)]
+    keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long)]
+    keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long)]
+    keep_monthly: Option<u32>,
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn main() {
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    std::process::exit(run(&cli));
+}
+
+/// The `[backup]` table and the manifest's directory (relative paths resolve against it).
+struct Config {
+    table: BackupConfig,
+    base: PathBuf,
+}
+
+fn load_config(common: &CommonArgs) -> Result<Config, i32> {
+    let manifest = common
+        .manifest()
+        .map_err(|e| cutover_cli::report_manifest_error(&e))?;
+    match manifest {
+        None => Ok(Config {
+            table: BackupConfig::default(),
+            base: PathBuf::from("."),
+        }),
+        Some(m) => {
+            let table = m
+                .table::<BackupConfig>("backup")
+                .map_err(|e| cutover_cli::report_manifest_error(&e))?
+                .unwrap_or_default();
+            Ok(Config {
+                table,
+                base: m.dir(),
+            })
+        }
+    }
+}
+
+impl Config {
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> i32 {
+    let json = cli.common.json;
+    let config = match load_config(&cli.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let bar = progress::Bar::for_terminal();
+    match &cli.command {
+        Command::Create(a) => cmd_create(a, &config, &bar, json),
+        Command::Verify { archive, no_record } => {
+            let opts = VerifyOptions {
+                record: !no_record,
+                limits: config.table.limits(),
+            };
+            match backup_archive::verify(archive, &opts, &bar) {
+                Ok(r) => {
+                    let status = if r.ok { Status::Ok } else { Status::Fail };
+                    if json {
+                        emit(json!({"status": status, "command": "verify", "report": r}));
+                    } else if let Some(p) = &r.problem {
+                        println!("FAIL {}: {p}", archive.display());
+                    } else {
+                        println!(
+                            "OK {}: {} entries, {} bytes, sha256 {}",
+                            archive.display(),
+                            r.entries,
+                            r.content_bytes,
+                            r.archive_sha256.as_deref().unwrap_or("-")
+                        );
+                    }
+                    status.exit_code()
+                }
+                Err(e) => fail(json, "verify", &e, EXIT_UNKNOWN),
+            }
+        }
+        Command::List { dir } => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| config.resolve(&config.table.dest));
+            match backup_archive::list(&dir) {
+                Ok(l) => {
+                    if json {
+                        emit(
+                            json!({"status": Status::Ok, "command": "list", "dir": dir, "backups": l.backups, "incomplete": l.incomplete}),
+                        );
+                    } else {
+                        print_listing(&l);
+                    }
+                    0
+                }
+                Err(e) => fail(json, "list", &e, EXIT_UNKNOWN),
+            }
+        }
+        Command::Restore {
+            archive,
+            target,
+            dry_run,
+            allow_missing_sidecar,
+        } => {
+            let mut opts = RestoreOptions::new(target);
+            opts.dry_run = *dry_run;
+            opts.require_sidecar = !allow_missing_sidecar;
+            opts.limits = config.table.limits();
+            match backup_archive::restore(archive, &opts, &bar) {
+                Ok(r) => {
+                    if json {
+                        emit(json!({"status": Status::Ok, "command": "restore", "report": r}));
+                    } else {
+                        let verb = if r.dry_run {
+                            "would restore"
+                        } else {
+                            "restored"
+                        };
+                        println!(
+                            "{verb} {} entries ({} bytes) into {}",
+                            r.entries,
+                            r.content_bytes,
+                            r.target.display()
+                        );
+                        for (label, list) in [
+                            ("+", &r.diff.added),
+                            ("~", &r.diff.changed),
+                            ("-", &r.diff.removed),
+                        ] {
+                            for p in list {
+                                println!("  {label} {p}");
+                            }
+                        }
+                    }
+                    0
+                }
+                Err(e) => fail(json, "restore", &e, EXIT_FAIL),
+            }
+        }
+        Command::Prune(a) => cmd_prune(a, &config, json),
+        Command::Bench(a) => bench::run(a, json),
+    }
+}
+
+fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) -> i32 {
+    let t = &config.table;
+    let sources: Vec<PathBuf> = if a.sources.is_empty() {
+        t.paths.iter().map(|p| config.resolve(p)).collect()
+    } else {
+        a.sources.clone()
+    };
+    if sources.is_empty() {
+        return usage(
+            json,
+            "create",
+            "no sources: pass --source PATH or set [backup].paths in cutover.toml",
+        );
+    }
+    let dest = a.dest.clone().unwrap_or_else(|| config.resolve(&t.dest));
+    let mut opts = CreateOptions::new(sources, dest);
+    opts.exclude = t.exclude.iter().chain(&a.exclude).cloned().collect();
+    opts.include = t.include.iter().chain(&a.include).cloned().collect();
+    opts.id = a.id.clone();
+    opts.service = a.service.clone();
+    opts.release = a.release.clone();
+    opts.commit = a.commit.clone();
+    opts.level = a.level.unwrap_or(t.level);
+    opts.threads = a.threads;
+    match backup_archive::create(&opts, bar) {
+        Ok(r) => {
+            if json {
+                emit(json!({"status": Status::Ok, "command": "create", "report": r}));
+            } else {
+                println!(
+                    "created {} ({} entries, {} bytes -> {} bytes, sha256 {})",
+                    r.archive.display(),
+                    r.summary.entry_count,
+                    r.summary.content_bytes,
+                    r.summary.archive_bytes,
+                    r.summary.archive_sha256
+                );
+                for w in &r.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            0
+        }
+        Err(e) => fail(json, "create", &e, EXIT_FAIL),
+    }
+}
+
+fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
+    let t = &config.table;
+    let flags_given = a.keep_last.is_some()
+        || a.keep_daily.is_some()
+        || a.keep_weekly.is_some()
+        || a.keep_monthly.is_some();
+    let policy = if flags_given {
+        RetentionPolicy {
+            keep_last: a.keep_last.unwrap_or(0),
+            keep_daily: a.keep_daily.unwrap_or(0),
+            keep_weekly: a.keep_weekly.unwrap_or(0),
+            keep_monthly: a.keep_monthly.unwrap_or(0),
+        }
+    } else {
+        t.retention()
+    };
+    if policy.is_empty() {
+        return usage(
+            json,
+            "prune",
+            "no retention rule: pass --keep-last N (or --keep-daily/weekly/monthly) or set them in [backup]",
+        );
+    }
+    let dir = a.dir.clone().unwrap_or_else(|| config.resolve(&t.dest));
+    match backup_archive::prune(&dir, &policy, a.dry_run) {
+        Ok(r) => {
+            if json {
+                emit(json!({"status": Status::Ok, "command": "prune", "report": r}));
+            } else {
+                for d in &r.decisions {
+                    let verdict = if d.keep {
+                        "keep  "
+                    } else if r.dry_run {
+                        "would remove"
+                    } else {
+                        "remove"
+                    };
+                    println!("{verdict} {} {} {}", d.id, d.created, d.reasons.join(","));
+                }
+            }
+            0
+        }
+        Err(e) => fail(json, "prune", &e, EXIT_FAIL),
+    }
+}
+
+fn print_listing(l: &backup_archive::Listing) {
+    println!(
+        "{:<28} {:<25} {:>12} {:>8} {:<16} VERIFY",
+        "ID", "CREATED", "BYTES", "ENTRIES", "RELEASE"
+    );
+    for b in &l.backups {
+        let verify = match &b.last_verify {
+            None => "never".to_owned(),
+            Some(v) if v.ok => format!("ok {}", v.at),
+            Some(v) => format!("FAILED {}", v.at),
+        };
+        println!(
+            "{:<28} {:<25} {:>12} {:>8} {:<16} {verify}",
+            b.id,
+            b.created.to_string(),
+            b.archive_bytes,
+            b.entry_count,
+            b.release.as_deref().unwrap_or("-")
+        );
+    }
+    for i in &l.incomplete {
+        println!("incomplete: {} ({})", i.path.display(), i.reason);
+    }
+}
+
+fn emit(value: serde_json::Value) {
+    if let Err(e) = cutover_cli::print_json(&value) {
+        eprintln!("error: cannot write to stdout: {e}");
+    }
+}
+
+/// Reports an error; integrity failures (corruption, refused entries) always exit 2.
+fn fail(json: bool, command: &str, e: &BackupError, operational_code: i32) -> i32 {
+    let code = if e.is_integrity() {
+        EXIT_FAIL
+    } else {
+        operational_code
+    };
+    let status = if code == EXIT_FAIL {
+        Status::Fail
+    } else {
+        Status::Unknown
+    };
+    let problem = backup_archive::Problem::from_error(e);
+    if json {
+        emit(
+            json!({"status": status, "command": command, "error": e.to_string(), "problem": problem}),
+        );
+    } else {
+        eprintln!("error: {e}");
+    }
+    code
+}
+
+fn usage(json: bool, command: &str, message: &str) -> i32 {
+    if json {
+        emit(json!({"status": Status::Unknown, "command": command, "error": message}));
+    } else {
+        eprintln!("error: {message}");
+    }
+    cutover_cli::EXIT_USAGE
+}

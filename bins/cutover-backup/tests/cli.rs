@@ -1,0 +1,366 @@
+//! The built `cutover-backup` binary: its JSON and exit codes, the `[backup]` table, and what
+//! SIGKILL at a random instant of `create` or `restore` leaves behind.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover_tests::ChildGuard;
+use rand::Rng;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cutover-backup"))
+}
+
+fn run(args: &[&str], cwd: &Path) -> (i32, Value, String) {
+    let out: Output = bin()
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn write_tree(root: &Path, files: usize, size: usize) {
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i % 7));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..size)
+            .map(|j| {
+                if j % 3 == 0 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                } else {
+                    b'a' + (j % 26) as u8
+                }
+            })
+            .collect();
+        std::fs::write(dir.join(format!("f{i}.dat")), data).unwrap();
+    }
+}
+
+#[test]
+fn create_verify_list_restore_prune_with_json_and_exit_codes() {
+    let tmp = cutover_tests::temp_dir();
+    let d = tmp.path();
+    let src = d.join("conf");
+    write_tree(&src, 5, 10_000);
+    let s = src.to_str().unwrap();
+    let dest = d.join("bk");
+    let dest_s = dest.to_str().unwrap();
+
+    let (code, j, out) = run(
+        &[
+            "create",
+            "--json",
+            "--source",
+            s,
+            "--dest",
+            dest_s,
+            "--id",
+            "one",
+            "--release",
+            "r7",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(j["status"], "ok");
+    let archive = j["report"]["archive"].as_str().unwrap().to_owned();
+
+    let (code, j, out) = run(&["verify", "--json", &archive], d);
+    assert_eq!((code, j["status"].as_str()), (0, Some("ok")), "{out}");
+
+    let (code, j, _) = run(&["list", "--json", dest_s], d);
+    assert_eq!(code, 0);
+    assert_eq!(j["backups"][0]["id"], "one");
+    assert_eq!(j["backups"][0]["release"], "r7");
+    assert_eq!(j["backups"][0]["last_verify"]["ok"], true);
+
+    let target = d.join("live");
+    let (code, j, out) = run(
+        &[
+            "restore",
+            "--json",
+            &archive,
+            "--target",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        j["report"]["diff"]["added"].as_array().unwrap().len(),
+        1 + 5 + 5,
+        "conf/, five dN/ directories and five files"
+    );
+    assert!(!target.exists());
+    let (code, _, out) = run(
+        &["restore", &archive, "--target", target.to_str().unwrap()],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(target.join("conf/d0/f0.dat").is_file());
+
+    let (code, _, out) = run(
+        &["create", "--source", s, "--dest", dest_s, "--id", "two"],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, j, out) = run(
+        &["prune", "--json", dest_s, "--keep-last", "1", "--dry-run"],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    // "one" is the newest verified backup: kept although keep_last=1 only keeps "two".
+    assert_eq!(j["report"]["removed"].as_array().unwrap().len(), 0, "{j}");
+
+    // A flipped byte: verify and restore fail with 2 and name the problem.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let (code, j, _) = run(&["verify", "--json", &archive], d);
+    assert_eq!((code, j["status"].as_str()), (2, Some("fail")), "{j}");
+    assert_eq!(j["report"]["problem"]["kind"], "corrupt");
+    let before = tree_digest(&target);
+    let (code, j, _) = run(
+        &[
+            "restore",
+            "--json",
+            &archive,
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert_eq!((code, j["status"].as_str()), (2, Some("fail")), "{j}");
+    assert_eq!(tree_digest(&target), before);
+
+    // Usage errors are 64; a missing archive cannot be evaluated (3).
+    let (code, _, _) = run(&["prune", dest_s], d);
+    assert_eq!(code, 64);
+    let (code, _, _) = run(&["create", "--bogus"], d);
+    assert_eq!(code, 64);
+    let (code, j, _) = run(&["verify", "--json", "/nonexistent/x.tar.gz"], d);
+    assert_eq!((code, j["status"].as_str()), (3, Some("unknown")));
+}
+
+#[test]
+fn backup_table_in_cutover_toml_supplies_defaults_and_bad_keys_exit_78() {
+    let tmp = cutover_tests::temp_dir();
+    let d = tmp.path();
+    write_tree(&d.join("data"), 3, 1000);
+    std::fs::write(d.join("data/skip.log"), "x").unwrap();
+    std::fs::write(
+        d.join("cutover.toml"),
+        "[service]\nname = \"hub\"\n[backup]\npaths = [\"data\"]\nexclude = [\"*.log\"]\ndest = \"bk\"\nkeep_last = 2\n",
+    )
+    .unwrap();
+    let (code, j, out) = run(&["create", "--json", "--id", "a"], d);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(j["report"]["summary"]["entry_count"], 1 + 3 + 3, "{j}");
+    assert!(d.join("bk/a.tar.gz").is_file() && d.join("bk/a.json").is_file());
+    let (code, j, _) = run(&["prune", "--json"], d);
+    assert_eq!(code, 0);
+    assert_eq!(j["report"]["decisions"][0]["reasons"][0], "last");
+
+    std::fs::write(d.join("bad.toml"), "[backup]\nkeep_lats = 2\n").unwrap();
+    let (code, _, out) = run(&["--manifest", "bad.toml", "list"], d);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("keep_lats") && out.contains("bad.toml"),
+        "{out}"
+    );
+}
+
+/// (path, size, content sum) of everything under `root`, sorted.
+fn tree_digest(root: &Path) -> Vec<(PathBuf, u64, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+                out.push((p.strip_prefix(root).unwrap().to_path_buf(), 0, 0));
+            } else {
+                let sum = std::fs::read(&p)
+                    .unwrap()
+                    .iter()
+                    .map(|&b| u64::from(b))
+                    .sum();
+                out.push((p.strip_prefix(root).unwrap().to_path_buf(), m.len(), sum));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs the binary, SIGKILLs it after `delay` unless it finished first; returns whether the
+/// kill landed while it was still running.
+fn run_and_kill(args: &[&str], delay: Duration) -> bool {
+    let mut cmd = bin();
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = ChildGuard::spawn(cmd).unwrap();
+    let end = Instant::now() + delay;
+    while Instant::now() < end {
+        if child.child().try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let running = child.child().try_wait().unwrap().is_none();
+    child.signal(libc::SIGKILL);
+    child
+        .wait_timeout(Duration::from_secs(20))
+        .expect("killed child exits");
+    running
+}
+
+fn timed_run(args: &[&str]) -> Duration {
+    let start = Instant::now();
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+#[test]
+fn sigkill_during_create_never_leaves_a_complete_looking_backup() {
+    let tmp = cutover_tests::temp_dir();
+    let src = tmp.path().join("src");
+    write_tree(&src, 24, 1_500_000);
+    let s = src.to_str().unwrap();
+    let dest = tmp.path().join("bk");
+    let d = dest.to_str().unwrap();
+    let full = timed_run(&["create", "--source", s, "--dest", d, "--id", "reference"]);
+    let mut rng = rand::rng();
+    let mut mid_run = 0;
+    for i in 0..6 {
+        let id = format!("killed{i}");
+        let delay = full.mul_f64(rng.random_range(0.05..0.95));
+        if run_and_kill(&["create", "--source", s, "--dest", d, "--id", &id], delay) {
+            mid_run += 1;
+        }
+        let listing = backup_archive::list(&dest).unwrap();
+        let sidecar = dest.join(format!("{id}.json"));
+        if sidecar.exists() {
+            // Only a create that got to its commit point leaves a sidecar, and then it is whole.
+            let r = backup_archive::verify(
+                &dest.join(format!("{id}.tar.gz")),
+                &backup_archive::VerifyOptions::default(),
+                &backup_archive::NoProgress,
+            )
+            .unwrap();
+            assert!(
+                r.ok,
+                "kill {i} after {delay:?} left a sidecar for a bad archive: {r:?}"
+            );
+        } else {
+            assert!(
+                listing.backups.iter().all(|b| b.id != id),
+                "kill {i} after {delay:?}: listed as a backup without its sidecar"
+            );
+            // Whatever it left is reported as incomplete, never as a backup.
+            for e in std::fs::read_dir(&dest).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.contains(&id) {
+                    assert!(
+                        listing.incomplete.iter().any(|x| x.path.ends_with(&name)),
+                        "{name} unreported"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 6 kills landed while create was running"
+    );
+}
+
+#[test]
+fn sigkill_during_restore_leaves_the_target_as_it_was() {
+    let tmp = cutover_tests::temp_dir();
+    let src = tmp.path().join("src");
+    write_tree(&src, 24, 1_500_000);
+    let dest = tmp.path().join("bk");
+    let out = bin()
+        .args([
+            "create",
+            "--id",
+            "full",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let archive = dest.join("full.tar.gz");
+    let target = tmp.path().join("live");
+    write_tree(&target, 3, 1000);
+    let old = tree_digest(&target);
+    let a = archive.to_str().unwrap();
+    let t = target.to_str().unwrap();
+    let full = {
+        let scratch = tmp.path().join("scratch");
+        let d = timed_run(&["restore", a, "--target", scratch.to_str().unwrap()]);
+        std::fs::remove_dir_all(&scratch).unwrap();
+        d
+    };
+    let mut rng = rand::rng();
+    let mut mid_run = 0;
+    for i in 0..6 {
+        let delay = full.mul_f64(rng.random_range(0.05..0.9));
+        let running = run_and_kill(&["restore", a, "--target", t], delay);
+        let now = tree_digest(&target);
+        if running && now != old {
+            // Killed after the swap: the new content is complete, never a mix.
+            let mut restored = tree_digest(&target);
+            restored.retain(|(p, _, _)| p.starts_with("src"));
+            assert_eq!(
+                restored.len(),
+                now.len(),
+                "kill {i}: a mix of old and new content"
+            );
+            std::fs::remove_dir_all(&target).unwrap();
+            write_tree(&target, 3, 1000);
+        } else if running {
+            mid_run += 1;
+        } else {
+            std::fs::remove_dir_all(&target).unwrap();
+            write_tree(&target, 3, 1000);
+        }
+        assert_eq!(tree_digest(&target), old);
+    }
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 6 kills landed before the swap"
+    );
+}

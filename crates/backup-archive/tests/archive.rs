@@ -1,0 +1,622 @@
+//! Real archives on real files: round trips, GNU tar compatibility, corruption, hostile
+//! archives, listing and pruning.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use backup_archive::{
+    BackupError, CreateOptions, NoProgress, RestoreOptions, RetentionPolicy, VerifyOptions, create,
+    list, prune, restore, verify,
+};
+
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// A source tree with a bit of everything: modes, mtimes, a symlink, an empty directory, a
+/// nested file, a large compressible file and a larger-than-one-block random one.
+fn sample_tree(root: &Path) -> PathBuf {
+    let src = root.join("app");
+    std::fs::create_dir_all(src.join("conf/nested")).unwrap();
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    std::fs::write(src.join("conf/app.toml"), "port = 7000\n").unwrap();
+    std::fs::write(src.join("conf/nested/secret.txt"), "s3cr3t\n").unwrap();
+    std::fs::set_permissions(
+        src.join("conf/nested/secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(src.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text: String = (0..200_000)
+        .map(|i| format!("line {i} of the log\n"))
+        .collect();
+    std::fs::write(src.join("big.log"), text).unwrap();
+    let mut x = 12345u64;
+    let random: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("blob.bin"), random).unwrap();
+    std::os::unix::fs::symlink("conf/app.toml", src.join("link")).unwrap();
+    std::fs::write(src.join("debug.log.tmp"), "excluded").unwrap();
+    for (i, f) in ["conf/app.toml", "run.sh", "big.log", "blob.bin"]
+        .iter()
+        .enumerate()
+    {
+        set_mtime(&src.join(f), 1_600_000_000 + i as u64 * 1000);
+    }
+    src
+}
+
+fn make_backup(root: &Path, id: &str) -> (PathBuf, PathBuf) {
+    let src = sample_tree(root);
+    let mut opts = CreateOptions::new(vec![src.clone()], root.join("backups"));
+    opts.id = Some(id.into());
+    opts.exclude = vec!["*.tmp".into()];
+    opts.release = Some("r1".into());
+    let report = create(&opts, &NoProgress).unwrap();
+    assert!(report.sidecar.is_file());
+    (src, report.archive)
+}
+
+/// Every path under `root` with its kind, mode, mtime and content or link target.
+fn snapshot(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        let what = if m.file_type().is_symlink() {
+            format!(
+                "link {} mtime {}",
+                std::fs::read_link(e.path()).unwrap().display(),
+                m.mtime()
+            )
+        } else if m.is_dir() {
+            format!("dir {:o}", m.mode() & 0o7777)
+        } else {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+            format!(
+                "file {:o} mtime {} len {} sum {sum}",
+                m.mode() & 0o7777,
+                m.mtime(),
+                bytes.len()
+            )
+        };
+        out.push((rel, what));
+    }
+    out
+}
+
+#[test]
+fn round_trip_preserves_contents_modes_mtimes_symlinks_and_empty_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, archive) = make_backup(tmp.path(), "b1");
+    let target = tmp.path().join("restored");
+    let report = restore(&archive, &RestoreOptions::new(&target), &NoProgress).unwrap();
+    assert!(report.entries >= 9, "{report:?}");
+    let mut expected = snapshot(&src);
+    expected.retain(|(p, _)| !p.ends_with(".tmp"));
+    assert_eq!(snapshot(&target.join("app")), expected);
+    // The target holds the archive's content and nothing else (no manifest file).
+    let top: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(top, ["app"]);
+    assert_eq!(
+        std::fs::metadata(target.join("app")).unwrap().mode() & 0o777,
+        std::fs::metadata(&src).unwrap().mode() & 0o777
+    );
+    assert!(!target.join(".cutover-manifest.json").exists());
+}
+
+#[test]
+fn gnu_tar_lists_and_extracts_our_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, archive) = make_backup(tmp.path(), "b1");
+    let listed = Command::new("tar")
+        .arg("-tzf")
+        .arg(&archive)
+        .output()
+        .expect("GNU tar (Debian package `tar`)");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let names = String::from_utf8(listed.stdout).unwrap();
+    for want in [
+        "app/conf/app.toml",
+        "app/empty/",
+        "app/link",
+        "app/blob.bin",
+        ".cutover-manifest.json",
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} missing from:\n{names}"
+        );
+    }
+    let out = tmp.path().join("gnu");
+    std::fs::create_dir(&out).unwrap();
+    let x = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    assert_eq!(
+        std::fs::read(out.join("app/blob.bin")).unwrap(),
+        std::fs::read(src.join("blob.bin")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("app/link")).unwrap(),
+        Path::new("conf/app.toml")
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("app/run.sh")).unwrap().mode() & 0o777,
+        0o755
+    );
+    // gzip itself agrees the multi-member stream is sound.
+    let t = Command::new("gzip")
+        .arg("-t")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(t.status.success());
+}
+
+#[test]
+fn verify_passes_on_a_good_archive_and_records_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup(tmp.path(), "b1");
+    let r = verify(
+        &archive,
+        &VerifyOptions {
+            record: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(r.ok, "{r:?}");
+    let l = list(&tmp.path().join("backups")).unwrap();
+    assert!(l.backups[0].verified());
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = usize::try_from(at).unwrap();
+    bytes[i] ^= 0x55;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn flipped_byte_is_detected_by_verify_and_restore_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup(tmp.path(), "b1");
+    let len = std::fs::metadata(&archive).unwrap().len();
+    for at in [len / 3, len / 2, len - 3] {
+        let copy = tmp.path().join("backups/copy.tar.gz");
+        std::fs::copy(&archive, &copy).unwrap();
+        std::fs::copy(
+            tmp.path().join("backups/b1.json"),
+            tmp.path().join("backups/copy.json"),
+        )
+        .unwrap();
+        flip_byte(&copy, at);
+        let r = verify(&copy, &VerifyOptions::default(), &NoProgress).unwrap();
+        assert!(!r.ok, "flip at {at} not detected");
+        let p = r.problem.unwrap();
+        assert_eq!(p.kind, "corrupt");
+
+        let target = tmp.path().join("live");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("keep.txt"), "old").unwrap();
+        let before = snapshot(&target);
+        let err = restore(&copy, &RestoreOptions::new(&target), &NoProgress).unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+        assert_eq!(snapshot(&target), before);
+        assert_no_leftovers(tmp.path());
+    }
+}
+
+#[test]
+fn flipped_byte_inside_a_file_names_that_entry() {
+    // Level 0 stores content verbatim, so the flip lands inside a known file. gzip's CRC only
+    // fails at the end of the member; the entry's own hash, checked against the manifest (the
+    // first entry) as soon as the entry has been read, names it first.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("d");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.txt"), vec![b'a'; 100_000]).unwrap();
+    std::fs::write(src.join("b.txt"), vec![b'b'; 100_000]).unwrap();
+    let mut opts = CreateOptions::new(vec![src], tmp.path().join("bk"));
+    opts.id = Some("x".into());
+    opts.level = 0;
+    let made = create(&opts, &NoProgress).unwrap();
+    let bytes = std::fs::read(&made.archive).unwrap();
+    let pos = bytes
+        .windows(64)
+        .position(|w| w.iter().all(|&b| b == b'b'))
+        .unwrap() as u64
+        + 10;
+    flip_byte(&made.archive, pos);
+    let r = verify(&made.archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    let p = r.problem.expect("damage found");
+    assert_eq!(p.entry.as_deref(), Some("d/b.txt"), "{p:?}");
+}
+
+#[test]
+fn truncated_archive_is_detected_by_verify_and_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup(tmp.path(), "b1");
+    let len = std::fs::metadata(&archive).unwrap().len();
+    for keep in [0, 10, len / 2, len - 1] {
+        let copy = tmp.path().join("backups/t.tar.gz");
+        std::fs::copy(&archive, &copy).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        let r = verify(&copy, &VerifyOptions::default(), &NoProgress).unwrap();
+        assert!(!r.ok, "truncation to {keep} not detected");
+        let target = tmp.path().join("live");
+        let err = restore(
+            &copy,
+            &RestoreOptions {
+                require_sidecar: false,
+                ..RestoreOptions::new(&target)
+            },
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+        assert!(!target.exists());
+    }
+}
+
+#[test]
+fn restore_replaces_the_target_and_dry_run_reports_the_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup(tmp.path(), "b1");
+    let target = tmp.path().join("live");
+    restore(&archive, &RestoreOptions::new(&target), &NoProgress).unwrap();
+    std::fs::write(target.join("app/conf/app.toml"), "port = 1\n").unwrap();
+    std::fs::write(target.join("stray.txt"), "x").unwrap();
+    std::fs::remove_file(target.join("app/run.sh")).unwrap();
+    let before = snapshot(&target);
+    let dry = RestoreOptions {
+        dry_run: true,
+        ..RestoreOptions::new(&target)
+    };
+    let r = restore(&archive, &dry, &NoProgress).unwrap();
+    assert_eq!(snapshot(&target), before, "dry run changed the target");
+    assert_eq!(r.diff.added, vec!["app/run.sh"]);
+    assert_eq!(r.diff.changed, vec!["app/conf/app.toml"]);
+    assert_eq!(r.diff.removed, vec!["stray.txt"]);
+    restore(&archive, &RestoreOptions::new(&target), &NoProgress).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("app/conf/app.toml")).unwrap(),
+        "port = 7000\n"
+    );
+    assert!(!target.join("stray.txt").exists());
+    assert_no_leftovers(tmp.path());
+}
+
+/// Nothing hidden (staging, aside, temp) remains beside the targets and backups.
+fn assert_no_leftovers(dir: &Path) {
+    for e in walkdir::WalkDir::new(dir).max_depth(2) {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy();
+        assert!(
+            !(name.contains(".restore-")
+                || name.contains(".previous-")
+                || name.contains(".partial-")),
+            "leftover {}",
+            e.path().display()
+        );
+    }
+}
+
+// ---- hostile archives, built byte by byte ----
+
+struct Raw {
+    tar: Vec<u8>,
+}
+
+impl Raw {
+    fn new() -> Self {
+        Self { tar: Vec::new() }
+    }
+
+    fn entry(
+        mut self,
+        name: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        size: u64,
+        link: &str,
+        data: &[u8],
+    ) -> Self {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        self.tar.extend_from_slice(h.as_bytes());
+        self.tar.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.tar.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Self {
+        self.entry(
+            name,
+            tar::EntryType::Regular,
+            0o644,
+            data.len() as u64,
+            "",
+            data,
+        )
+    }
+
+    fn write(mut self, path: &Path) {
+        self.tar.extend(std::iter::repeat_n(0u8, 1024));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&self.tar).unwrap();
+        std::fs::write(path, gz.finish().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn hostile_archives_are_refused_and_nothing_is_written_outside() {
+    use tar::EntryType as T;
+    let cases: Vec<(&str, Raw, &str)> = vec![
+        ("absolute", Raw::new().file("/tmp/evil", b"x"), "absolute"),
+        (
+            "dotdot",
+            Raw::new().file("a/../../outside/evil", b"x"),
+            "..",
+        ),
+        (
+            "symlink-out",
+            Raw::new()
+                .entry("esc", T::Symlink, 0o777, 0, "../outside", b"")
+                .file("esc/evil", b"x"),
+            "points outside",
+        ),
+        (
+            "symlink-abs",
+            Raw::new()
+                .entry("esc", T::Symlink, 0o777, 0, "/tmp", b"")
+                .file("esc/evil", b"x"),
+            "absolute",
+        ),
+        (
+            "write-through-symlink",
+            Raw::new()
+                .entry("d", T::Directory, 0o755, 0, "", b"")
+                .entry("d/l", T::Symlink, 0o777, 0, "..", b"")
+                .file("d/l/evil", b"x"),
+            "through the symlink",
+        ),
+        (
+            "hardlink-out",
+            Raw::new().entry("h", T::Link, 0o644, 0, "../outside/secret", b""),
+            "..",
+        ),
+        (
+            "hardlink-abs",
+            Raw::new().entry("h", T::Link, 0o644, 0, "/etc/passwd", b""),
+            "absolute",
+        ),
+        (
+            "hardlink-unknown",
+            Raw::new().entry("h", T::Link, 0o644, 0, "nothere", b""),
+            "not an earlier file",
+        ),
+        (
+            "device",
+            Raw::new().entry("dev", T::Char, 0o644, 0, "", b""),
+            "device",
+        ),
+        (
+            "fifo",
+            Raw::new().entry("p", T::Fifo, 0o644, 0, "", b""),
+            "fifo",
+        ),
+        (
+            "setuid",
+            Raw::new().entry("s", T::Regular, 0o4755, 1, "", b"x"),
+            "setuid",
+        ),
+        (
+            "huge",
+            Raw::new().entry("big", T::Regular, 0o644, 1 << 40, "", b""),
+            "cap",
+        ),
+    ];
+    for (name, raw, reason) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "secret").unwrap();
+        let archive = tmp.path().join("hostile.tar.gz");
+        raw.write(&archive);
+        let target = tmp.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("live.txt"), "live").unwrap();
+        let opts = RestoreOptions {
+            require_sidecar: false,
+            ..RestoreOptions::new(&target)
+        };
+        let err = restore(&archive, &opts, &NoProgress).unwrap_err();
+        match &err {
+            BackupError::Refused { reason: r, .. } => assert!(r.contains(reason), "{name}: {err}"),
+            other => panic!("{name}: expected a refusal, got {other}"),
+        }
+        let mut around: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        around.sort();
+        assert_eq!(
+            around,
+            ["hostile.tar.gz", "outside", "target"],
+            "{name}: staging left behind"
+        );
+        assert_eq!(snapshot(&outside).len(), 1, "{name}: wrote outside");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "secret"
+        );
+        assert_eq!(snapshot(&target).len(), 1, "{name}: target changed");
+        // verify refuses it too.
+        let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+        assert_eq!(r.problem.map(|p| p.kind), Some("refused"), "{name}");
+    }
+}
+
+#[test]
+fn a_plain_tar_without_manifest_is_corrupt_not_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("plain.tar.gz");
+    Raw::new().file("ok.txt", b"fine").write(&archive);
+    let target = tmp.path().join("t");
+    let opts = RestoreOptions {
+        require_sidecar: false,
+        ..RestoreOptions::new(&target)
+    };
+    let err = restore(&archive, &opts, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("manifest"), "{err}");
+    assert!(!target.exists());
+    // Without --allow-missing-sidecar even a sound archive is refused when its sidecar is gone.
+    let (_, good) = make_backup(tmp.path(), "g");
+    std::fs::remove_file(tmp.path().join("backups/g.json")).unwrap();
+    let err = restore(&good, &RestoreOptions::new(&target), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("sidecar is missing"), "{err}");
+}
+
+// ---- list and prune ----
+
+fn backup_at(root: &Path, dest: &Path, id: &str, at: &str) {
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), id).unwrap();
+    let mut opts = CreateOptions::new(vec![src], dest);
+    opts.id = Some(id.into());
+    opts.created = Some(at.parse().unwrap());
+    create(&opts, &NoProgress).unwrap();
+}
+
+#[test]
+fn list_orders_by_recorded_time_not_mtime_and_flags_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    backup_at(tmp.path(), &dest, "zz-oldest", "2024-01-01T00:00:00Z");
+    backup_at(tmp.path(), &dest, "aa-newest", "2025-06-01T00:00:00Z");
+    backup_at(tmp.path(), &dest, "mm-middle", "2025-01-01T00:00:00Z");
+    // Make mtimes lie: the oldest backup gets the newest mtime.
+    set_mtime(&dest.join("zz-oldest.json"), 2_000_000_000);
+    set_mtime(&dest.join("zz-oldest.tar.gz"), 2_000_000_000);
+    std::fs::write(dest.join("orphan.tar.gz"), b"half").unwrap();
+    std::fs::write(dest.join(".x.tar.gz.partial-1-2"), b"half").unwrap();
+    let l = list(&dest).unwrap();
+    let ids: Vec<&str> = l.backups.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, ["zz-oldest", "mm-middle", "aa-newest"]);
+    assert_eq!(l.incomplete.len(), 2, "{:?}", l.incomplete);
+}
+
+#[test]
+fn prune_dry_run_removes_nothing_and_keeps_newest_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    for (i, day) in ["01", "02", "03", "04", "05"].iter().enumerate() {
+        backup_at(
+            tmp.path(),
+            &dest,
+            &format!("b{i}"),
+            &format!("2025-01-{day}T12:00:00Z"),
+        );
+    }
+    // Only b1 is verified; keep_last=1 keeps b4, the rule keeps b1.
+    verify(
+        &dest.join("b1.tar.gz"),
+        &VerifyOptions {
+            record: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let policy = RetentionPolicy {
+        keep_last: 1,
+        ..Default::default()
+    };
+    let dry = prune(&dest, &policy, true).unwrap();
+    assert_eq!(dry.removed, ["b3", "b2", "b0"]);
+    assert_eq!(list(&dest).unwrap().backups.len(), 5);
+    let real = prune(&dest, &policy, false).unwrap();
+    assert_eq!(real.removed, dry.removed);
+    let left: Vec<String> = list(&dest)
+        .unwrap()
+        .backups
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(left, ["b1", "b4"]);
+    assert!(!dest.join("b0.tar.gz").exists() && !dest.join("b0.json").exists());
+}
+
+#[test]
+fn create_refuses_bad_ids_duplicates_and_missing_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    backup_at(tmp.path(), &dest, "one", "2025-01-01T00:00:00Z");
+    let mut opts = CreateOptions::new(vec![tmp.path().join("src")], &dest);
+    opts.id = Some("one".into());
+    assert!(matches!(
+        create(&opts, &NoProgress),
+        Err(BackupError::AlreadyExists { .. })
+    ));
+    opts.id = Some("../evil".into());
+    assert!(matches!(
+        create(&opts, &NoProgress),
+        Err(BackupError::InvalidId { .. })
+    ));
+    let opts = CreateOptions::new(vec![tmp.path().join("missing")], &dest);
+    assert!(matches!(
+        create(&opts, &NoProgress),
+        Err(BackupError::Source { .. })
+    ));
+}
