@@ -1,6 +1,9 @@
 //! Baseline files round-trip and are checked; `compare` flags a 20 % slowdown, passes an
 //! unchanged run and reports an improvement.
 
+// Test helpers fail the test loudly on any setup error, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use perf_baseline::{

@@ -2,6 +2,9 @@
 //! connect failures, timeouts, warm-up, the weighted mix, and the open model's coordinated
 //! omission correction against a server that stalls.
 
+// Test helpers fail the test loudly on any setup error, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
