@@ -360,7 +360,7 @@ fn env_literal_and_unknown_schemes() {
 }
 
 #[derive(Debug)]
-struct Stub(&'static str, Duration);
+struct Stub(&'static str, Duration, Duration);
 
 impl Provider for Stub {
     fn scheme(&self) -> &str {
@@ -372,7 +372,7 @@ impl Provider for Stub {
         ctx: &ResolveContext<'_>,
     ) -> Result<Secret, SecretError> {
         assert_eq!(reference.scheme(), self.0);
-        assert_eq!(ctx.timeout(), Duration::from_millis(200));
+        assert_eq!(ctx.timeout(), self.2);
         std::thread::sleep(self.1);
         Ok(Secret::new(format!("{}-value", self.0)))
     }
@@ -382,9 +382,9 @@ impl Provider for Stub {
 fn custom_providers_add_and_replace_schemes() {
     let resolver = Resolver::new()
         .with_redactor(secret_refs::Redactor::new())
-        .with_timeout(Duration::from_millis(200))
-        .with_provider(Stub("vault", Duration::ZERO))
-        .with_provider(Stub("op", Duration::ZERO));
+        .with_timeout(Duration::from_secs(5))
+        .with_provider(Stub("vault", Duration::ZERO, Duration::from_secs(5)))
+        .with_provider(Stub("op", Duration::ZERO, Duration::from_secs(5)));
     assert_eq!(
         resolver
             .resolve_blocking(&r("vault://kv/x"))
@@ -406,7 +406,11 @@ fn a_provider_that_overruns_is_cut_off() {
     let resolver = Resolver::new()
         .with_redactor(secret_refs::Redactor::new())
         .with_timeout(Duration::from_millis(200))
-        .with_provider(Stub("slow", Duration::from_secs(8)));
+        .with_provider(Stub(
+            "slow",
+            Duration::from_secs(8),
+            Duration::from_millis(200),
+        ));
     let err = resolver.resolve_blocking(&r("slow://x")).unwrap_err();
     assert!(matches!(err, SecretError::Timeout { .. }), "{err:?}");
 }
@@ -451,7 +455,7 @@ async fn async_resolve_and_resolve_all() {
         .script("aws", r#"cat "$here/value""#);
     fake.script("op", "exec sleep 30");
     let resolver = fake
-        .resolver(Duration::from_millis(500))
+        .resolver(Duration::from_secs(3))
         .with_env("SR_ASYNC", "env-async");
     assert_eq!(
         resolver
