@@ -249,6 +249,7 @@ fn render_control_server(w: &mut String, config: &ProxyConfig) {
     line(w, 2, "}");
     line(w, 2, "location / {");
     line(w, 3, "return 404;");
+    headers(w, 3, None);
     line(w, 2, "}");
     line(w, 1, "}");
     line(w, 0, "");
