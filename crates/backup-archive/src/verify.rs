@@ -89,11 +89,13 @@ pub fn verify(
     let (file, label) = open_archive(archive)?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let side_path = sidecar_path(archive);
-    let sidecar = match Sidecar::read(&side_path) {
-        Ok(s) => Some(s),
+    // An unreadable sidecar is damage to report, not a reason to skip the check.
+    let (sidecar, sidecar_error) = match Sidecar::read(&side_path) {
+        Ok(s) => (Some(s), None),
         Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            None
+            (None, None)
         }
+        Err(BackupError::Sidecar { reason, .. }) => (None, Some(reason)),
         Err(e) => return Err(e),
     };
     progress.start(total);
@@ -118,6 +120,14 @@ pub fn verify(
                 &s.archive_sha256,
                 s.archive_bytes,
             );
+            if let Some(reason) = sidecar_error {
+                let reason = format!("sidecar {} is unreadable: {reason}", side_path.display());
+                report.problem = Some(Problem {
+                    entry: None,
+                    reason,
+                    kind: "corrupt",
+                });
+            }
             report.archive_sha256 = Some(s.archive_sha256);
             report.ok = report.problem.is_none();
         }

@@ -204,6 +204,30 @@ fn verify_passes_on_a_good_archive_and_records_it() {
     assert!(l.backups[0].verified());
 }
 
+#[test]
+fn verify_fails_when_the_sidecar_disagrees_or_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup(tmp.path(), "b1");
+    let side = tmp.path().join("backups/b1.json");
+    let text = std::fs::read_to_string(&side).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["archive_sha256"] = serde_json::Value::String("00".repeat(32));
+    std::fs::write(&side, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert!(
+        r.problem
+            .unwrap()
+            .reason
+            .contains("differs from the sidecar")
+    );
+    std::fs::write(&side, "{ not json").unwrap();
+    let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert!(r.problem.unwrap().reason.contains("unreadable"));
+    std::fs::remove_file(&side).unwrap();
+    let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert!(r.problem.unwrap().reason.contains("sidecar is missing"));
+}
+
 fn flip_byte(path: &Path, at: u64) {
     let mut bytes = std::fs::read(path).unwrap();
     let i = usize::try_from(at).unwrap();
