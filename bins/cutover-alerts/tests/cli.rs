@@ -403,3 +403,95 @@ fn default_rules_against_a_hub_by_url() {
         "a service that cannot be read is unknown"
     );
 }
+
+/// An HTTPS server on 127.0.0.1:0 with a fresh self-signed certificate for `localhost`;
+/// returns the port, the certificate's PEM and the bodies it receives.
+async fn tls_server() -> (u16, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::Arc;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| async move {
+            r.lock().unwrap().push(body);
+            "ok"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // Handshakes that fail (the client refusing the certificate) end here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, pem, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhook_trusts_ssl_cert_file_and_refuses_unknown_certificates() {
+    let (port, pem, received) = tls_server().await;
+    let dir = temp_dir();
+    manifest(dir.path(), "");
+    set_value(dir.path(), "80");
+    std::fs::write(dir.path().join("ca.pem"), pem).unwrap();
+    let url = format!("https://localhost:{port}/hook");
+    let run = |trust: bool| {
+        let (d, url) = (dir.path().to_path_buf(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(workspace_bin("cutover-alerts"));
+            command
+                .args(["check", "--json", "--webhook", &url])
+                .current_dir(&d)
+                .env_remove("SSL_CERT_FILE");
+            if trust {
+                command.env("SSL_CERT_FILE", d.join("ca.pem"));
+            }
+            command.output().unwrap()
+        })
+    };
+    let refused = run(false).await.unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a failed notification does not change the verdict"
+    );
+    let doc = json(&refused);
+    assert!(doc["errors"][0].as_str().unwrap().contains("TLS"), "{doc}");
+    assert!(received.lock().unwrap().is_empty());
+
+    let trusted = run(true).await.unwrap();
+    assert_eq!(trusted.status.code(), Some(2));
+    assert!(
+        json(&trusted).get("errors").is_none(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stdout)
+    );
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].contains("\"kind\":\"firing\""), "{}", bodies[0]);
+}

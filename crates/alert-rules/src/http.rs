@@ -190,13 +190,18 @@ where
     Ok(Response { status, body })
 }
 
+/// The TLS client configuration: the Mozilla roots (webpki-roots), plus the PEM certificates
+/// in `SSL_CERT_FILE` when that variable names a file (a private CA, as OpenSSL honours it).
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
+            let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+                add_pem_roots(&mut roots, std::path::Path::new(&file));
+            }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = match rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -211,6 +216,20 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             Arc::new(config)
         })
         .clone()
+}
+
+fn add_pem_roots(roots: &mut rustls::RootCertStore, file: &std::path::Path) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    match CertificateDer::pem_file_iter(file) {
+        Ok(certs) => {
+            let (added, ignored) = roots.add_parsable_certificates(certs.filter_map(Result::ok));
+            tracing::debug!(file = %file.display(), added, ignored, "extra TLS roots from SSL_CERT_FILE");
+        }
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "cannot read SSL_CERT_FILE; using the built-in roots")
+        }
+    }
 }
 
 #[cfg(test)]
