@@ -42,10 +42,8 @@
 //! let mut spec = ServiceSpec::new("mcp-hub", ["/opt/mcp-hub/current/bin/hub", "--port", "7000"]);
 //! spec.readiness = Readiness::Notify;
 //! spec.secrets.insert("GEMINI_API_KEY".into(), "op://prod/mcp-hub/gemini".parse()?);
-//! let options = UnitOptions {
-//!     exec_shim: Some("/usr/local/bin/cutover-proc".into()),
-//!     ..UnitOptions::for_layout("/opt/mcp-hub".as_ref(), "mcp-hub")
-//! };
+//! let mut options = UnitOptions::for_layout("/opt/mcp-hub".as_ref(), "mcp-hub");
+//! options.exec_shim = Some("/usr/local/bin/cutover-proc".into());
 //! let units = render_units(&spec, &options)?;
 //! assert!(units.service.contains("Type=notify"));
 //! assert!(units.service.contains("LoadCredential=GEMINI_API_KEY:/opt/mcp-hub/state/credentials/mcp-hub/GEMINI_API_KEY"));
