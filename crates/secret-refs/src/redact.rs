@@ -26,7 +26,7 @@ pub const MIN_REDACTED_LEN: usize = 4;
 /// A shared, cloneable registry of values to redact. Clones share the registry.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    values: Arc<RwLock<Vec<Zeroizing<Vec<u8>>>>>,
+    values: Arc<RwLock<Vec<Zeroizing<String>>>>,
 }
 
 impl fmt::Debug for Redactor {
@@ -58,10 +58,10 @@ impl Redactor {
             return;
         }
         let debug = Zeroizing::new(value.escape_debug().to_string());
-        let forms: Vec<Zeroizing<Vec<u8>>> = vec![
-            Zeroizing::new(value.as_bytes().to_vec()),
+        let forms: Vec<Zeroizing<String>> = vec![
+            Zeroizing::new(value.to_owned()),
             json_escaped(value),
-            Zeroizing::new(debug.as_bytes().to_vec()),
+            Zeroizing::new(debug.to_string()),
             // A `{:?}` field inside a JSON log line is escaped twice.
             json_escaped(&debug),
         ];
@@ -88,19 +88,34 @@ impl Redactor {
 
     /// Replaces every registered value in `text` with [`REDACTED`].
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        match self.redact_bytes(text.as_bytes()) {
-            Cow::Borrowed(_) => Cow::Borrowed(text),
-            // Replacing whole UTF-8 sequences by ASCII keeps the text valid UTF-8.
-            Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+        // Intermediate copies still hold values, so they are zeroed when replaced.
+        let mut owned: Option<Zeroizing<String>> = None;
+        for value in values.iter() {
+            let current: &str = owned.as_deref().map_or(text, String::as_str);
+            // `str::contains` is a fast substring search; most lines contain no value at all.
+            if current.contains(value.as_str()) {
+                owned = Some(Zeroizing::new(current.replace(value.as_str(), REDACTED)));
+            }
+        }
+        match owned {
+            None => Cow::Borrowed(text),
+            Some(mut done) => Cow::Owned(std::mem::take(&mut *done)),
         }
     }
 
-    /// Replaces every registered value in `bytes` with [`REDACTED`].
+    /// Replaces every registered value in `bytes` with [`REDACTED`] (UTF-8 or not).
     pub fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return match self.redact(text) {
+                Cow::Borrowed(_) => Cow::Borrowed(bytes),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            };
+        }
         let values = self.values.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Cow<'a, [u8]> = Cow::Borrowed(bytes);
         for value in values.iter() {
-            if let Some(replaced) = replace_all(&out, value, REDACTED.as_bytes()) {
+            if let Some(replaced) = replace_all(&out, value.as_bytes(), REDACTED.as_bytes()) {
                 out = Cow::Owned(replaced);
             }
         }
@@ -109,13 +124,13 @@ impl Redactor {
 }
 
 /// `value` as it appears inside a JSON string (without the quotes).
-fn json_escaped(value: &str) -> Zeroizing<Vec<u8>> {
+fn json_escaped(value: &str) -> Zeroizing<String> {
     let json = Zeroizing::new(serde_json::to_string(value).unwrap_or_default());
+    // The JSON form starts and ends with an ASCII quote, so these are char boundaries.
     let inner = json
-        .as_bytes()
         .get(1..json.len().saturating_sub(1))
         .unwrap_or_default();
-    Zeroizing::new(inner.to_vec())
+    Zeroizing::new(inner.to_owned())
 }
 
 /// Replaces every occurrence of `needle`; `None` when there is none.
@@ -258,6 +273,9 @@ mod tests {
         assert_eq!(r.redact("1abcdefgh2abcd3xy"), "1***2***3xy");
         assert_eq!(r.redact("nothing here"), "nothing here");
         assert!(matches!(r.redact("clean"), Cow::Borrowed(_)));
+        // Not UTF-8: the byte path.
+        assert_eq!(&*r.redact_bytes(b"\xffabcd\xfe"), b"\xff***\xfe");
+        assert!(matches!(r.redact_bytes(b"\xffclean"), Cow::Borrowed(_)));
     }
 
     #[test]
