@@ -1,0 +1,291 @@
+//! `cutover-preflight`: runs the pre-flight checks of cutover.toml's `[preflight]` table (or a
+//! default set for the current directory and the demo service when there is none) and reports
+//! them as a table or, with `--json`, one JSON document `{status, checks: [...]}`.
+//!
+//! Exit codes: 0 every check passed (or skipped), 1 warnings only, 2 a check failed, 64 usage
+//! error (an unknown id in `--only`/`--ignore`), 78 invalid configuration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::Parser;
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Manifest, Status};
+use preflight_checks::{
+    BuildContext, CATALOG, COMMON_KEYS, DefaultSet, IgnoreList, KeyDoc, PreflightConfig,
+    PreflightError, RunStatus, Runner, TableStyle, in_git_work_tree,
+};
+
+/// The address the demo service binds by default, checked when no manifest names a port.
+const DEMO_ADDR: &str = "127.0.0.1:7000";
+
+/// Runs cutover's pre-flight checks and reports pass / warn / fail / skip for each.
+///
+/// Checks come from `[[preflight.check]]` in cutover.toml; without any, a default set runs
+/// (git-clean in a git work tree, disk-free, inodes-free, memory, cpu-count, open-files-limit,
+/// dir-writable on the manifest's directory, port-free on the service's port, secrets when
+/// `[service].secrets` declares some).
+///
+/// Exit codes: 0 all passed, 1 warnings only, 2 a check failed, 64 usage error, 78 invalid
+/// configuration.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-preflight", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// Ids whose failures become warnings (comma-separated), or `all`; added to
+    /// `[preflight].ignore`.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    ignore: Vec<String>,
+
+    /// Run only the checks with these ids (comma-separated).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// List every check kind with its keys and defaults, then exit.
+    #[arg(long)]
+    list: bool,
+}
+
+fn main() {
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    std::process::exit(run(&cli));
+}
+
+fn run(cli: &Cli) -> i32 {
+    if cli.list {
+        return list(cli.common.json);
+    }
+    let manifest = match cli.common.manifest() {
+        Ok(m) => m,
+        Err(e) => return cutover_cli::report_manifest_error(&e),
+    };
+    let (config, ctx) = match load(manifest.as_ref()) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let checks = match config.build(&ctx) {
+        Ok(c) => c,
+        Err(e) => return config_error(manifest.as_ref(), &e),
+    };
+    let runner = Runner::new()
+        .with_checks(checks)
+        .with_ignore(config.ignore_list());
+    if let Err(e) = runner.validate_ignore("[preflight].ignore") {
+        return config_error(manifest.as_ref(), &e);
+    }
+    let flag_ignore = IgnoreList::from_ids(&cli.ignore);
+    let runner = runner.with_ignore(flag_ignore.clone());
+    if let Err(e) = runner.validate_ignore("--ignore") {
+        return usage_error(&e);
+    }
+    let mut runner = runner.with_ignore(config.ignore_list().union(flag_ignore));
+    if !cli.only.is_empty() {
+        runner = match runner.only(&cli.only) {
+            Ok(r) => r,
+            Err(e) => return usage_error(&e),
+        };
+    }
+
+    let report = runner.run();
+    if cli.common.json {
+        if let Err(e) = cutover_cli::print_json(&report) {
+            eprintln!("error: cannot write the report: {e}");
+            return cutover_cli::EXIT_FAIL;
+        }
+    } else {
+        print!(
+            "{}",
+            report.render_table(TableStyle {
+                colours: cutover_cli::stdout_colours(),
+                durations: true,
+            })
+        );
+    }
+    match report.status {
+        RunStatus::Ok => Status::Ok,
+        RunStatus::Warn => Status::Warn,
+        RunStatus::Fail => Status::Fail,
+    }
+    .exit_code()
+}
+
+/// The configuration to run and what building it needs; `Err` holds the exit code.
+fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), i32> {
+    let Some(manifest) = manifest else {
+        let config = DefaultSet {
+            git: in_git_work_tree(Path::new(".")),
+            addr: Some(DEMO_ADDR.to_owned()),
+            secrets: false,
+        }
+        .config();
+        return Ok((config, BuildContext::default()));
+    };
+    let pick = |e: cutover_cli::ManifestError| cutover_cli::report_manifest_error(&e);
+    let config: Option<PreflightConfig> = manifest.table("preflight").map_err(pick)?;
+    let secrets: BTreeMap<String, String> = manifest
+        .table("service.secrets")
+        .map_err(pick)?
+        .unwrap_or_default();
+    let port: Option<u16> = manifest.table("service.port").map_err(pick)?;
+    let ctx = BuildContext {
+        base_dir: manifest.dir(),
+        secrets,
+    };
+    let mut config = config.unwrap_or_default();
+    if config.check.is_empty() {
+        let defaults = DefaultSet {
+            git: in_git_work_tree(&ctx.base_dir),
+            addr: Some(port.map_or_else(|| DEMO_ADDR.to_owned(), |p| format!("127.0.0.1:{p}"))),
+            secrets: !ctx.secrets.is_empty(),
+        };
+        config.check = defaults.config().check;
+    }
+    Ok((config, ctx))
+}
+
+/// Reports an invalid `[preflight]` table with the manifest's path and, where it can be found,
+/// the line of the offending entry; returns 78.
+fn config_error(manifest: Option<&Manifest>, err: &PreflightError) -> i32 {
+    let location = manifest.map(|m| {
+        let line = match err {
+            PreflightError::InvalidCheck { index, key, .. } => {
+                entry_line(m.path(), *index, Some(key))
+            }
+            PreflightError::DuplicateId { index, .. } => entry_line(m.path(), *index, Some("id")),
+            PreflightError::UnknownId { .. } => key_line(m.path(), "ignore"),
+            _ => None,
+        };
+        match line {
+            Some((line, column)) => format!("{}:{line}:{column}: ", m.path().display()),
+            None => format!("{}: ", m.path().display()),
+        }
+    });
+    tracing::error!(%err, "invalid configuration");
+    eprintln!("error: {}{err}", location.unwrap_or_default());
+    EXIT_CONFIG
+}
+
+fn usage_error(err: &PreflightError) -> i32 {
+    eprintln!("error: {err}");
+    EXIT_USAGE
+}
+
+/// 1-based line and column of the `index`-th `[[preflight.check]]` entry, or of `key` inside it.
+fn entry_line(path: &Path, index: usize, key: Option<&str>) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let headers: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim().replace(' ', "") == "[[preflight.check]]")
+        .map(|(i, _)| i)
+        .collect();
+    let start = *headers.get(index)?;
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |(i, _)| i);
+    if let Some(key) = key {
+        for (i, line) in lines.iter().enumerate().take(end).skip(start + 1) {
+            let trimmed = line.trim_start();
+            if trimmed
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                return Some((i + 1, line.len() - trimmed.len() + 1));
+            }
+        }
+    }
+    Some((start + 1, 1))
+}
+
+/// 1-based line and column of `key =` inside `[preflight]`.
+fn key_line(path: &Path, key: &str) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            inside = trimmed.replace(' ', "") == "[preflight]";
+            continue;
+        }
+        if inside
+            && trimmed
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some((i + 1, line.len() - line.trim_start().len() + 1));
+        }
+    }
+    None
+}
+
+fn list(json: bool) -> i32 {
+    if json {
+        let doc = serde_json::json!({
+            "status": "ok",
+            "common_keys": COMMON_KEYS,
+            "kinds": CATALOG,
+        });
+        return match cutover_cli::print_json(&doc) {
+            Ok(()) => EXIT_OK,
+            Err(_) => cutover_cli::EXIT_FAIL,
+        };
+    }
+    print!("{}", render_list());
+    EXIT_OK
+}
+
+fn render_keys(out: &mut String, keys: &[KeyDoc]) {
+    use std::fmt::Write;
+    for k in keys {
+        let _ = writeln!(
+            out,
+            "    {:<12} {:<20} default: {}\n    {:<12} {}",
+            k.key, k.ty, k.default, "", k.doc
+        );
+    }
+}
+
+fn render_list() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    out.push_str("Check kinds for [[preflight.check]] (kind = \"...\"). Relative paths resolve against the manifest's directory.\n\n");
+    out.push_str("Keys every kind accepts:\n");
+    render_keys(&mut out, COMMON_KEYS);
+    for kind in CATALOG {
+        let _ = writeln!(out, "\n{}\n  {}", kind.kind, kind.summary);
+        if kind.keys.is_empty() {
+            out.push_str("    (no keys of its own)\n");
+        }
+        render_keys(&mut out, kind.keys);
+    }
+    out.push_str(
+        "\n[preflight].ignore = [\"id\", ...] (or --ignore ID,ID / all) turns those failures into warnings.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_lines_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cutover.toml");
+        std::fs::write(
+            &path,
+            "[preflight]\nignore = [\"x\"]\n\n[[preflight.check]]\nkind = \"memory\"\n\n[[preflight.check]]\nkind = \"port-free\"\n  addr = \"nope\"\n",
+        )
+        .unwrap();
+        assert_eq!(entry_line(&path, 1, Some("addr")), Some((9, 3)));
+        assert_eq!(entry_line(&path, 0, Some("addr")), Some((4, 1)));
+        assert_eq!(entry_line(&path, 2, None), None);
+        assert_eq!(key_line(&path, "ignore"), Some((2, 1)));
+    }
+}

@@ -1,0 +1,387 @@
+//! `tls-cert`: a certificate (a PEM file, or what a live `host:port` presents) is valid now,
+//! does not expire within the warn/fail number of days, and is valid for the expected name.
+//!
+//! This check judges dates and names; it does not decide whether the issuer is trusted (a
+//! self-signed certificate passes). The live handshake still proves the server holds the key.
+
+use std::io::Read;
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::json;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+
+use crate::{Check, CheckContext, DEFAULT_TIMEOUT, Outcome};
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A PEM file; its first certificate is the one judged (the leaf of a chain file).
+    File(PathBuf),
+    /// A live TLS endpoint, `host:port`.
+    Live(String),
+}
+
+/// `tls-cert`: see the module docs.
+#[derive(Debug, Clone)]
+pub struct TlsCert {
+    id: String,
+    timeout: Duration,
+    source: CertSource,
+    name: Option<String>,
+    warn_days: u64,
+    fail_days: u64,
+}
+
+impl TlsCert {
+    /// Defaults: warn within 30 days, fail within 7; the name defaults to the host of a live
+    /// address and is not checked for a file unless given.
+    pub fn new(id: impl Into<String>, source: CertSource) -> Self {
+        Self {
+            id: id.into(),
+            timeout: DEFAULT_TIMEOUT,
+            source,
+            name: None,
+            warn_days: 30,
+            fail_days: 7,
+        }
+    }
+    /// The DNS name or IP address the certificate must be valid for.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Warn when it expires within `warn` days, fail within `fail` days.
+    #[must_use]
+    pub fn days(mut self, warn: u64, fail: u64) -> Self {
+        self.warn_days = warn;
+        self.fail_days = fail;
+        self
+    }
+    /// Sets the timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn expected_name(&self) -> Option<String> {
+        self.name.clone().or_else(|| match &self.source {
+            CertSource::File(_) => None,
+            CertSource::Live(addr) => split_host(addr).map(str::to_owned),
+        })
+    }
+}
+
+/// The host part of `host:port` / `[v6]:port`.
+fn split_host(addr: &str) -> Option<&str> {
+    let (host, _port) = addr.rsplit_once(':')?;
+    Some(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// Whether a certificate name (possibly `*.example.com`) covers `name`.
+fn dns_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    let name = name.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern.trim_end_matches('.') == name,
+    }
+}
+
+/// The names a certificate is valid for: its SAN DNS names and IP addresses, or its common name
+/// when it has no SAN extension.
+fn cert_names(cert: &X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    match cert.subject_alternative_name() {
+        Ok(Some(san)) => {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                    GeneralName::IPAddress(bytes) => match bytes.len() {
+                        4 => {
+                            let b: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                            ips.push(IpAddr::from(b));
+                        }
+                        16 => {
+                            let mut b = [0u8; 16];
+                            b.copy_from_slice(bytes);
+                            ips.push(IpAddr::from(b));
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            for cn in cert.subject().iter_common_name() {
+                if let Ok(s) = cn.as_str() {
+                    dns.push(s.to_owned());
+                }
+            }
+        }
+    }
+    (dns, ips)
+}
+
+/// Accepts any certificate (the check judges it afterwards) but still verifies the handshake
+/// signatures, so the server must hold the certificate's key.
+#[derive(Debug)]
+struct Inspect(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Inspect {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Connects to `addr`, completes a TLS handshake with `sni` and returns the leaf certificate.
+fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<u8>, String> {
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))?;
+    let budget = ctx.remaining().max(Duration::from_millis(100));
+    let mut tcp = TcpStream::connect_timeout(&target, budget)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    tcp.set_read_timeout(Some(budget))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(budget))
+        .map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Inspect(provider)))
+        .with_no_client_auth();
+    let server_name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| format!("invalid server name `{sni}`: {e}"))?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), server_name)
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+    }
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| format!("{addr} presented no certificate"))?;
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    Ok(leaf)
+}
+
+fn read_pem(path: &PathBuf) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        match pem {
+            Ok(pem) if pem.label == "CERTIFICATE" => return Ok(pem.contents),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("{} is not valid PEM: {e}", path.display())),
+        }
+    }
+    Err(format!("{} holds no PEM certificate", path.display()))
+}
+
+impl Check for TlsCert {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "tls-cert"
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn description(&self) -> String {
+        match &self.source {
+            CertSource::File(p) => format!("the certificate in {}", p.display()),
+            CertSource::Live(a) => format!("the certificate served on {a}"),
+        }
+    }
+    fn run(&self, ctx: &CheckContext) -> Outcome {
+        let name = self.expected_name();
+        let (der, origin) = match &self.source {
+            CertSource::File(path) => (read_pem(path), path.display().to_string()),
+            CertSource::Live(addr) => {
+                let sni = name.clone().or_else(|| split_host(addr).map(str::to_owned));
+                let sni = sni.unwrap_or_else(|| "localhost".to_owned());
+                (fetch_live(addr, &sni, ctx), addr.clone())
+            }
+        };
+        let der = match der {
+            Ok(d) => d,
+            Err(e) => {
+                return Outcome::fail(
+                    e,
+                    "check `path`/`addr`, and that the server speaks TLS there",
+                );
+            }
+        };
+        let cert = match x509_parser::parse_x509_certificate(&der) {
+            Ok((_, cert)) => cert,
+            Err(e) => {
+                return Outcome::fail(
+                    format!("{origin}: not a valid X.509 certificate: {e}"),
+                    "replace the certificate",
+                );
+            }
+        };
+        judge_cert(
+            &cert,
+            &origin,
+            name.as_deref(),
+            self.warn_days,
+            self.fail_days,
+        )
+    }
+}
+
+fn judge_cert(
+    cert: &X509Certificate<'_>,
+    origin: &str,
+    name: Option<&str>,
+    warn_days: u64,
+    fail_days: u64,
+) -> Outcome {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let validity = cert.validity();
+    let not_after = validity.not_after.timestamp();
+    let not_before = validity.not_before.timestamp();
+    let expires = validity.not_after.to_datetime().date().to_string();
+    let days_left = (not_after - now).div_euclid(86_400);
+    let (dns, ips) = cert_names(cert);
+    let names: Vec<String> = dns
+        .iter()
+        .cloned()
+        .chain(ips.iter().map(ToString::to_string))
+        .collect();
+    let data = json!({
+        "source": origin,
+        "subject": cert.subject().to_string(),
+        "names": names,
+        "not_after": expires,
+        "days_left": days_left,
+    });
+    let renew = "renew the certificate (certbot renew, or your CA's process) and reload the proxy";
+    if now < not_before {
+        return Outcome::fail(
+            format!(
+                "{origin}: not valid before {}",
+                validity.not_before.to_datetime().date()
+            ),
+            "check the host clock, or wait until the certificate becomes valid",
+        )
+        .with_data(data);
+    }
+    if now >= not_after {
+        return Outcome::fail(format!("{origin}: expired on {expires}"), renew).with_data(data);
+    }
+    if let Some(name) = name {
+        let ok = match name.parse::<IpAddr>() {
+            Ok(ip) => ips.contains(&ip),
+            Err(_) => dns.iter().any(|p| dns_matches(p, name)),
+        };
+        if !ok {
+            return Outcome::fail(
+                format!(
+                    "{origin}: not valid for {name} (valid for: {})",
+                    if names.is_empty() {
+                        "no names".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+                format!("issue a certificate whose subjectAltName includes {name}"),
+            )
+            .with_data(data);
+        }
+    }
+    let for_name = name.map(|n| format!(", valid for {n}")).unwrap_or_default();
+    let summary = format!("{origin}: expires {expires} (in {days_left} days){for_name}");
+    if days_left < fail_days as i64 {
+        return Outcome::fail(format!("{summary}, within {fail_days} days"), renew).with_data(data);
+    }
+    if days_left < warn_days as i64 {
+        return Outcome::warn(format!("{summary}, within {warn_days} days"), renew).with_data(data);
+    }
+    Outcome::pass(summary).with_data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(dns_matches("*.example.com", "api.example.com"));
+        assert!(dns_matches("API.example.com", "api.EXAMPLE.com."));
+        assert!(!dns_matches("*.example.com", "example.com"));
+        assert!(!dns_matches("*.example.com", "a.b.example.com"));
+        assert!(!dns_matches("example.com", "www.example.com"));
+    }
+
+    #[test]
+    fn hosts_split_from_addresses() {
+        assert_eq!(split_host("example.com:443"), Some("example.com"));
+        assert_eq!(split_host("[::1]:8443"), Some("::1"));
+        assert_eq!(split_host("nohost"), None);
+    }
+}
