@@ -38,6 +38,16 @@ impl<T: Probe> Probe for &T {
     }
 }
 
+impl<T: Probe> Probe for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn check(&self) -> impl Future<Output = ProbeResult> + Send {
+        (**self).check()
+    }
+}
+
 impl<T: Probe> Probe for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
