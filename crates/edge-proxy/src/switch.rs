@@ -6,7 +6,8 @@
 //! 2. keeps the live include as `upstream.conf.prev` and writes the new one atomically;
 //! 3. runs `nginx -t`, then `nginx -s reload` (graceful: old workers finish in-flight requests);
 //! 4. polls the health path through nginx's control listener until the `X-Cutover-Upstream`
-//!    header names the new upstream (and the release id matches), within the switch timeout.
+//!    header names the new upstream (and the release id matches) and every worker from before
+//!    the reload has stopped accepting, within the switch timeout.
 //!
 //! If step 3 or 4 fails, the previous include is put back (tested and reloaded when nginx had
 //! already been reloaded) and the error says why and what state is live.
@@ -149,7 +150,16 @@ impl NginxSwitch {
     }
 
     /// Polls through nginx until the new upstream answers; the number of probes on success.
-    async fn confirm(&self, target: &SwitchTarget) -> Result<(u32, Option<String>), String> {
+    ///
+    /// A new worker answering is not enough: until the old workers get the master's QUIT they
+    /// still accept connections with the old upstream. So confirmation also waits until every
+    /// worker that existed before the reload has exited or is "shutting down" (it has closed its
+    /// listening sockets by then and only finishes in-flight requests).
+    async fn confirm(
+        &self,
+        target: &SwitchTarget,
+        old_workers: &[(i32, u64)],
+    ) -> Result<(u32, Option<String>), String> {
         let deadline = Instant::now() + self.timeout;
         let mut probes = 0;
         loop {
@@ -166,14 +176,21 @@ impl NginxSwitch {
                         .expect_release
                         .as_ref()
                         .is_none_or(|e| release.as_deref() == Some(e.as_str()));
+                    let accepting: Vec<i32> = old_workers
+                        .iter()
+                        .filter(|(pid, start)| still_accepting(*pid, *start))
+                        .map(|(pid, _)| *pid)
+                        .collect();
                     if served_by == Some(target.upstream)
                         && (200..300).contains(&answer.status)
                         && release_ok
+                        && accepting.is_empty()
                     {
                         return Ok((probes, release));
                     }
                     format!(
-                        "last probe: status {}, served by {served_by:?}, release {release:?}",
+                        "last probe: status {}, served by {served_by:?}, release {release:?}; \
+                         old workers still accepting: {accepting:?}",
                         answer.status
                     )
                 }
@@ -209,6 +226,40 @@ impl NginxSwitch {
             Err(e) => format!("{prev_addr} written back but reload failed: {e}"),
         }
     }
+}
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The children of `master` (its workers), as pid plus start time.
+fn workers_of(master: Option<i32>) -> Vec<(i32, u64)> {
+    let Some(master) = master else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: i32 = fields.get(1)?.parse().ok()?;
+            let start: u64 = fields.get(19)?.parse().ok()?;
+            (ppid == master).then_some((pid, start))
+        })
+        .collect()
+}
+
+/// Whether an old worker (same pid and start time) still runs without shutting down.
+fn still_accepting(pid: i32, start: u64) -> bool {
+    if crate::instance::process_start_time(pid) != Some(start) {
+        return false;
+    }
+    let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !String::from_utf8_lossy(&title).contains("shutting down")
 }
 
 impl TrafficSwitch for NginxSwitch {
@@ -248,11 +299,12 @@ impl TrafficSwitch for NginxSwitch {
             let rollback = self.restore(previous.as_deref(), false).await;
             return Err(failed(e.to_string(), rollback));
         }
+        let old_workers = workers_of(read_pid(&self.layout.pid_file()));
         if let Err(e) = self.nginx.reload(&self.layout).await {
             let rollback = self.restore(previous.as_deref(), false).await;
             return Err(failed(e.to_string(), rollback));
         }
-        match self.confirm(target).await {
+        match self.confirm(target, &old_workers).await {
             Ok((confirm_probes, release)) => {
                 tracing::info!(?from, to = %target.upstream, confirm_probes, "switch confirmed");
                 Ok(SwitchReport {

@@ -340,7 +340,10 @@ async fn switching_under_load_fails_no_request_in_either_direction() {
     let green = DemoHub::start(&["--release-id", "green", "--latency", "20ms"]);
     blue.wait_ready();
     green.wait_ready();
-    let proxy = Running::start(plain_config(), blue.addr, None).await;
+    let mut config = plain_config();
+    // Several workers: confirmation must wait for every old one, not just one new one.
+    config.worker_processes = Some(2);
+    let proxy = Running::start(config, blue.addr, None).await;
     let switch = proxy.instance.switcher();
     let load = Load::start(proxy.http(), 4);
     let started = Instant::now();
@@ -358,6 +361,13 @@ async fn switching_under_load_fails_no_request_in_either_direction() {
                 .unwrap_or_else(|e| panic!("round {round}: switch to {release}: {e}"));
             assert_eq!(report.to, hub.addr);
             assert_eq!(report.release.as_deref(), Some(release));
+            for _ in 0..4 {
+                assert_eq!(
+                    version_via(proxy.http()).as_deref(),
+                    Some(release),
+                    "once confirmed, every connection reaches the new upstream"
+                );
+            }
             elapsed.push(report.elapsed.as_millis());
         }
     }
