@@ -2,6 +2,8 @@
 //! `sleep`. Every test owns a temp root; a guard SIGKILLs the supervisor and the service's
 //! process group (identified by pid + start time and session) even when the test panics.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions unwrap too
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

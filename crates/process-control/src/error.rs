@@ -63,9 +63,9 @@ pub enum ProcError {
         name: String,
         /// The secret's name (the variable or credential name).
         secret: String,
-        /// The cause.
+        /// The cause (boxed: it is large and rare).
         #[source]
-        source: secret_refs::SecretError,
+        source: Box<secret_refs::SecretError>,
     },
     /// The supervisor program could not be started.
     #[error("start supervisor {} for `{name}`: {source}", program.display())]

@@ -2,6 +2,8 @@
 //! `systemd-analyze verify` and `systemd-analyze security --offline=yes` on them, and the
 //! `systemctl` command sequences recorded by a fake runner.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions unwrap too
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -206,7 +206,7 @@ impl SupervisedManager {
             let value = result.map_err(|source| ProcError::Secret {
                 name: spec.name.clone(),
                 secret: secret.clone(),
-                source,
+                source: Box::new(source),
             })?;
             payload.insert(secret, value.expose_secret().to_owned());
         }

@@ -57,19 +57,18 @@ pub const EXEC_SHIM_MODE: &str = "__exec-shim";
 /// calls this first thing in `main` and exits with the code it returns:
 ///
 /// ```no_run
-/// fn main() {
-///     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-///     if let Some(result) = process_control::run_hidden_mode(&args) {
-///         match result {
-///             Ok(code) => std::process::exit(code),
-///             Err(err) => {
-///                 eprintln!("error: {err}");
-///                 std::process::exit(127)
-///             }
+/// // First thing in `main`:
+/// let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// if let Some(result) = process_control::run_hidden_mode(&args) {
+///     match result {
+///         Ok(code) => std::process::exit(code),
+///         Err(err) => {
+///             eprintln!("error: {err}");
+///             std::process::exit(127)
 ///         }
 ///     }
-///     // … the binary's own argument parsing …
 /// }
+/// // … the binary's own argument parsing …
 /// ```
 ///
 /// The supervisor mode returns only when the service is stopped or failed; the shim mode
@@ -143,7 +142,7 @@ fn run_exec_shim(args: &[OsString]) -> Result<i32, ProcError> {
                 .map_err(|source| ProcError::Secret {
                     name: String::new(),
                     secret: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     }
@@ -355,7 +354,7 @@ impl Supervisor {
                 |source| ProcError::Secret {
                     name: name.clone(),
                     secret: "(credentials directory)".into(),
-                    source,
+                    source: Box::new(source),
                 },
             )?;
         }
@@ -436,7 +435,7 @@ impl Supervisor {
                     .map_err(|source| ProcError::Secret {
                         name: spec.name.clone(),
                         secret: "(environment)".into(),
-                        source,
+                        source: Box::new(source),
                     })?;
             }
             SecretDelivery::Credentials if !self.secrets.is_empty() => {

@@ -340,7 +340,7 @@ impl<R: CommandRunner> ProcessManager for SystemdManager<R> {
                 let value = result.map_err(|source| ProcError::Secret {
                     name: spec.name.clone(),
                     secret: secret.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 values.push((secret, value));
             }
@@ -350,7 +350,7 @@ impl<R: CommandRunner> ProcessManager for SystemdManager<R> {
                 ProcError::Secret {
                     name: spec.name.clone(),
                     secret: "(credentials directory)".into(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             files.extend(values.iter().map(|(k, _)| dir.join(k)));
