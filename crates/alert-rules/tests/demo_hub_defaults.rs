@@ -165,14 +165,16 @@ async fn a_cache_that_never_hits_trips_cache_hit_rate() {
 async fn requests_piling_up_trip_queue_depth() {
     let hub = start(&["--latency", "1500ms"]);
     traffic(&hub, 10, 10);
-    // Keep about fifteen slow requests in flight while the hub is sampled the second time.
+    // Keep about 25 slow requests in flight while the hub is sampled. The threads start
+    // staggered so that they do not all finish (and dip the count) at the same instant.
     let stop = Arc::new(AtomicBool::new(false));
     let addr = hub.addr;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let load: Vec<_> = (0..15)
-        .map(|_| {
+    let load: Vec<_> = (0..25u64)
+        .map(|i| {
             let stop = stop.clone();
             std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(60 * i));
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     drop(http_get(addr, "/api/tools?q=x"));
                 }
