@@ -26,6 +26,9 @@ use crate::{Secret, SecretError};
 ///
 /// `Display` (and `Serialize`) print the reference as written, except that a literal prints as
 /// `literal:***`. The display form of every other variant parses back to the same reference.
+/// References appear in logs and errors, so a custom `scheme://…` reference must name a secret,
+/// never embed a credential. A relative `file:` path is taken relative to the current directory;
+/// a caller that wants it relative to a manifest resolves it first.
 ///
 /// ```
 /// use secret_refs::SecretRef;
