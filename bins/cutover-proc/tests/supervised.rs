@@ -221,7 +221,18 @@ fn notify_start_is_ready_a_second_start_is_a_no_op_and_stop_finishes_in_flight_r
     std::thread::spawn(move || {
         let _ = tx.send(http_get(addr, "/api/tools").map(|r| r.status));
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // /metrics is outside the latency knob and counts /api requests in flight.
+    let in_flight = wait_until(DEADLINE, || {
+        http_get(addr, "/metrics").is_ok_and(|r| {
+            r.body
+                .lines()
+                .find(|l| l.starts_with("demo_hub_queue_depth "))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+        })
+    });
+    assert!(in_flight, "the slow request never reached the hub");
     let begun = Instant::now();
     let (code, out, err) = svc.cli("stop", &["--grace", "10s"]);
     assert_eq!(code, 0, "{out}\n{err}");
