@@ -286,9 +286,7 @@ pub struct BuildContext {
 
 impl BuildContext {
     fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else if self.base_dir.as_os_str().is_empty() {
+        if path.is_absolute() || self.base_dir.as_os_str().is_empty() {
             path.to_path_buf()
         } else {
             self.base_dir.join(path)

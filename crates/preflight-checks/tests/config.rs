@@ -1,6 +1,8 @@
 //! The `[preflight]` table: the contract parses, typos are errors with line and column,
 //! every kind is documented in the catalog and builds with its documented keys.
 
+#![allow(clippy::unwrap_used)] // Helpers in test files unwrap too; a panic fails the test.
+
 use std::collections::BTreeMap;
 
 use manifest_loader::Manifest;

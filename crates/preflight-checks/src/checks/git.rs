@@ -227,7 +227,14 @@ impl Check for NotTracked {
             .map(str::to_owned)
             .collect();
 
-        let mut args = vec!["check-ignore", "--no-index", "-z", "--"];
+        // `-z` needs `--stdin`; one path per line is enough for paths a manifest names.
+        let mut args = vec![
+            "-c",
+            "core.quotePath=false",
+            "check-ignore",
+            "--no-index",
+            "--",
+        ];
         args.extend(self.paths.iter().map(String::as_str));
         let f = match git(&self.repo, &args, ctx) {
             Ok(f) => f,
@@ -237,7 +244,7 @@ impl Check for NotTracked {
         if !f.status.is_some_and(|s| s.success() || s.code() == Some(1)) {
             return git_failed(&shown, &f);
         }
-        let ignored: Vec<&str> = f.output.split('\0').filter(|s| !s.is_empty()).collect();
+        let ignored: Vec<&str> = f.output.lines().filter(|s| !s.is_empty()).collect();
         let not_ignored: Vec<&str> = self
             .paths
             .iter()

@@ -62,12 +62,12 @@ fn listening_inodes(port: u16) -> Vec<u64> {
                 continue;
             };
             // State 0A is LISTEN.
-            if *state == "0A" && u16::from_str_radix(port_hex, 16).ok() == Some(port) {
-                if let Ok(inode) = inode.parse::<u64>() {
-                    if inode != 0 {
-                        inodes.push(inode);
-                    }
-                }
+            if *state == "0A"
+                && u16::from_str_radix(port_hex, 16).ok() == Some(port)
+                && let Ok(inode) = inode.parse::<u64>()
+                && inode != 0
+            {
+                inodes.push(inode);
             }
         }
     }
