@@ -39,7 +39,7 @@ impl Report {
             .unwrap_or(2)
             .max(2);
         let mut out = String::new();
-        let time_head = if style.durations { "    TIME  " } else { "" };
+        let time_head = if style.durations { "     TIME  " } else { "" };
         let _ = writeln!(out, "{:<id_width$}  STATUS  {time_head}MESSAGE", "ID");
         for c in &self.checks {
             let status = paint(
@@ -48,13 +48,13 @@ impl Report {
                 style.colours,
             );
             let time = if style.durations {
-                format!("{:>6}ms  ", c.duration.as_millis())
+                format!("{:>7.1}ms  ", c.duration.as_secs_f64() * 1000.0)
             } else {
                 String::new()
             };
             let _ = writeln!(out, "{:<id_width$}  {status}  {time}{}", c.id, c.message);
             if let Some(remedy) = &c.remedy {
-                let pad = id_width + 2 + 6 + 2 + if style.durations { 10 } else { 0 };
+                let pad = id_width + 2 + 6 + 2 + if style.durations { 11 } else { 0 };
                 let _ = writeln!(out, "{:pad$}remedy: {remedy}", "");
             }
         }
@@ -69,7 +69,7 @@ impl Report {
             count(CheckStatus::Skip),
         );
         if style.durations {
-            let _ = write!(out, " in {}ms", self.duration.as_millis());
+            let _ = write!(out, " in {:.1}ms", self.duration.as_secs_f64() * 1000.0);
         }
         out.push('\n');
         let ignored: Vec<&str> = self.ignored().collect();
