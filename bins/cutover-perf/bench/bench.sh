@@ -33,6 +33,8 @@ PERF="$ROOT/target/release/cutover-perf"
 HUB="$ROOT/target/release/cutover-demo-hub"
 
 WORK=$(mktemp -d /tmp/cutover-perf-bench.XXXXXX)
+# nginx started as root runs its workers as nobody, who must be able to read the files.
+chmod 755 "$WORK"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done

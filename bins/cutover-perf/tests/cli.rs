@@ -225,7 +225,9 @@ fn the_manifest_perf_table_drives_a_run_and_bad_input_has_the_right_exit_code() 
     );
     let v = json(&out);
     assert_eq!(v["requests"], 30);
-    assert_eq!(v["endpoints"][0]["requests"], 20);
+    // Weight 2:1 over connections racing for the last requests: close to 20:10, not exact.
+    let health = v["endpoints"][0]["requests"].as_u64().unwrap();
+    assert!((16..=24).contains(&health), "{health} of 30 for weight 2:1");
     assert_eq!(v["endpoints"][1]["name"], "tools");
     assert!(d.join("run.svg").is_file());
 

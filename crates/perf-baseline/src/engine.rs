@@ -355,6 +355,9 @@ async fn worker(shared: Arc<Shared>, k: usize) -> WorkerResult {
         LoadModel::Closed { .. } => (Duration::ZERO, shared.start),
     };
     let (mut pending_requests, mut pending_errors) = (0u64, 0u64);
+    // One timer per connection for the whole run, re-armed only when it fires, instead of a
+    // timer registered and cancelled around every request.
+    let mut watchdog = Box::pin(tokio::time::sleep_until(Instant::now() + FAR_FUTURE));
     while let Some(&ep_index) = shared.schedule.get(slot) {
         slot = (slot + 1) % shared.schedule.len();
         let intended = if open {
@@ -409,9 +412,10 @@ async fn worker(shared: Arc<Shared>, k: usize) -> WorkerResult {
             (false, Some(end)) => limit.min(end),
             _ => limit,
         };
-        let result =
-            tokio::time::timeout_at(deadline, conn.exchange(&endpoint.request, endpoint.head))
-                .await;
+        let exchange = conn.exchange(&endpoint.request, endpoint.head);
+        let result = until_deadline(exchange, &mut watchdog, deadline)
+            .await
+            .ok_or(());
         let t_done = Instant::now();
         let outcome = match result {
             Ok(Ok(info)) => {
@@ -475,6 +479,35 @@ async fn worker(shared: Arc<Shared>, k: usize) -> WorkerResult {
     WorkerResult {
         per_endpoint,
         last_done,
+    }
+}
+
+/// A deadline nothing reaches.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Awaits `fut` until `deadline` (`None` when it passes first). The watchdog is never later
+/// than the deadline of the request in flight: it is pulled in when it is later, and when it
+/// fires early (it was set for an earlier request) it is pushed out to this one's deadline.
+async fn until_deadline<F: std::future::Future>(
+    fut: F,
+    watchdog: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+) -> Option<F::Output> {
+    if watchdog.deadline() > deadline {
+        watchdog.as_mut().reset(deadline);
+    }
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return Some(out),
+            () = watchdog.as_mut() => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                watchdog.as_mut().reset(deadline);
+            }
+        }
     }
 }
 

@@ -289,3 +289,23 @@ async fn open_model_without_a_stall_keeps_its_schedule() {
     // Latency from the intended time can only be at least the latency from the write.
     assert!(s.latency_ms.max >= s.uncorrected_latency_ms.unwrap().max);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_mid_run_times_out_per_request() {
+    // Fast answers first, then silence: the per-connection watchdog must still fire on time.
+    let srv = server(
+        Arc::new(|n, _| if n < 50 { ok("x") } else { Vec::new() }),
+        None,
+    )
+    .await;
+    let mut p = plan(&[srv.url("/")], 1, StopAfter::Requests(53));
+    p.timeout = Duration::from_millis(250);
+    let started = Instant::now();
+    let s = run(&p).await.summary();
+    assert_eq!((s.requests, s.errors_by_kind.timeout), (53, 3), "{s:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "timeouts took {:?}",
+        started.elapsed()
+    );
+}
