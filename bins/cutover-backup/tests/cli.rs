@@ -364,3 +364,30 @@ fn sigkill_during_restore_leaves_the_target_as_it_was() {
         "only {mid_run} of 6 kills landed before the swap"
     );
 }
+
+#[test]
+fn help_lists_every_subcommand_and_no_progress_bar_without_a_terminal() {
+    let tmp = cutover_tests::temp_dir();
+    let out = bin().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in ["create", "verify", "list", "restore", "prune"] {
+        assert!(help.contains(sub), "{sub} missing from --help:\n{help}");
+    }
+    assert!(!help.contains("bench"), "the bench helper stays hidden");
+    write_tree(&tmp.path().join("s"), 2, 100);
+    let out = bin()
+        .args(["create", "--id", "q", "--source"])
+        .arg(tmp.path().join("s"))
+        .arg("--dest")
+        .arg(tmp.path().join("bk"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // stderr is a pipe here: no bar, no log noise.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
