@@ -24,16 +24,26 @@ fuzz_target!(|data: &[u8]| {
     let mut opts = RestoreOptions::new(&target);
     opts.require_sidecar = false;
     opts.sync = false;
-    opts.limits = Limits { max_entries: 1000, max_bytes: 1 << 20 };
+    opts.limits = Limits {
+        max_entries: 1000,
+        max_bytes: 1 << 20,
+    };
     let result = restore(&archive, &opts, &NoProgress);
     let mut around: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("tmp")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     around.sort();
-    assert_eq!(around, ["in.tar.gz", "target"], "something was left beside the target");
+    assert_eq!(
+        around,
+        ["in.tar.gz", "target"],
+        "something was left beside the target"
+    );
     if result.is_err() {
-        assert_eq!(std::fs::read(target.join("live")).expect("live kept"), b"live");
+        assert_eq!(
+            std::fs::read(target.join("live")).expect("live kept"),
+            b"live"
+        );
         assert_eq!(std::fs::read_dir(&target).expect("target").count(), 1);
     }
 });
