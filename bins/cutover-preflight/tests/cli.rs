@@ -12,6 +12,7 @@ fn preflight(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
         .env_remove("RUST_LOG")
         .output()
         .expect("cutover-preflight runs")
@@ -82,7 +83,8 @@ fn filters(dir: &Path) -> Vec<(String, String)> {
             "[DIR]".into(),
         ),
         (regex::escape(&dir.display().to_string()), "[DIR]".into()),
-        (r"\d+\.\d+ms".into(), "[ms]".into()),
+        // Durations vary in width too, so the padding before them goes with them.
+        (r" +\d+\.\d+ms".into(), " [ms]".into()),
         (
             r#""duration_ms": [0-9.e-]+"#.into(),
             r#""duration_ms": "[ms]""#.into(),
@@ -313,4 +315,12 @@ fn port_free_names_a_demo_hub_holding_the_port() {
         preflight(dir.path(), &[]).status.code() == Some(0)
     });
     assert!(freed, "the port is free after the hub stopped");
+}
+
+#[test]
+fn help_is_stable() {
+    let dir = cutover_tests::temp_dir();
+    let out = preflight(dir.path(), &["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(stdout(&out));
 }
