@@ -1,6 +1,8 @@
 //! The load engine: a fixed set of connections, one task per connection, request bytes built
 //! once, latency timed from just before the write to the end of the body, and per-task
-//! histograms merged at the end so that the hot path shares nothing but two counters.
+//! histograms merged at the end so that the hot path shares nothing but two counters. As in
+//! wrk, the connections are spread over one thread per core, each running its own event loop
+//! (measured here: a few percent more requests/s than one work-stealing runtime).
 //!
 //! * **Closed model** (`connections`): each connection sends its next request as soon as the
 //!   previous answer has arrived. Simple and fast, but when the server stalls it sends less, so
@@ -178,7 +180,8 @@ impl Progress {
     }
 }
 
-/// Builds the multi-threaded runtime a run should use: one worker per available core.
+/// Builds a runtime for the caller of [`run`]: one worker per available core. (The load itself
+/// runs on its own per-core threads; this runtime only awaits them and shows progress.)
 pub fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
@@ -278,10 +281,6 @@ pub async fn run(plan: &LoadPlan, progress: Arc<Progress>) -> Result<RunReport, 
         })
     });
     let connections = plan.model.connections();
-    let mut tasks = Vec::with_capacity(connections);
-    for k in 0..connections {
-        tasks.push(tokio::spawn(worker(shared.clone(), k)));
-    }
     let open = matches!(plan.model, LoadModel::Open { .. });
     let mut per_endpoint: Vec<Measurement> = plan
         .endpoints
@@ -289,10 +288,7 @@ pub async fn run(plan: &LoadPlan, progress: Arc<Progress>) -> Result<RunReport, 
         .map(|_| Measurement::new(open))
         .collect();
     let mut last_done = None;
-    for task in tasks {
-        let result = task.await.map_err(|e| PerfError::Worker {
-            reason: e.to_string(),
-        })?;
+    for result in run_workers(&shared, connections).await? {
         for (total, part) in per_endpoint.iter_mut().zip(&result.per_endpoint) {
             total.merge(part);
         }
@@ -316,6 +312,59 @@ pub async fn run(plan: &LoadPlan, progress: Arc<Progress>) -> Result<RunReport, 
         per_endpoint,
         resources,
     ))
+}
+
+/// Runs the connection tasks the way wrk does: one thread per core, each with its own
+/// single-threaded event loop holding an equal share of the connections, so a connection's
+/// wake-ups never cross threads. Results come back to the caller's runtime over channels.
+async fn run_workers(
+    shared: &Arc<Shared>,
+    connections: usize,
+) -> Result<Vec<WorkerResult>, PerfError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(connections).max(1);
+    let mut receivers = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("perf-load-{t}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a load thread's runtime: {e}"))
+                    .and_then(|rt| {
+                        rt.block_on(async {
+                            let tasks: Vec<_> = (t..connections)
+                                .step_by(threads)
+                                .map(|k| tokio::spawn(worker(shared.clone(), k)))
+                                .collect();
+                            let mut results = Vec::with_capacity(tasks.len());
+                            for task in tasks {
+                                results.push(task.await.map_err(|e| e.to_string())?);
+                            }
+                            Ok(results)
+                        })
+                    });
+                let _ = tx.send(result);
+            })
+            .map_err(|e| PerfError::Worker {
+                reason: format!("cannot start a load thread: {e}"),
+            })?;
+        receivers.push(rx);
+    }
+    let mut all = Vec::with_capacity(connections);
+    for rx in receivers {
+        let results = rx
+            .await
+            .map_err(|_| PerfError::Worker {
+                reason: "a load thread ended without a result".to_owned(),
+            })?
+            .map_err(|reason| PerfError::Worker { reason })?;
+        all.extend(results);
+    }
+    Ok(all)
 }
 
 async fn resolve(host: &str, port: u16, url: &str) -> Result<SocketAddr, PerfError> {
