@@ -114,18 +114,22 @@ for target in nginx hub; do
     [ "$target" = hub ] && url=$HUB_URL
     : > "$WORK/$target.wrk"
     : > "$WORK/$target.perf"
+    : > "$WORK/$target.ratio"
     for round in $(seq "$ROUNDS"); do
         w=$(wrk_rps "$url")
         p=$(perf_rps "$url")
         echo "$w" >> "$WORK/$target.wrk"
         echo "$p" >> "$WORK/$target.perf"
-        echo "| $target | $round | $w | $p | $(awk -v p="$p" -v w="$w" 'BEGIN {printf "%.3f", p/w}') |"
+        r=$(awk -v p="$p" -v w="$w" 'BEGIN {printf "%.3f", p/w}')
+        echo "$r" >> "$WORK/$target.ratio"
+        echo "| $target | $round | $w | $p | $r |"
     done
     mw=$(median < "$WORK/$target.wrk")
     mp=$(median < "$WORK/$target.perf")
     ratio=$(awk -v p="$mp" -v w="$mw" 'BEGIN {printf "%.3f", p/w}')
-    echo "| $target | median of $ROUNDS | $mw | $mp | **$ratio** |"
-    echo "RESULT target=$target connections=$CONNECTIONS threads=$THREADS wrk_rps=$mw perf_rps=$mp ratio=$ratio" >&2
+    mr=$(median < "$WORK/$target.ratio")
+    echo "| $target | median of $ROUNDS | $mw | $mp | **$ratio** (median of per-round ratios: $mr) |"
+    echo "RESULT target=$target connections=$CONNECTIONS threads=$THREADS wrk_rps=$mw perf_rps=$mp ratio=$ratio round_ratio_median=$mr" >&2
 done
 
 if [ "$RSS_SECONDS" -gt 0 ]; then
