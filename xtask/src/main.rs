@@ -113,6 +113,10 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         .output()
         .is_ok_and(|o| o.status.success());
     if nextest {
+        // nextest does not run doctests; the crate docs' examples are tests too. They run
+        // first so that nextest's summary line is the last word of the run.
+        let doc = ["test", "--workspace", "--doc", "--locked"];
+        run(root, &cargo, &doc, "doctests")?;
         let mut args = vec![
             "nextest",
             "run",
@@ -122,13 +126,6 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         ];
         args.extend(extra.iter().map(String::as_str));
         run(root, &cargo, &args, "tests")?;
-        // nextest does not run doctests; the crate docs' examples are tests too.
-        run(
-            root,
-            &cargo,
-            &["test", "--workspace", "--doc", "--locked"],
-            "doctests",
-        )?;
     } else {
         let mut args = vec!["test", "--workspace", "--locked", "--no-fail-fast"];
         args.extend(extra.iter().map(String::as_str));
