@@ -2,7 +2,9 @@
 //! built-in supervisor (default) or systemd, and print hardened systemd units.
 //!
 //! Only argument parsing and rendering live here; the work is in the `process-control`
-//! library. This binary is also the supervisor program: `cutover-proc __supervise` and
+//! library. The service can be described by flags alone or by the manifest (`--manifest PATH`
+//! or `./cutover.toml`): `[process]` (process-control's [`ProcessConfig`]), `[service]` `name`,
+//! `start`, `env`, `secrets` and `port`, and `[layout].root`. Flags override the manifest. This binary is also the supervisor program: `cutover-proc __supervise` and
 //! `cutover-proc __exec-shim` are hidden modes handled before argument parsing.
 
 use std::collections::BTreeMap;
@@ -13,24 +15,28 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Status};
+use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Manifest, Status};
 use process_control::{
-    ListenSocket, LogLocation, NetworkAccess, ProcError, ProcessManager, Readiness, RestartPolicy,
-    SecretDelivery, ServiceSpec, ServiceState, ServiceStatus, SupervisedConfig, SupervisedManager,
-    SystemCommandRunner, SystemdConfig, SystemdManager, UnitOptions, render_units, tail_log,
+    ListenSocket, LogLocation, NetworkAccess, ProcError, ProcessConfig, ProcessManager, Readiness,
+    RestartPolicy, SecretDelivery, ServiceSpec, ServiceState, ServiceStatus, SupervisedConfig,
+    SupervisedManager, SystemCommandRunner, SystemdConfig, SystemdManager, UnitOptions,
+    render_units, tail_log,
 };
 use secret_refs::SecretRef;
 use serde_json::json;
 
 /// Start, stop and watch a service without ever losing the process.
+///
+/// The service is described by flags, by the manifest ([process], [service] name/start/env/
+/// secrets/port, [layout].root), or both: flags win.
 #[derive(Debug, Parser)]
 #[command(name = "cutover-proc", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
-    /// Which service manager runs the service.
-    #[arg(long, global = true, value_enum, default_value_t = ManagerKind::Supervised)]
-    manager: ManagerKind,
+    /// Which service manager runs the service [default: [process].manager, else supervised].
+    #[arg(long, global = true, value_enum)]
+    manager: Option<ManagerKind>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -89,12 +95,13 @@ enum Cmd {
     },
     /// Print the hardened systemd unit (and .socket unit) for a command.
     Unit {
-        /// The service name.
+        /// The service name [default: [service].name].
         #[arg(long)]
-        name: String,
-        /// The release layout root (ReadWritePaths, credentials directory).
-        #[arg(long, default_value = "/opt/cutover")]
-        root: PathBuf,
+        name: Option<String>,
+        /// The release layout root (ReadWritePaths, credentials directory) [default:
+        /// [layout].root, else /opt/cutover].
+        #[arg(long)]
+        root: Option<PathBuf>,
         /// The program that turns credentials into environment variables (default: this one).
         #[arg(long, value_name = "PATH")]
         exec_shim: Option<PathBuf>,
@@ -106,12 +113,13 @@ enum Cmd {
 /// Which service, and where its files are.
 #[derive(Debug, Args)]
 struct Target {
-    /// The service name.
+    /// The service name [default: [service].name].
     #[arg(long)]
-    name: String,
-    /// The release layout root: state in ROOT/state/proc/NAME, logs in ROOT/logs/NAME.log.
+    name: Option<String>,
+    /// The release layout root: state in ROOT/state/proc/NAME, logs in ROOT/logs/NAME.log
+    /// [default: [layout].root].
     #[arg(long)]
-    root: PathBuf,
+    root: Option<PathBuf>,
     /// The supervisor program (default: this executable).
     #[arg(long, hide = true)]
     supervisor: Option<PathBuf>,
@@ -123,22 +131,24 @@ struct Target {
     unit_dir: PathBuf,
 }
 
-/// What to run and how.
+/// What to run and how. Each flag overrides the manifest's key; unset flags leave it (or the
+/// library default) in place.
 #[derive(Debug, Args)]
 struct SpecArgs {
-    /// When to restart: on-failure, always, never.
-    #[arg(long, default_value = "on-failure")]
-    restart: RestartPolicy,
+    /// When to restart: on-failure, always, never [default: on-failure].
+    #[arg(long)]
+    restart: Option<RestartPolicy>,
     /// Wait for READY=1 on NOTIFY_SOCKET before calling the service running.
     #[arg(long)]
     notify: bool,
     /// Hold this listening TCP socket and hand it over as LISTEN_FDS (fd 3).
     #[arg(long, value_name = "ADDR")]
     socket: Option<SocketAddr>,
-    /// A plain environment variable, NAME=VALUE (repeatable).
+    /// A plain environment variable, NAME=VALUE (repeatable; added to [service].env).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_pair)]
     env: Vec<(String, String)>,
-    /// A secret by reference, NAME=REF such as API_KEY=op://vault/item/field (repeatable).
+    /// A secret by reference, NAME=REF such as API_KEY=op://vault/item/field (repeatable; added
+    /// to [service].secrets).
     #[arg(long = "secret", value_name = "NAME=REF", value_parser = parse_pair)]
     secrets: Vec<(String, String)>,
     /// Deliver secrets as files in $CREDENTIALS_DIRECTORY instead of environment variables.
@@ -147,40 +157,44 @@ struct SpecArgs {
     /// Working directory.
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
-    /// Run as this user.
+    /// Run as this user (the supervisor must run as root to switch).
     #[arg(long)]
     user: Option<String>,
-    /// Grace period of a stop before SIGKILL.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    stop_timeout: Duration,
-    /// How long a start may take to become ready.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    start_timeout: Duration,
-    /// First restart delay (doubles per consecutive failure).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
-    backoff: Duration,
-    /// Largest restart delay.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    backoff_max: Duration,
-    /// Starts allowed within --start-limit-interval before the service is marked failed.
-    #[arg(long, default_value_t = 5)]
-    start_limit: u32,
-    /// The window of the start limit.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
-    start_limit_interval: Duration,
-    /// Open-files limit.
+    /// Grace period of a stop before SIGKILL [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stop_timeout: Option<Duration>,
+    /// How long a start may take to become ready [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    start_timeout: Option<Duration>,
+    /// First restart delay, doubling per consecutive failure [default: 100ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff: Option<Duration>,
+    /// Largest restart delay [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff_max: Option<Duration>,
+    /// Starts allowed within --start-limit-interval before the service is marked failed
+    /// [default: 5].
+    #[arg(long)]
+    start_limit: Option<u32>,
+    /// The window of the start limit [default: 120s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    start_limit_interval: Option<Duration>,
+    /// Open-files limit (RLIMIT_NOFILE; systemd LimitNOFILE=).
     #[arg(long)]
     nofile: Option<u64>,
-    /// Memory limit in bytes (systemd MemoryMax=).
+    /// Memory limit in bytes (systemd MemoryMax=; RLIMIT_DATA under the supervisor).
     #[arg(long)]
     memory_max: Option<u64>,
-    /// CPU quota in percent of one core (systemd CPUQuota=).
+    /// Task limit (systemd TasksMax=; RLIMIT_NPROC of the user under the supervisor).
+    #[arg(long)]
+    tasks_max: Option<u64>,
+    /// CPU quota in percent of one core (systemd CPUQuota= only; the supervisor cannot).
     #[arg(long)]
     cpu_quota: Option<u32>,
     /// Allow network egress beyond localhost (for services calling external APIs).
     #[arg(long)]
     allow_egress: bool,
-    /// The command to run (after --).
+    /// The command to run (after --) [default: [service].start].
     #[arg(last = true, value_name = "ARGV")]
     argv: Vec<String>,
 }
@@ -191,37 +205,124 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected NAME=VALUE".to_owned())
 }
 
+/// What the manifest says about the service; empty without a manifest.
+#[derive(Debug, Default)]
+struct FromManifest {
+    process: ProcessConfig,
+    name: Option<String>,
+    start: Option<Vec<String>>,
+    env: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretRef>,
+    port: Option<u16>,
+    root: Option<PathBuf>,
+}
+
+impl FromManifest {
+    /// Reads the tables this binary needs; every other table is left alone.
+    fn load(manifest: &Manifest) -> Result<Self, cutover_cli::ManifestError> {
+        let mut process: ProcessConfig = manifest.table("process")?.unwrap_or_default();
+        if let Some(dir) = &process.working_directory {
+            process.working_directory = Some(manifest.resolve(dir));
+        }
+        Ok(Self {
+            process,
+            name: manifest.table("service.name")?,
+            start: manifest.table("service.start")?,
+            env: manifest.table("service.env")?.unwrap_or_default(),
+            secrets: manifest.table("service.secrets")?.unwrap_or_default(),
+            port: manifest.table("service.port")?,
+            root: manifest
+                .table::<PathBuf>("layout.root")?
+                .map(|p| manifest.resolve(&p)),
+        })
+    }
+
+    /// `[service].start` with `{release}` (ROOT/current) and `{port}` filled in.
+    fn start_argv(&self, root: &Path) -> anyhow::Result<Option<Vec<String>>> {
+        let Some(start) = &self.start else {
+            return Ok(None);
+        };
+        let release = root.join("current");
+        let release = release.to_string_lossy();
+        let mut argv = Vec::with_capacity(start.len());
+        for arg in start {
+            let mut arg = arg.replace("{release}", &release);
+            if arg.contains("{port}") {
+                let port = self.port.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--: [service].start uses {{port}} but [service].port is not set"
+                    )
+                })?;
+                arg = arg.replace("{port}", &port.to_string());
+            }
+            argv.push(arg);
+        }
+        Ok(Some(argv))
+    }
+
+    fn name(&self, flag: Option<&String>) -> anyhow::Result<String> {
+        flag.or(self.name.as_ref()).cloned().ok_or_else(|| {
+            anyhow::anyhow!("--name is required (or [service].name in the manifest)")
+        })
+    }
+
+    fn root(&self, flag: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+        flag.or(self.root.as_ref())
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("--root is required (or [layout].root in the manifest)"))
+    }
+}
+
 impl SpecArgs {
-    fn spec(&self, name: &str) -> anyhow::Result<ServiceSpec> {
-        let mut spec = ServiceSpec::new(name, self.argv.iter().cloned());
-        spec.working_directory = self.cwd.clone();
-        spec.environment = self.env.iter().cloned().collect();
-        let mut secrets = BTreeMap::new();
+    /// Builds the spec: the manifest first, then the flags over it.
+    fn spec(&self, name: &str, root: &Path, from: &FromManifest) -> anyhow::Result<ServiceSpec> {
+        let argv = if self.argv.is_empty() {
+            from.start_argv(root)?.ok_or_else(|| {
+                anyhow::anyhow!("--: no command: give it after -- or as [service].start")
+            })?
+        } else {
+            self.argv.clone()
+        };
+        let mut spec = ServiceSpec::new(name, argv);
+        spec.environment = from.env.clone();
+        spec.secrets = from.secrets.clone();
+        from.process.apply_to(&mut spec);
+
+        spec.environment.extend(self.env.iter().cloned());
         for (k, reference) in &self.secrets {
             let parsed: SecretRef = reference
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--secret {k}: {e}"))?;
-            secrets.insert(k.clone(), parsed);
+            spec.secrets.insert(k.clone(), parsed);
         }
-        spec.secrets = secrets;
         if self.credentials {
             spec.secret_delivery = SecretDelivery::Credentials;
         }
-        spec.user = self.user.clone();
-        spec.restart.policy = self.restart;
-        spec.restart.backoff_initial = self.backoff;
-        spec.restart.backoff_max = self.backoff_max;
-        spec.restart.start_limit_burst = self.start_limit;
-        spec.restart.start_limit_interval = self.start_limit_interval;
-        spec.stop.timeout = self.stop_timeout;
-        spec.start_timeout = self.start_timeout;
+        if let Some(dir) = &self.cwd {
+            spec.working_directory = Some(dir.clone());
+        }
+        if let Some(user) = &self.user {
+            spec.user = Some(user.clone());
+        }
+        let r = &mut spec.restart;
+        r.policy = self.restart.unwrap_or(r.policy);
+        r.backoff_initial = self.backoff.unwrap_or(r.backoff_initial);
+        r.backoff_max = self.backoff_max.unwrap_or(r.backoff_max);
+        r.start_limit_burst = self.start_limit.unwrap_or(r.start_limit_burst);
+        r.start_limit_interval = self.start_limit_interval.unwrap_or(r.start_limit_interval);
+        spec.stop.timeout = self.stop_timeout.unwrap_or(spec.stop.timeout);
+        spec.start_timeout = self.start_timeout.unwrap_or(spec.start_timeout);
         if self.notify {
             spec.readiness = Readiness::Notify;
         }
-        spec.socket = self.socket.map(|address| ListenSocket { address });
-        spec.limits.nofile = self.nofile;
-        spec.limits.memory_max = self.memory_max;
-        spec.limits.cpu_quota_percent = self.cpu_quota;
+        if let Some(address) = self.socket {
+            spec.socket = Some(ListenSocket { address });
+        }
+        let l = &mut spec.limits;
+        l.nofile = self.nofile.or(l.nofile);
+        l.memory_max = self.memory_max.or(l.memory_max);
+        l.tasks_max = self.tasks_max.or(l.tasks_max);
+        l.cpu_quota_percent = self.cpu_quota.or(l.cpu_quota_percent);
         if self.allow_egress {
             spec.network = NetworkAccess::Egress;
         }
@@ -230,27 +331,54 @@ impl SpecArgs {
     }
 }
 
-fn supervised(target: &Target) -> SupervisedManager {
-    let mut config = SupervisedConfig::for_root(&target.root);
+/// A [`Target`] with the manifest's defaults filled in.
+struct Resolved<'a> {
+    name: String,
+    root: PathBuf,
+    target: &'a Target,
+}
+
+impl Target {
+    fn resolve(&self, from: &FromManifest) -> anyhow::Result<Resolved<'_>> {
+        Ok(Resolved {
+            name: from.name(self.name.as_ref())?,
+            root: from.root(self.root.as_ref())?,
+            target: self,
+        })
+    }
+}
+
+fn supervised(resolved: &Resolved<'_>) -> SupervisedManager {
+    let target = resolved.target;
+    let mut config = SupervisedConfig::for_root(&resolved.root);
     if let Some(program) = &target.supervisor {
         config = config.with_supervisor_program(program);
     }
     SupervisedManager::new(config)
 }
 
-fn systemd(target: &Target) -> SystemdManager<SystemCommandRunner> {
-    let mut config = SystemdConfig::for_root(&target.root, &target.name)
+fn systemd(resolved: &Resolved<'_>) -> SystemdManager<SystemCommandRunner> {
+    let target = resolved.target;
+    let mut config = SystemdConfig::for_root(&resolved.root, &resolved.name)
         .with_systemctl(target.systemctl.clone())
         .with_unit_dir(target.unit_dir.clone());
     config.unit.exec_shim = std::env::current_exe().ok();
     SystemdManager::new(config, SystemCommandRunner::default())
 }
 
-fn manager(kind: ManagerKind, target: &Target) -> Box<dyn ProcessManager> {
+fn manager(kind: ManagerKind, target: &Resolved<'_>) -> Box<dyn ProcessManager> {
     match kind {
         ManagerKind::Supervised => Box::new(supervised(target)),
         ManagerKind::Systemd => Box::new(systemd(target)),
     }
+}
+
+/// `--manager`, else `[process].manager`, else the built-in supervisor.
+fn manager_kind(flag: Option<ManagerKind>, from: &FromManifest) -> ManagerKind {
+    flag.unwrap_or(match from.process.manager {
+        Some(process_control::ManagerKind::Systemd) => ManagerKind::Systemd,
+        Some(process_control::ManagerKind::Supervised) | None => ManagerKind::Supervised,
+    })
 }
 
 fn main() {
@@ -266,7 +394,15 @@ fn main() {
     }
     let cli: Cli = cutover_cli::parse_or_exit();
     cli.common.init_logging();
-    let code = match run(&cli) {
+    let from = match cli.common.manifest() {
+        Ok(None) => FromManifest::default(),
+        Ok(Some(manifest)) => match FromManifest::load(&manifest) {
+            Ok(from) => from,
+            Err(err) => std::process::exit(config_error(&cli, &err)),
+        },
+        Err(err) => std::process::exit(config_error(&cli, &err)),
+    };
+    let code = match run(&cli, &from) {
         Ok(code) => code,
         Err(err) => {
             let code = exit_code_for(&err);
@@ -283,6 +419,17 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Reports an invalid manifest (file:line:col and key) and returns 78.
+fn config_error(cli: &Cli, err: &cutover_cli::ManifestError) -> i32 {
+    if cli.common.json {
+        let _ = cutover_cli::print_json(&json!({
+            "status": Status::Unknown,
+            "error": err.to_string(),
+        }));
+    }
+    cutover_cli::report_manifest_error(err)
+}
+
 fn exit_code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<ProcError>() {
         Some(ProcError::InvalidSpec { .. } | ProcError::Render { .. }) => EXIT_USAGE,
@@ -294,12 +441,14 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<i32> {
+fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
     let json_out = cli.common.json;
+    let kind = manager_kind(cli.manager, from);
     match &cli.command {
         Cmd::Start { target, spec } => {
-            let spec = spec.spec(&target.name)?;
-            let outcome = manager(cli.manager, target).start(&spec)?;
+            let target = target.resolve(from)?;
+            let spec = spec.spec(&target.name, &target.root, from)?;
+            let outcome = manager(kind, &target).start(&spec)?;
             let code = outcome.status.state.exit_code().min(EXIT_FAIL);
             let verb = if outcome.already_running {
                 "already running"
@@ -324,7 +473,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Ok(code)
         }
         Cmd::Stop { target, grace } => {
-            let outcome = manager(cli.manager, target).stop(&target.name, *grace)?;
+            let target = target.resolve(from)?;
+            let outcome = manager(kind, &target).stop(&target.name, *grace)?;
             if json_out {
                 cutover_cli::print_json(&json!({"status": Status::Ok, "stop": outcome}))?;
             } else if outcome.was_running {
@@ -348,17 +498,18 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             grace,
             spec,
         } => {
-            let spec = if spec.argv.is_empty() {
-                match cli.manager {
-                    ManagerKind::Supervised => supervised(target).installed_spec(&target.name)?,
+            let target = target.resolve(from)?;
+            let spec = if spec.argv.is_empty() && from.start.is_none() {
+                match kind {
+                    ManagerKind::Supervised => supervised(&target).installed_spec(&target.name)?,
                     ManagerKind::Systemd => anyhow::bail!(
                         "--manager systemd restart needs the command after -- to render the unit"
                     ),
                 }
             } else {
-                spec.spec(&target.name)?
+                spec.spec(&target.name, &target.root, from)?
             };
-            let outcome = manager(cli.manager, target).restart(&spec, *grace)?;
+            let outcome = manager(kind, &target).restart(&spec, *grace)?;
             let code = outcome.status.state.exit_code().min(EXIT_FAIL);
             if json_out {
                 cutover_cli::print_json(
@@ -371,7 +522,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Ok(code)
         }
         Cmd::Status { target } => {
-            let status = match manager(cli.manager, target).status(&target.name) {
+            let target = target.resolve(from)?;
+            let status = match manager(kind, &target).status(&target.name) {
                 Ok(s) => s,
                 Err(err) => {
                     if json_out {
@@ -395,37 +547,23 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             target,
             lines,
             follow,
-        } => match manager(cli.manager, target).logs(&target.name) {
-            LogLocation::File { path, .. } => {
-                let mut out = std::io::stdout().lock();
-                for line in tail_log(&path, *lines)? {
-                    writeln!(out, "{line}")?;
-                }
-                out.flush()?;
-                drop(out);
-                if *follow {
-                    follow_file(&path)?;
-                }
-                Ok(EXIT_OK)
-            }
-            LogLocation::Journal { unit } => {
-                let mut command = std::process::Command::new("journalctl");
-                command.args(["-u", &unit, "-n", &lines.to_string(), "--no-pager"]);
-                if *follow {
-                    command.arg("--follow");
-                }
-                let status = command.status()?;
-                Ok(if status.success() { EXIT_OK } else { EXIT_FAIL })
-            }
-        },
+        } => {
+            let target = target.resolve(from)?;
+            logs(kind, &target, *lines, *follow)
+        }
         Cmd::Unit {
             name,
             root,
             exec_shim,
             spec,
         } => {
-            let spec = spec.spec(name)?;
-            let mut options = UnitOptions::for_layout(root, name);
+            let name = from.name(name.as_ref())?;
+            let root = root
+                .clone()
+                .or_else(|| from.root.clone())
+                .unwrap_or_else(|| PathBuf::from("/opt/cutover"));
+            let spec = spec.spec(&name, &root, from)?;
+            let mut options = UnitOptions::for_layout(&root, &name);
             options.exec_shim = exec_shim.clone().or_else(|| std::env::current_exe().ok());
             let units = render_units(&spec, &options)?;
             if json_out {
@@ -445,6 +583,37 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
                 }
             }
             Ok(EXIT_OK)
+        }
+    }
+}
+
+fn logs(
+    kind: ManagerKind,
+    target: &Resolved<'_>,
+    lines: usize,
+    follow: bool,
+) -> anyhow::Result<i32> {
+    match manager(kind, target).logs(&target.name) {
+        LogLocation::File { path, .. } => {
+            let mut out = std::io::stdout().lock();
+            for line in tail_log(&path, lines)? {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            drop(out);
+            if follow {
+                follow_file(&path)?;
+            }
+            Ok(EXIT_OK)
+        }
+        LogLocation::Journal { unit } => {
+            let mut command = std::process::Command::new("journalctl");
+            command.args(["-u", &unit, "-n", &lines.to_string(), "--no-pager"]);
+            if follow {
+                command.arg("--follow");
+            }
+            let status = command.status()?;
+            Ok(if status.success() { EXIT_OK } else { EXIT_FAIL })
         }
     }
 }

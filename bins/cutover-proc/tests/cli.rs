@@ -156,3 +156,121 @@ fn systemd_manager_drives_systemctl_in_order() {
     let unit = std::fs::read_to_string(units.join("demo-hub.service")).unwrap();
     assert!(unit.contains("Type=notify"));
 }
+
+#[test]
+fn unit_is_rendered_from_the_manifest_with_flags_overriding() {
+    let dir = cutover_tests::temp_dir();
+    let manifest = dir.path().join("cutover.toml");
+    std::fs::write(
+        &manifest,
+        r#"[service]
+name = "mcp-hub"
+start = ["/usr/bin/bun", "{release}/dist/cli.js", "--port", "{port}"]
+port = 7000
+env = { NODE_ENV = "production" }
+secrets = { GEMINI_API_KEY = "op://prod/mcp-hub/gemini" }
+build = ["bun", "run", "build"]
+
+[layout]
+root = "/opt/mcp-hub"
+
+[process]
+manager = "systemd"
+restart = "always"
+stop_timeout = "45s"
+readiness = { kind = "notify" }
+limits = { nofile = 65536, memory_max = 8589934592 }
+network = "egress"
+
+[backup]
+keep_last = 3
+"#,
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    let (code, out, err) = run(&["unit", "--manifest", m]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "# mcp-hub.service",
+        "/usr/bin/bun /opt/mcp-hub/current/dist/cli.js --port 7000",
+        "Restart=always",
+        "TimeoutStopSec=45s",
+        "Type=notify",
+        "LimitNOFILE=65536",
+        "MemoryMax=8589934592",
+        "Environment=\"NODE_ENV=production\"",
+        "LoadCredential=GEMINI_API_KEY:/opt/mcp-hub/state/credentials/mcp-hub/GEMINI_API_KEY",
+    ] {
+        assert!(out.contains(needle), "{needle} missing:\n{out}");
+    }
+    assert!(!out.contains("IPAddressDeny"), "network = egress:\n{out}");
+    assert!(!out.contains("op://"), "{out}");
+    // Flags win over the manifest.
+    let (code, out, err) = run(&[
+        "unit",
+        "--manifest",
+        m,
+        "--name",
+        "other",
+        "--restart",
+        "never",
+        "--stop-timeout",
+        "5s",
+        "--",
+        "/usr/bin/other",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "# other.service",
+        "Restart=no",
+        "TimeoutStopSec=5",
+        "/usr/bin/other",
+    ] {
+        assert!(out.contains(needle), "{needle} missing:\n{out}");
+    }
+    assert!(!out.contains("cli.js"), "{out}");
+}
+
+#[test]
+fn unknown_keys_in_process_are_configuration_errors_with_line_and_column() {
+    let dir = cutover_tests::temp_dir();
+    let manifest = dir.path().join("cutover.toml");
+    std::fs::write(
+        &manifest,
+        "[service]\nname = \"hub\"\nstart = [\"/bin/true\"]\n\n[process]\nrestart = \"always\"\nstop_timout = \"5s\"\n",
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    let (code, out, err) = run(&["unit", "--manifest", m]);
+    assert_eq!(code, 78, "{out}\n{err}");
+    assert!(err.contains("cutover.toml:7:1"), "{err}");
+    assert!(err.contains("stop_timout"), "{err}");
+    assert!(
+        err.contains("stop_timeout"),
+        "suggests the known key: {err}"
+    );
+    // A wrong type is a configuration error too; a good manifest is accepted.
+    std::fs::write(
+        &manifest,
+        "[service]\nname = \"hub\"\nstart = [\"/bin/true\"]\n[process]\nstop_timeout = 5\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["unit", "--manifest", m]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("cutover.toml:5:"), "{err}");
+    std::fs::write(
+        &manifest,
+        "[service]\nname = \"hub\"\nstart = [\"/bin/true\"]\n[process]\nstop_timeout = \"5s\"\n",
+    )
+    .unwrap();
+    assert_eq!(run(&["unit", "--manifest", m]).0, 0);
+    // {port} without [service].port is a usage error naming the key.
+    std::fs::write(
+        &manifest,
+        "[service]\nname = \"hub\"\nstart = [\"/bin/hub\", \"--port\", \"{port}\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["unit", "--manifest", m]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("[service].port"), "{err}");
+}

@@ -635,3 +635,251 @@ fn restart_without_argv_reuses_the_recorded_command() {
     assert!(!first.is_alive() && second.is_alive());
     assert_eq!(svc.cli("stop", &[]).0, 0);
 }
+
+/// Writes `cutover.toml` into the service's root and returns its path.
+fn write_manifest(svc: &Svc, text: &str) -> String {
+    let path = svc.path("cutover.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The recorded plan (what the supervisor runs), as JSON.
+fn plan(svc: &Svc) -> Value {
+    let path = svc.path(&format!("state/proc/{}/plan.json", svc.name));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn exec_readiness_from_the_manifest_waits_for_the_probe_to_pass() {
+    let svc = Svc::new("probed");
+    let ready = svc.path("ready");
+    let ready = ready.to_str().unwrap();
+    // The service makes the probe pass only after a second: a start that did not wait for the
+    // probe would return before the file exists.
+    let manifest = write_manifest(
+        &svc,
+        &format!(
+            r#"[service]
+name = "probed"
+start = ["/bin/sh", "-c", "sleep 1; touch '{ready}'; exec sleep 300"]
+
+[process]
+restart = "never"
+stop_timeout = "7s"
+start_timeout = "60s"
+readiness = {{ kind = "exec", argv = ["/bin/sh", "-c", "test -f '{ready}'"], interval = "100ms" }}
+"#
+        ),
+    );
+    let root = svc.root().to_str().unwrap().to_owned();
+    let (code, out, err) = run_cli(
+        &[
+            "start",
+            "--manifest",
+            &manifest,
+            "--root",
+            &root,
+            "--stop-timeout",
+            "3s",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        Path::new(ready).exists(),
+        "start returned before the probe could pass"
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["service"]["state"], "running", "{v}");
+    assert!(svc.log().contains("ready (probe passed)"), "{}", svc.log());
+    // The manifest gave the command, policy and readiness; the flag overrode the stop timeout.
+    let spec = &plan(&svc)["spec"];
+    assert_eq!(spec["argv"][0], "/bin/sh");
+    assert_eq!(spec["restart"]["policy"], "never");
+    assert_eq!(spec["readiness"]["kind"], "exec");
+    assert_eq!(
+        spec["stop"]["timeout"], "3s",
+        "the flag wins over the manifest"
+    );
+    assert_eq!(svc.cli("stop", &["--grace", "5s"]).0, 0);
+}
+
+#[test]
+fn exec_readiness_that_never_passes_fails_the_start() {
+    let svc = Svc::new("unprobed");
+    let manifest = write_manifest(
+        &svc,
+        r#"[service]
+name = "unprobed"
+start = ["/bin/sleep", "300"]
+
+[process]
+restart = "never"
+start_timeout = "2s"
+readiness = { kind = "exec", argv = ["/bin/false"], interval = "100ms" }
+"#,
+    );
+    let root = svc.root().to_str().unwrap().to_owned();
+    let (code, out, err) = run_cli(&["start", "--manifest", &manifest, "--root", &root], &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("not ready within 2s"), "{err}");
+    let (code, status) = svc.status_json();
+    assert_eq!(code, 2);
+    assert_eq!(status["service"]["state"], "failed");
+    assert!(!svc.log().contains("probe passed"), "{}", svc.log());
+}
+
+/// The real, effective and saved uid of the test process.
+fn own_uid() -> u32 {
+    uid_of_pid("self")
+}
+
+fn uid_of_pid(pid: &str) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// nobody's uid from /etc/passwd (65534 on Debian).
+fn nobody_uid() -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            (fields.first() == Some(&"nobody")).then(|| fields[2].parse().unwrap())
+        })
+        .expect("no `nobody` user in /etc/passwd")
+}
+
+/// `--user nobody`. CI runs the tests as root, where the service must really run as nobody.
+/// Run by another user, switching users is impossible: then the start must fail loudly (exit 2,
+/// the OS error named) rather than run the service as the wrong user. Either way the test
+/// asserts something that can fail.
+#[test]
+fn user_switches_the_service_to_nobody_as_root_and_fails_loudly_otherwise() {
+    let svc = Svc::new("nobody-svc");
+    let (code, out, err) = svc.cli(
+        "start",
+        &[
+            "--user",
+            "nobody",
+            "--restart",
+            "never",
+            "--",
+            "/bin/sleep",
+            "300",
+        ],
+    );
+    if own_uid() == 0 {
+        assert_eq!(code, 0, "{out}\n{err}");
+        let pid = svc.state().service.unwrap().pid;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let nobody = nobody_uid();
+        let uids: Vec<u32> = uid_line
+            .split_whitespace()
+            .skip(1)
+            .map(|u| u.parse().unwrap())
+            .collect();
+        assert_eq!(
+            uids, [nobody; 4],
+            "real, effective, saved, fs uid: {uid_line}"
+        );
+        assert_eq!(
+            uid_of_pid(&svc.state().supervisor.unwrap().pid.to_string()),
+            0,
+            "the supervisor itself stays root"
+        );
+        assert_eq!(svc.cli("stop", &["--grace", "5s"]).0, 0);
+    } else {
+        assert_eq!(
+            code, 2,
+            "a non-root supervisor cannot switch users: {out}\n{err}"
+        );
+        assert!(err.contains("Operation not permitted"), "{err}");
+        assert_eq!(svc.state().state, ServiceState::Failed);
+    }
+    // An unknown user is refused, whoever runs the test.
+    let svc = Svc::new("ghost-svc");
+    let (code, _, err) = svc.cli(
+        "start",
+        &[
+            "--user",
+            "no-such-user-cutover",
+            "--restart",
+            "never",
+            "--",
+            "/bin/sleep",
+            "300",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no user `no-such-user-cutover`"), "{err}");
+}
+
+/// The value of one row of /proc/PID/limits: (soft, hard).
+fn limit_row(pid: u32, row: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row} in {limits}"));
+    let mut rest = line[row.len()..].split_whitespace();
+    (
+        rest.next().unwrap().to_owned(),
+        rest.next().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn resource_limits_are_in_effect_in_the_service_process() {
+    // Without limits the service inherits ours; with them each row holds the value asked for.
+    let plain = Svc::new("unlimited");
+    assert_eq!(plain.cli("start", &["--", "/bin/sleep", "300"]).0, 0);
+    let plain_pid = plain.state().service.unwrap().pid;
+    let ours = std::process::id();
+    for row in ["Max open files", "Max data size", "Max processes"] {
+        assert_eq!(limit_row(plain_pid, row), limit_row(ours, row), "{row}");
+    }
+    let svc = Svc::new("limited");
+    let (code, out, err) = svc.cli(
+        "start",
+        &[
+            "--nofile",
+            "123",
+            "--memory-max",
+            "1073741824",
+            "--tasks-max",
+            "4321",
+            "--cpu-quota",
+            "50",
+            "--",
+            "/bin/sleep",
+            "300",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pid = svc.state().service.unwrap().pid;
+    for (row, value) in [
+        ("Max open files", "123"),
+        ("Max data size", "1073741824"),
+        ("Max processes", "4321"),
+    ] {
+        let got = limit_row(pid, row);
+        assert_eq!(got, (value.to_owned(), value.to_owned()), "{row}");
+        assert_ne!(
+            got,
+            limit_row(plain_pid, row),
+            "{row} differs from the default"
+        );
+    }
+    assert!(
+        svc.log().contains("cpu_quota_percent = 50 is not applied"),
+        "{}",
+        svc.log()
+    );
+    assert_eq!(svc.cli("stop", &["--grace", "5s"]).0, 0);
+    assert_eq!(plain.cli("stop", &["--grace", "5s"]).0, 0);
+}

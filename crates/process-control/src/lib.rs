@@ -12,6 +12,8 @@
 //!   user, [`RestartSpec`] (on-failure/always/never, exponential backoff, start limit),
 //!   [`StopSpec`], [`Readiness`] (`notify`, an exec probe hook, or none), an optional
 //!   [`ListenSocket`] to hand over, [`ResourceLimits`], [`NetworkAccess`].
+//! - [`ProcessConfig`]: the manifest's `[process]` table (every key optional), applied onto a
+//!   spec with [`ProcessConfig::apply_to`] so that a binary's flags can override it after.
 //! - [`ProcessManager`]: install, start, stop(grace), restart, status, logs; implemented by
 //!   - [`SupervisedManager`] (built in, no root): a detached supervisor per service. Its
 //!     program is `cutover-proc` or any binary that calls [`run_hidden_mode`] first thing in
@@ -68,6 +70,7 @@
 //! # Ok::<(), process_control::ProcError>(())
 //! ```
 
+mod config;
 mod error;
 mod identity;
 mod manager;
@@ -75,6 +78,7 @@ mod spec;
 mod supervised;
 mod systemd;
 
+pub use config::{ManagerKind, ProcessConfig};
 pub use error::ProcError;
 pub use identity::{ProcStat, ProcessGroup, ProcessIdentity};
 pub use manager::{

@@ -390,18 +390,28 @@ pub struct ListenSocket {
     pub address: SocketAddr,
 }
 
-/// Resource limits. The supervised backend applies `nofile` (RLIMIT_NOFILE); the cgroup limits
-/// (`memory_max`, `cpu_quota_percent`, `tasks_max`) need systemd and are rendered into units.
+/// Resource limits.
+///
+/// systemd renders them as cgroup limits (`LimitNOFILE=`, `MemoryMax=`, `CPUQuota=`,
+/// `TasksMax=`). The supervised backend has no cgroups (it runs without root) and applies what
+/// `setrlimit(2)` can express, soft and hard limit alike, so the service cannot raise them:
+///
+/// | key | supervised backend | how it differs from systemd |
+/// |---|---|---|
+/// | `nofile` | `RLIMIT_NOFILE` | the same |
+/// | `memory_max` | `RLIMIT_DATA` | caps private writable *virtual* memory (heap, anonymous mappings) of each process, not the RSS of the group; an allocation beyond it fails with ENOMEM instead of an OOM kill |
+/// | `tasks_max` | `RLIMIT_NPROC` | counts every process and thread of the service's **user**, not of the service; not enforced for root (or `CAP_SYS_RESOURCE`) |
+/// | `cpu_quota_percent` | not applied | `RLIMIT_CPU` limits total CPU seconds, not a rate, so there is no honest equivalent: `CPUQuota=` is systemd-only |
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceLimits {
     /// Open files (`LimitNOFILE=`).
     pub nofile: Option<u64>,
-    /// Memory in bytes (`MemoryMax=`).
+    /// Memory in bytes (`MemoryMax=`; `RLIMIT_DATA` under the supervised backend).
     pub memory_max: Option<u64>,
-    /// CPU quota in percent of one CPU (`CPUQuota=`).
+    /// CPU quota in percent of one CPU (`CPUQuota=`; systemd only).
     pub cpu_quota_percent: Option<u32>,
-    /// Tasks (`TasksMax=`).
+    /// Tasks (`TasksMax=`; `RLIMIT_NPROC` of the user under the supervised backend).
     pub tasks_max: Option<u64>,
 }
 

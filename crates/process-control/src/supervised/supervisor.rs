@@ -335,6 +335,11 @@ impl Supervisor {
             std::process::id(),
             self.spec().restart.policy.as_str()
         ));
+        if let Some(percent) = self.spec().limits.cpu_quota_percent {
+            self.log.note(&format!(
+                "cpu_quota_percent = {percent} is not applied: a CPU quota needs systemd (CPUQuota=)"
+            ));
+        }
         if let Some(socket) = self.spec().socket.clone() {
             let listener = TcpListener::bind(socket.address).map_err(ProcError::os(
                 &name,
@@ -456,7 +461,15 @@ impl Supervisor {
             command.uid(found.uid.as_raw()).gid(found.gid.as_raw());
         }
         let listen_fd = self.listener.as_ref().map(|l| l.as_raw_fd());
-        let nofile = spec.limits.nofile;
+        // What setrlimit can express; see `ResourceLimits` for how each differs from systemd.
+        let rlimits: Vec<(RlimitResource, u64)> = [
+            (libc::RLIMIT_NOFILE, spec.limits.nofile),
+            (libc::RLIMIT_DATA, spec.limits.memory_max),
+            (libc::RLIMIT_NPROC, spec.limits.tasks_max),
+        ]
+        .into_iter()
+        .filter_map(|(resource, value)| value.map(|v| (resource, v)))
+        .collect();
         let empty = empty_sigset();
         #[allow(unsafe_code)]
         // SAFETY: the hook runs between fork and exec and calls only pthread_sigmask, signal,
@@ -482,12 +495,12 @@ impl Supervisor {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if let Some(n) = nofile {
+                for &(resource, n) in &rlimits {
                     let limit = libc::rlimit {
                         rlim_cur: n,
                         rlim_max: n,
                     };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    if libc::setrlimit(resource, &limit) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -943,6 +956,9 @@ impl Supervisor {
 fn empty_sigset() -> libc::sigset_t {
     *SigSet::empty().as_ref()
 }
+
+/// The resource argument of `setrlimit` (its C type differs between libc flavours).
+type RlimitResource = libc::__rlimit_resource_t;
 
 fn supervisor_signals() -> SigSet {
     let mut mask = SigSet::empty();
