@@ -203,10 +203,11 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
         Some(m) => m.table("proxy")?,
         None => None,
     };
-    if let (Some(m), Some(config)) = (&manifest, from_manifest.as_mut())
-        && let Some(dir) = &config.dir
-    {
-        config.dir = Some(m.resolve(dir));
+    // Paths in [proxy] are relative to the manifest, wherever the command runs from; nginx
+    // would otherwise read a relative certificate path against its own directory.
+    if let (Some(m), Some(config)) = (&manifest, from_manifest.as_mut()) {
+        let base = std::path::absolute(m.dir()).unwrap_or_else(|_| m.dir());
+        config.resolve_paths(&base);
     }
     match cli.command {
         Command::Render(args) => render(build_config(from_manifest, &args)?),

@@ -143,6 +143,54 @@ fn check_passes_a_good_config_and_fails_a_missing_certificate() {
     );
 }
 
+/// Relative `cert`/`key` in `[proxy.tls]` name files beside the manifest, whatever the
+/// current directory: found there (nginx -t passes), and not taken from the current directory
+/// when they are missing beside the manifest.
+#[test]
+fn relative_certificate_paths_resolve_against_the_manifest_directory() {
+    let manifest_dir = temp_dir();
+    let elsewhere = temp_dir();
+    let tls = format!(
+        "[proxy.tls]\nlisten = [\"{}\"]\ncert = \"certs/cert.pem\"\nkey = \"certs/key.pem\"\n",
+        loopback()
+    );
+    let path = manifest(manifest_dir.path(), &tls);
+    let m = path.to_str().unwrap();
+    let names = vec!["localhost".to_owned()];
+    let certs = manifest_dir.path().join("certs");
+    edge_proxy::write_self_signed(&names, &certs.join("cert.pem"), &certs.join("key.pem")).unwrap();
+
+    let out = edge(&["render", "--manifest", m], elsewhere.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("ssl_certificate {};", certs.join("cert.pem").display());
+    assert!(text.contains(&expected), "{expected} missing:\n{text}");
+    let out = edge(&["check", "--json", "--manifest", m], elsewhere.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same relative files in the current directory but not beside the manifest: refused,
+    // and the message names the path beside the manifest.
+    let moved = elsewhere.path().join("certs");
+    std::fs::rename(&certs, &moved).unwrap();
+    let out = edge(&["check", "--json", "--manifest", m], elsewhere.path());
+    assert_eq!(out.status.code(), Some(2));
+    let doc = json(&out);
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        error.contains(&certs.join("cert.pem").display().to_string()),
+        "{doc}"
+    );
+}
+
 /// Stops the nginx under `dir` on drop (graceful `down`, then the group by pid + start time).
 struct Down<'a>(&'a Path);
 

@@ -5,7 +5,7 @@
 //! inject a directive (`;`, `{`, quotes and variables are refused).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secret_refs::SecretRef;
@@ -65,7 +65,8 @@ pub struct ProxyConfig {
     /// nginx `worker_processes` (default `auto`).
     #[serde(default)]
     pub worker_processes: Option<u16>,
-    /// The directory nginx runs in (its prefix: config, logs, pid file, temp paths).
+    /// The directory nginx runs in (its prefix: config, logs, pid file, temp paths); in a
+    /// manifest, relative to the manifest's directory.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// How long a switch waits for nginx to show the new upstream serving.
@@ -98,17 +99,21 @@ pub enum Strategy {
 pub struct TlsConfig {
     /// HTTPS listen addresses.
     pub listen: Vec<SocketAddr>,
-    /// Certificate chain (PEM). Relative paths are relative to the nginx config directory.
-    /// Default with `self_signed`: `tls/cert.pem`.
+    /// Certificate chain (PEM). In a manifest, a relative path is relative to the manifest's
+    /// directory (see [`ProxyConfig::resolve_paths`]); a path still relative when rendered is
+    /// relative to the nginx directory. Default with `self_signed`: `tls/cert.pem` under the
+    /// nginx directory.
     #[serde(default)]
     pub cert: Option<PathBuf>,
-    /// Private key (PEM). Default with `self_signed`: `tls/key.pem`.
+    /// Private key (PEM); relative paths as for `cert`. Default with `self_signed`:
+    /// `tls/key.pem` under the nginx directory.
     #[serde(default)]
     pub key: Option<PathBuf>,
     /// Generate a self-signed certificate for the server name and loopback (staging, tests).
     #[serde(default)]
     pub self_signed: bool,
-    /// CA chain used to verify OCSP responses (`ssl_stapling_verify` only when set).
+    /// CA chain used to verify OCSP responses (`ssl_stapling_verify` only when set); relative
+    /// paths as for `cert`.
     #[serde(default)]
     pub trusted_certificate: Option<PathBuf>,
     /// `Strict-Transport-Security` max-age (default one year).
@@ -218,6 +223,26 @@ pub fn default_locations() -> Vec<LocationConfig> {
 }
 
 impl ProxyConfig {
+    /// Makes the relative paths of the table absolute against `base`, the directory of the
+    /// manifest they were written in (pass an absolute directory): `dir`, `tls.cert`,
+    /// `tls.key` and `tls.trusted_certificate`. Without this, nginx would read a relative
+    /// certificate path against its own directory, not where the operator wrote it.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut Option<PathBuf>| {
+            if let Some(p) = path.as_mut()
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.dir);
+        if let Some(tls) = self.tls.as_mut() {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+            resolve(&mut tls.trusted_certificate);
+        }
+    }
+
     /// A minimal nginx configuration: plain HTTP on `listen_http`, the default locations.
     pub fn minimal(listen_http: SocketAddr, control_listen: SocketAddr) -> Self {
         Self {
@@ -415,6 +440,51 @@ pub(crate) fn check_rate(key: &str, value: &str) -> Result<(), EdgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_manifest_directory_and_absolute_ones_stay() {
+        let mut config: ProxyConfig = toml::from_str(
+            r#"
+            kind = "nginx"
+            listen_http = ["127.0.0.1:8080"]
+            control_listen = "127.0.0.1:8081"
+            dir = "run/nginx"
+            [tls]
+            listen = ["127.0.0.1:8443"]
+            cert = "certs/cert.pem"
+            key = "/etc/ssl/private/key.pem"
+            trusted_certificate = "../ca.pem"
+        "#,
+        )
+        .unwrap();
+        config.resolve_paths(Path::new("/srv/hub"));
+        assert_eq!(config.dir, Some(PathBuf::from("/srv/hub/run/nginx")));
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert, Some(PathBuf::from("/srv/hub/certs/cert.pem")));
+        assert_eq!(tls.key, Some(PathBuf::from("/etc/ssl/private/key.pem")));
+        assert_eq!(
+            tls.trusted_certificate,
+            Some(PathBuf::from("/srv/hub/../ca.pem"))
+        );
+        // The self-signed default stays relative: it lives under the nginx directory.
+        let mut plain = ProxyConfig::minimal(
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.1:8081".parse().unwrap(),
+        );
+        plain.tls = Some(TlsConfig {
+            listen: vec!["127.0.0.1:8443".parse().unwrap()],
+            cert: None,
+            key: None,
+            self_signed: true,
+            trusted_certificate: None,
+            hsts_max_age: Duration::from_secs(1),
+        });
+        plain.resolve_paths(Path::new("/srv/hub"));
+        assert_eq!(
+            plain.tls.unwrap().cert_path(),
+            PathBuf::from(crate::layout::SELF_SIGNED_CERT)
+        );
+    }
 
     fn base() -> ProxyConfig {
         ProxyConfig::minimal(
