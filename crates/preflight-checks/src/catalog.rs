@@ -248,7 +248,7 @@ pub const CATALOG: &[KindDoc] = &[
     },
     KindDoc {
         kind: "tls-cert",
-        summary: "a certificate (PEM file or live host:port) is valid now, for the name, and not expiring soon; issuer trust is not judged",
+        summary: "a certificate (PEM file or live host:port) is valid now, for the name, not expiring soon, and (live, or with verify/ca) chains to a trusted CA",
         keys: &[
             key(
                 "path",
@@ -279,6 +279,18 @@ pub const CATALOG: &[KindDoc] = &[
                 "integer",
                 "7",
                 "fail when it expires within this many days",
+            ),
+            key(
+                "ca",
+                "path",
+                "the Mozilla roots plus SSL_CERT_FILE",
+                "PEM file of the CA certificates to trust; implies verify",
+            ),
+            key(
+                "verify",
+                "bool",
+                "true for addr or with ca, false for path",
+                "fail when the chain does not lead to a trusted CA (a file's later certificates are its intermediates)",
             ),
         ],
     },

@@ -260,6 +260,12 @@ spec!(
         /// Fail when it expires within this many days (default 7).
         #[serde(default)]
         fail_days: Option<u64>,
+        /// A PEM file of the CA certificates to trust (implies `verify`).
+        #[serde(default)]
+        ca: Option<PathBuf>,
+        /// Judge the chain's trust (default: true for `addr` or with `ca`, false for `path`).
+        #[serde(default)]
+        verify: Option<bool>,
     }
 );
 
@@ -525,6 +531,12 @@ impl CheckSpec {
                     .with_timeout(t(crate::DEFAULT_TIMEOUT));
                 if let Some(name) = &s.name {
                     c = c.name(name.clone());
+                }
+                if let Some(ca) = &s.ca {
+                    c = c.ca(ctx.resolve(ca));
+                }
+                if let Some(verify) = s.verify {
+                    c = c.verify(verify);
                 }
                 Arc::new(c)
             }

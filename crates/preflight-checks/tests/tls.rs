@@ -181,16 +181,121 @@ fn serve(made: &Made, connections: usize) -> (std::net::SocketAddr, std::thread:
 }
 
 #[test]
-fn a_live_endpoint_with_a_valid_certificate_passes() {
+fn a_live_self_signed_endpoint_is_untrusted_unless_verify_is_off() {
     let made = make(&["localhost"], -1, 365);
-    let (addr, server) = serve(&made, 1);
-    let r = run(TlsCert::new(
-        "tls",
-        CertSource::Live(format!("localhost:{}", addr.port())),
-    ));
+    let (addr, server) = serve(&made, 2);
+    let live = CertSource::Live(format!("localhost:{}", addr.port()));
+    let r = run(TlsCert::new("tls", live.clone()));
+    assert_eq!(r.status, CheckStatus::Fail, "{}", r.message);
+    assert!(r.message.contains("untrusted chain"), "{}", r.message);
+    assert!(r.message.contains("unknown issuer"), "{}", r.message);
+    let r = run(TlsCert::new("tls", live).verify(false));
     assert_eq!(r.status, CheckStatus::Pass, "{}", r.message);
     assert!(r.message.contains("valid for localhost"), "{}", r.message);
+    assert!(!r.message.contains("trusted"), "{}", r.message);
     server.join().unwrap();
+}
+
+/// A private CA (rcgen) and a leaf it issued for `names`.
+struct Pki {
+    ca_pem: String,
+    leaf: Made,
+}
+
+fn make_pki(names: &[&str]) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cutover test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    let (y, m, d) = date_in(-1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = date_in(365);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        leaf: Made {
+            cert_pem: leaf.pem(),
+            cert_der: leaf.der().to_vec(),
+            key_der: leaf_key.serialize_der(),
+        },
+    }
+}
+
+#[test]
+fn a_ca_issued_certificate_file_is_trusted_with_its_ca_and_fails_without() {
+    let issued = make_pki(&["hub.example.com"]);
+    let (dir, check) = file_check(&issued.leaf);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &issued.ca_pem).unwrap();
+    let r = run(check.clone().name("hub.example.com").ca(&ca));
+    assert_eq!(r.status, CheckStatus::Pass, "{}", r.message);
+    assert!(r.message.contains("chain trusted"), "{}", r.message);
+    // verify = true without a ca: the Mozilla roots do not know this CA.
+    let r = run(check.clone().verify(true));
+    assert_eq!(r.status, CheckStatus::Fail, "{}", r.message);
+    assert!(r.message.contains("untrusted chain"), "{}", r.message);
+    assert!(r.remedy.unwrap().contains("`ca`"));
+    // Another CA (same name, another key) is no better: the signature does not verify.
+    let other = make_pki(&["hub.example.com"]);
+    let wrong = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong, &other.ca_pem).unwrap();
+    let r = run(check.clone().ca(&wrong));
+    assert_eq!(r.status, CheckStatus::Fail, "{}", r.message);
+    assert!(r.message.contains("untrusted chain"), "{}", r.message);
+    // Without verify and ca, a file is judged on dates and names only, as before.
+    assert_eq!(run(check).status, CheckStatus::Pass);
+}
+
+#[test]
+fn a_live_endpoint_is_trusted_with_its_ca_and_fails_without() {
+    let issued = make_pki(&["localhost"]);
+    let dir = cutover_tests::temp_dir();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &issued.ca_pem).unwrap();
+    let (addr, server) = serve(&issued.leaf, 2);
+    let live = CertSource::Live(format!("localhost:{}", addr.port()));
+    let r = run(TlsCert::new("tls", live.clone()).ca(&ca));
+    assert_eq!(r.status, CheckStatus::Pass, "{}", r.message);
+    assert!(r.message.contains("chain trusted"), "{}", r.message);
+    let r = run(TlsCert::new("tls", live));
+    assert_eq!(r.status, CheckStatus::Fail, "{}", r.message);
+    assert!(r.message.contains("untrusted chain"), "{}", r.message);
+    server.join().unwrap();
+}
+
+#[test]
+fn ca_and_verify_are_read_from_the_manifest_table() {
+    let issued = make_pki(&["hub.example.com"]);
+    let dir = cutover_tests::temp_dir();
+    std::fs::write(dir.path().join("cert.pem"), &issued.leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &issued.ca_pem).unwrap();
+    let build = |extra: &str| {
+        let text = format!("[[check]]\nkind = \"tls-cert\"\npath = \"cert.pem\"\n{extra}");
+        let config: preflight_checks::PreflightConfig = toml::from_str(&text).unwrap();
+        let ctx = preflight_checks::BuildContext {
+            base_dir: dir.path().to_path_buf(),
+            ..preflight_checks::BuildContext::default()
+        };
+        Runner::new().with_checks(config.build(&ctx).unwrap()).run()
+    };
+    let report = build("ca = \"ca.pem\"\n");
+    assert_eq!(report.checks[0].status, CheckStatus::Pass, "{report:?}");
+    let report = build("verify = true\n");
+    assert_eq!(report.checks[0].status, CheckStatus::Fail, "{report:?}");
+    assert!(report.checks[0].message.contains("untrusted chain"));
 }
 
 #[test]

@@ -1,24 +1,31 @@
 //! `tls-cert`: a certificate (a PEM file, or what a live `host:port` presents) is valid now,
 //! does not expire within the warn/fail number of days, and is valid for the expected name.
 //!
-//! This check judges dates and names; it does not decide whether the issuer is trusted (a
-//! self-signed certificate passes). The live handshake still proves the server holds the key.
+//! It also judges **trust** (the chain leads to a trusted CA) for a live endpoint, and for a
+//! file when `verify` is set or a `ca` is given: the trust anchors are the PEM certificates in
+//! `ca` when given, else the Mozilla roots (webpki-roots) plus the certificates in the file
+//! `SSL_CERT_FILE` names. An untrusted chain fails with the reason (unknown issuer, bad
+//! signature, …). `verify = false` turns trust judging off for a live endpoint (a
+//! self-signed staging certificate then passes on dates and names alone). For a file, the
+//! certificates after the first are the intermediates; for a live endpoint, the chain the
+//! server sent. The live handshake also proves the server holds the key.
 
 use std::io::Read;
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde_json::json;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::{Check, CheckContext, DEFAULT_TIMEOUT, Outcome};
+use crate::{Check, CheckContext, CheckStatus, DEFAULT_TIMEOUT, Outcome};
 
 /// Where the certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,8 @@ pub struct TlsCert {
     name: Option<String>,
     warn_days: u64,
     fail_days: u64,
+    ca: Option<PathBuf>,
+    verify: Option<bool>,
 }
 
 impl TlsCert {
@@ -51,7 +60,27 @@ impl TlsCert {
             name: None,
             warn_days: 30,
             fail_days: 7,
+            ca: None,
+            verify: None,
         }
+    }
+    /// Trust only the CA certificates in this PEM file (implies verifying the chain).
+    #[must_use]
+    pub fn ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(path.into());
+        self
+    }
+    /// Whether to judge the chain's trust (default: yes for a live endpoint or with a `ca`,
+    /// no for a file without one).
+    #[must_use]
+    pub fn verify(mut self, verify: bool) -> Self {
+        self.verify = Some(verify);
+        self
+    }
+
+    fn verifies(&self) -> bool {
+        self.verify
+            .unwrap_or(self.ca.is_some() || matches!(self.source, CertSource::Live(_)))
     }
     /// The DNS name or IP address the certificate must be valid for.
     #[must_use]
@@ -183,8 +212,9 @@ impl ServerCertVerifier for Inspect {
     }
 }
 
-/// Connects to `addr`, completes a TLS handshake with `sni` and returns the leaf certificate.
-fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<u8>, String> {
+/// Connects to `addr`, completes a TLS handshake with `sni` and returns the chain it presented,
+/// leaf first.
+fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<Vec<u8>>, String> {
     let target = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
@@ -212,29 +242,84 @@ fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<u8>, Stri
         conn.complete_io(&mut tcp)
             .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
     }
-    let leaf = conn
+    let chain: Vec<Vec<u8>> = conn
         .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|c| c.as_ref().to_vec())
-        .ok_or_else(|| format!("{addr} presented no certificate"))?;
+        .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+        .unwrap_or_default();
+    if chain.is_empty() {
+        return Err(format!("{addr} presented no certificate"));
+    }
     conn.send_close_notify();
     let _ = conn.complete_io(&mut tcp);
-    Ok(leaf)
+    Ok(chain)
 }
 
-fn read_pem(path: &PathBuf) -> Result<Vec<u8>, String> {
+/// Every certificate in a PEM file, in order (DER); an error when there is none.
+fn read_pem(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
         match pem {
-            Ok(pem) if pem.label == "CERTIFICATE" => return Ok(pem.contents),
+            Ok(pem) if pem.label == "CERTIFICATE" => certs.push(pem.contents),
             Ok(_) => continue,
             Err(e) => return Err(format!("{} is not valid PEM: {e}", path.display())),
         }
     }
-    Err(format!("{} holds no PEM certificate", path.display()))
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The trust anchors: the certificates of `ca`, or the Mozilla roots plus `SSL_CERT_FILE`.
+fn trust_anchors(ca: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    let extra = match ca {
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            roots.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+            std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
+        }
+    };
+    if let Some(path) = extra {
+        for der in read_pem(&path).map_err(|e| format!("CA file: {e}"))? {
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| format!("CA file {}: unusable certificate: {e}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Checks that `chain` (leaf first, then intermediates) leads to one of `roots`, with valid
+/// signatures and CA constraints. Dates and names are judged elsewhere.
+fn verify_chain(chain: &[Vec<u8>], roots: &RootCertStore) -> Result<(), String> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err("no certificate".to_owned());
+    };
+    let leaf = CertificateDer::from(leaf.as_slice());
+    let parsed = ParsedCertificate::try_from(&leaf).map_err(|e| e.to_string())?;
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::client::verify_server_cert_signed_by_trust_anchor(
+        &parsed,
+        roots,
+        &intermediates,
+        UnixTime::now(),
+        provider.signature_verification_algorithms.all,
+    )
+    .map_err(|e| match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "issued by a CA that is not trusted (unknown issuer)".to_owned()
+        }
+        other => other.to_string(),
+    })
 }
 
 impl Check for TlsCert {
@@ -263,7 +348,7 @@ impl Check for TlsCert {
                 (fetch_live(addr, &sni, ctx), addr.clone())
             }
         };
-        let der = match der {
+        let chain = match der {
             Ok(d) => d,
             Err(e) => {
                 return Outcome::fail(
@@ -272,7 +357,13 @@ impl Check for TlsCert {
                 );
             }
         };
-        let cert = match x509_parser::parse_x509_certificate(&der) {
+        let Some(der) = chain.first() else {
+            return Outcome::fail(
+                format!("{origin}: no certificate"),
+                "replace the certificate",
+            );
+        };
+        let cert = match x509_parser::parse_x509_certificate(der) {
             Ok((_, cert)) => cert,
             Err(e) => {
                 return Outcome::fail(
@@ -281,13 +372,37 @@ impl Check for TlsCert {
                 );
             }
         };
-        judge_cert(
+        let outcome = judge_cert(
             &cert,
             &origin,
             name.as_deref(),
             self.warn_days,
             self.fail_days,
-        )
+        );
+        if outcome.status == CheckStatus::Fail || !self.verifies() {
+            return outcome;
+        }
+        let trusted = trust_anchors(self.ca.as_deref()).and_then(|r| verify_chain(&chain, &r));
+        match trusted {
+            Ok(()) => {
+                let mut outcome = outcome;
+                outcome.message.push_str(", chain trusted");
+                outcome
+            }
+            Err(reason) => {
+                let anchors = match &self.ca {
+                    Some(ca) => format!("the CA in {}", ca.display()),
+                    None => "the system's trusted CAs".to_owned(),
+                };
+                Outcome::fail(
+                    format!("{origin}: untrusted chain: {reason}"),
+                    format!(
+                        "serve the full chain issued by {anchors}, set `ca` to the issuing CA, or `verify = false` for a staging certificate"
+                    ),
+                )
+                .with_data(outcome.data)
+            }
+        }
     }
 }
 
