@@ -1,0 +1,268 @@
+//! `cutover-monitor`: a live view of one service, redrawn at an interval (5 s by default):
+//! `/api/health` (state and version), `/api/stats` (success rate, p50/p95/p99 latency, cache
+//! hit rate, queue depth, circuit breaker), the process's resident memory and CPU use (by
+//! `--pid` or `--pid-file`), and the state of every alert rule (cutover.toml's `[[alert]]`
+//! entries, or the default rules for the demo service) with alert markers.
+//!
+//! It replaces a bash loop that redrew the same metrics every 5 s and, reading fields the
+//! service never returned, was always green. Here anything that could not be read is shown as
+//! `no data` or `unreachable` and makes the verdict `unknown`, never `ok`.
+//!
+//! On a terminal it is a full-screen view (q quits, r refreshes now). Otherwise it prints the
+//! same view as text per evaluation; `--json` prints one JSON document per evaluation with a
+//! top-level `status`; `--once` evaluates once and exits with the Nagios code (0 ok, 1 warning,
+//! 2 critical, 3 unknown):
+//!
+//! ```text
+//! cutover-monitor --target http://127.0.0.1:7000 --pid-file /opt/hub/state/service.pid
+//! cutover-monitor --once --json --target http://127.0.0.1:7000 | jq .status
+//! ```
+//!
+//! The verdict judges what it sees: a threshold crossed now marks its severity while the rule
+//! still waits out its `for` (shown as `pending`), so a dashboard never looks greener than the
+//! numbers on it. `cutover-alerts check` is the one that honours `for` before paging anyone.
+//!
+//! This file is argument parsing and the loops; [`collect`] takes an evaluation, [`snapshot`]
+//! holds and judges it, [`view`] draws it.
+
+mod collect;
+mod snapshot;
+mod view;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use alert_rules::AlertRuleConfig;
+use clap::Parser;
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Status};
+
+use crate::collect::{Collector, ProcessTarget};
+use crate::view::ViewOptions;
+
+/// A live view of a service's health, statistics, process and alert states.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-monitor", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The service's base URL (plain HTTP; /api/health and /api/stats are read).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7000")]
+    target: String,
+    /// Time between evaluations.
+    #[arg(long, value_parser = parse_interval, default_value = "5s")]
+    interval: Duration,
+    /// Evaluate once, print, and exit with 0 ok, 1 warning, 2 critical, 3 unknown.
+    #[arg(long)]
+    once: bool,
+    /// Stop after this many evaluations (default: until q, Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N", conflicts_with = "once")]
+    count: Option<u64>,
+    /// How long each HTTP read may take.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    timeout: Duration,
+    /// The service's pid, to show its memory and CPU use.
+    #[arg(long, value_name = "PID", conflicts_with = "pid_file")]
+    pid: Option<u32>,
+    /// A file holding the service's pid (`PID` or `PID START_TIME`).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Use the default rules even when the manifest has [[alert]] entries.
+    #[arg(long)]
+    defaults: bool,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) {
+        return Err("the interval must be at least 100ms".to_owned());
+    }
+    Ok(d)
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    let code = run(cli);
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+fn run(cli: Cli) -> i32 {
+    let rules = match load_rules(&cli) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let process = match (cli.pid, &cli.pid_file) {
+        (Some(pid), _) => Some(ProcessTarget::Pid(pid)),
+        (None, Some(file)) => Some(ProcessTarget::PidFile(file.clone())),
+        (None, None) => None,
+    };
+    let collector = Collector::new(&cli.target, cli.timeout, rules, process);
+    // One worker: evaluations are a few small requests; the worker also watches for SIGTERM
+    // while the terminal view waits for keys.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_UNKNOWN;
+        }
+    };
+    let options = ViewOptions {
+        interval: cli.interval,
+        refreshing: false,
+        colours: cutover_cli::stdout_colours(),
+    };
+    let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if cli.common.json || cli.once || !interactive {
+        rt.block_on(run_lines(&cli, collector, options))
+    } else {
+        run_terminal(&rt, collector, options)
+    }
+}
+
+/// The manifest's `[[alert]]` entries, or the default rules against `--target`.
+fn load_rules(cli: &Cli) -> Result<Vec<AlertRuleConfig>, i32> {
+    let manifest = cli
+        .common
+        .manifest()
+        .map_err(|e| cutover_cli::report_manifest_error(&e))?;
+    let configured = match (&manifest, cli.defaults) {
+        (Some(m), false) => m
+            .table::<Vec<AlertRuleConfig>>("alert")
+            .map_err(|e| cutover_cli::report_manifest_error(&e))?,
+        _ => None,
+    };
+    let mut rules = match configured {
+        Some(rules) => rules,
+        None => alert_rules::default_rules(&cli.target).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_CONFIG
+        })?,
+    };
+    if let Err(e) = alert_rules::validate_rules(&rules) {
+        eprintln!("error: {e}");
+        return Err(EXIT_CONFIG);
+    }
+    if let Some(m) = &manifest {
+        let dir = m.dir();
+        for r in &mut rules {
+            r.source.resolve_paths(&dir);
+        }
+    }
+    Ok(rules)
+}
+
+/// `--json`, `--once`, or stdout not a terminal: one document (or text block) per evaluation.
+async fn run_lines(cli: &Cli, mut collector: Collector, options: ViewOptions) -> i32 {
+    let limit = if cli.once { Some(1) } else { cli.count };
+    let mut ticker = tokio::time::interval(cli.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut status = Status::Unknown;
+    let mut done = 0u64;
+    while limit.is_none_or(|n| done < n) {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            Some(()) = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => break,
+        }
+        let snapshot = collector.collect().await;
+        done += 1;
+        status = snapshot.status;
+        let written = if cli.common.json && cli.once {
+            cutover_cli::print_json(&snapshot).map_err(|e| e.to_string())
+        } else if cli.common.json {
+            serde_json::to_string(&snapshot)
+                .map_err(|e| e.to_string())
+                .map(|line| println!("{line}"))
+        } else {
+            let separator = if done > 1 { "\n" } else { "" };
+            print!("{separator}{}", view::text(&snapshot, &options));
+            Ok(())
+        };
+        if let Err(e) = written {
+            eprintln!("error: cannot write to stdout: {e}");
+            return EXIT_UNKNOWN;
+        }
+    }
+    status.exit_code()
+}
+
+/// The full-screen view: redraw after each evaluation, wait for keys in between.
+fn run_terminal(
+    rt: &tokio::runtime::Runtime,
+    mut collector: Collector,
+    options: ViewOptions,
+) -> i32 {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+    // SIGTERM or SIGHUP: give the terminal back before leaving.
+    rt.spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            ratatui::restore();
+            std::process::exit(0);
+        }
+    });
+    let mut terminal = ratatui::init();
+    let mut snapshot = None;
+    let mut next = Instant::now();
+    let mut options = options;
+    let result = loop {
+        if Instant::now() >= next {
+            options.refreshing = true;
+            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
+                break Err(e);
+            }
+            snapshot = Some(rt.block_on(collector.collect()));
+            options.refreshing = false;
+            next = Instant::now() + options.interval;
+            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
+                break Err(e);
+            }
+        }
+        let wait = next.saturating_duration_since(Instant::now());
+        match event::poll(wait) {
+            Ok(false) => {}
+            Ok(true) => match event::read() {
+                Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => match key.code {
+                    KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
+                    KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        break Ok(());
+                    }
+                    KeyCode::Char('r') => next = Instant::now(),
+                    _ => {}
+                },
+                Ok(Event::Resize(..)) => {
+                    if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
+                        break Err(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            },
+            Err(e) => break Err(e),
+        }
+    };
+    ratatui::restore();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: the terminal failed: {e}");
+            EXIT_UNKNOWN
+        }
+    }
+}
