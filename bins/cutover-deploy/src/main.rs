@@ -1,0 +1,367 @@
+//! `cutover-deploy`: deploy, roll back, inspect and recover a service described by
+//! `cutover.toml`.
+//!
+//! Only argument parsing and rendering live here; the work is in the `deploy-pipeline`
+//! library. This binary is also the supervisor program of the services it starts (the hidden
+//! `__supervise` and `__exec-shim` modes are handled before argument parsing), so a deploy
+//! needs no other cutover binary on the host.
+//!
+//! Exit codes: 0 deployed / ok; 2 failed and rolled back, the previous release serving and
+//! healthy (or, for `status`/`recover`, not healthy); 4 failed and the rollback failed too;
+//! 64 usage; 75 another deploy holds the lock; 78 invalid configuration.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_OK, EXIT_WARN, Status};
+use deploy_pipeline::{DeployError, DeployManifest, DeployReport, Deployer, Outcome};
+use serde_json::{Value, json};
+
+/// Deploy a service through preflight, backup, build, switch, validate and commit, with
+/// automatic rollback; roll back, inspect and recover.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-deploy", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// How long to wait for another deploy's lock before giving up with exit 75 (default: do
+    /// not wait).
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s", value_name = "DURATION")]
+    lock_wait: Duration,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build and deploy a new release from the manifest's source (exit 0, 2 or 4).
+    Deploy,
+    /// Bring back the last good release before the current one, or the one named.
+    Rollback {
+        /// The release id to roll back to (default: the last good release).
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+    },
+    /// Show what is live, whether it is healthy and what a rollback would bring back.
+    Status,
+    /// List the releases on disk.
+    Releases,
+    /// Show what a deploy would do now, without doing it (secrets named, never resolved).
+    Plan,
+    /// Print the audit log (who, when, commit, phases with durations, outcome).
+    Audit {
+        /// Only the last N operations.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+    },
+    /// Finish or undo an interrupted operation so that `current` names a complete release
+    /// and the service that answers runs it.
+    Recover,
+    /// Print the JSON Schema of cutover.toml.
+    Schema,
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(result) = process_control::run_hidden_mode(&args) {
+        match result {
+            Ok(code) => std::process::exit(code),
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(127)
+            }
+        }
+    }
+    let cli: Cli = cutover_cli::parse_or_exit();
+    cli.common.init_logging();
+    std::process::exit(run(&cli));
+}
+
+fn run(cli: &Cli) -> i32 {
+    if matches!(cli.command, Cmd::Schema) {
+        println!("{}", deploy_pipeline::json_schema());
+        return EXIT_OK;
+    }
+    let manifest = match cli.common.manifest() {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            eprintln!("error: no manifest: pass --manifest PATH or run where cutover.toml is");
+            return EXIT_CONFIG;
+        }
+        Err(e) => return cutover_cli::report_manifest_error(&e),
+    };
+    let manifest = match DeployManifest::from_manifest(&manifest) {
+        Ok(m) => m,
+        Err(e) => return fail(cli, &e),
+    };
+    let env = match deploy_pipeline::real_environment(&manifest, None) {
+        Ok(env) => env,
+        Err(e) => return fail(cli, &e),
+    };
+    let deployer = Deployer::new(manifest, env);
+    match &cli.command {
+        Cmd::Deploy => report_operation(cli, deployer.deploy(cli.lock_wait)),
+        Cmd::Rollback { to } => {
+            report_operation(cli, deployer.rollback(to.as_deref(), cli.lock_wait))
+        }
+        Cmd::Status => match deployer.status() {
+            Ok(s) => {
+                let status = if s.interrupted.is_some() {
+                    Status::Warn
+                } else if s.healthy {
+                    Status::Ok
+                } else {
+                    Status::Fail
+                };
+                if cli.common.json {
+                    print_json(status, &s);
+                } else {
+                    println!("service   {} ({})", s.service, s.strategy.as_str());
+                    println!("root      {}", s.root.display());
+                    println!(
+                        "current   {}{}",
+                        s.current.as_deref().unwrap_or("(none)"),
+                        s.slot.map(|x| format!(" in slot {x}")).unwrap_or_default()
+                    );
+                    if let Some(url) = &s.url {
+                        println!("serving   {url}");
+                    }
+                    if let Some(u) = s.upstream {
+                        println!("proxy     upstream {u}");
+                    }
+                    println!(
+                        "health    {}",
+                        if s.healthy {
+                            "ready".to_owned()
+                        } else {
+                            format!("NOT READY: {}", s.health_reason.clone().unwrap_or_default())
+                        }
+                    );
+                    println!(
+                        "rollback  {}",
+                        s.rollback_target
+                            .as_deref()
+                            .unwrap_or("(no earlier good release)")
+                    );
+                    for (name, state) in &s.services {
+                        println!("process   {name}: {state}");
+                    }
+                    if let Some(i) = &s.interrupted {
+                        println!(
+                            "WARNING   an interrupted {} of {} awaits `cutover-deploy recover`",
+                            i.op.as_str(),
+                            i.release
+                        );
+                    }
+                    if let Some(holder) = &s.lock_holder {
+                        println!("lock      held: {holder}");
+                    }
+                    if let Some(last) = &s.last_outcome {
+                        println!("last      {last}");
+                    }
+                }
+                status.exit_code()
+            }
+            Err(e) => fail(cli, &e),
+        },
+        Cmd::Releases => match deployer.releases() {
+            Ok(list) => {
+                if cli.common.json {
+                    print_json(Status::Ok, &json!({ "releases": list }));
+                } else if list.is_empty() {
+                    println!("no releases");
+                } else {
+                    println!("{:<32} {:<11} {:<10} CREATED", "RELEASE", "STATE", "COMMIT");
+                    for r in list.iter().rev() {
+                        println!(
+                            "{:<32} {:<11} {:<10} {}",
+                            r.id,
+                            r.state,
+                            r.commit.as_deref().unwrap_or("-"),
+                            r.created.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                EXIT_OK
+            }
+            Err(e) => fail(cli, &e),
+        },
+        Cmd::Plan => match deployer.plan() {
+            Ok(plan) => {
+                if cli.common.json {
+                    print_json(Status::Ok, &plan);
+                } else {
+                    println!(
+                        "deploy {} of {} ({}), slot {} on port {}",
+                        plan.release,
+                        plan.service,
+                        plan.strategy.as_str(),
+                        plan.slot,
+                        plan.port
+                    );
+                    println!(
+                        "live now: {}",
+                        plan.previous.as_deref().unwrap_or("(nothing)")
+                    );
+                    if let Some(i) = &plan.interrupted {
+                        println!(
+                            "first: recover the interrupted {} of {}",
+                            i.op.as_str(),
+                            i.release
+                        );
+                    }
+                    for p in &plan.phases {
+                        println!("  {:<10} {}", p.phase.as_str(), p.action);
+                        for h in &p.hooks {
+                            println!("  {:<10}   hook {h}", "");
+                        }
+                    }
+                    println!("start:   {:?}", plan.start);
+                    println!("env:     {}", plan.env.join(", "));
+                    println!(
+                        "secrets: {} (resolved at start, never shown)",
+                        if plan.secrets.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            plan.secrets.join(", ")
+                        }
+                    );
+                    if !plan.prune.is_empty() {
+                        println!("prune:   {}", plan.prune.join(", "));
+                    }
+                }
+                EXIT_OK
+            }
+            Err(e) => fail(cli, &e),
+        },
+        Cmd::Audit { last } => {
+            match deploy_pipeline::audit::read(&deployer.layout().audit_file()) {
+                Ok(mut records) => {
+                    if let Some(n) = last {
+                        let skip = records.len().saturating_sub(*n);
+                        records.drain(..skip);
+                    }
+                    if cli.common.json {
+                        print_json(Status::Ok, &json!({ "entries": records }));
+                    } else {
+                        for r in &records {
+                            let phases: Vec<String> = r
+                                .phases
+                                .iter()
+                                .map(|p| format!("{}:{}:{}ms", p.phase, p.outcome, p.duration_ms))
+                                .collect();
+                            println!(
+                                "{} {}@{} {} {} -> {} [{}] {}ms {}{}",
+                                r.at,
+                                r.user,
+                                r.host,
+                                r.operation,
+                                r.release.as_deref().unwrap_or("-"),
+                                r.outcome,
+                                r.commit.as_deref().unwrap_or("-"),
+                                r.duration_ms,
+                                phases.join(" "),
+                                r.reason
+                                    .as_deref()
+                                    .map(|x| format!(" ({x})"))
+                                    .unwrap_or_default()
+                            );
+                        }
+                    }
+                    EXIT_OK
+                }
+                Err(e) => fail(cli, &e),
+            }
+        }
+        Cmd::Recover => match deployer.recover(cli.lock_wait) {
+            Ok(r) => {
+                let status = if r.healthy { Status::Ok } else { Status::Fail };
+                if cli.common.json {
+                    print_json(status, &r);
+                } else {
+                    println!("{}", r.action);
+                    println!("live: {}", r.live);
+                }
+                status.exit_code()
+            }
+            Err(e) => fail(cli, &e),
+        },
+        Cmd::Schema => EXIT_OK,
+    }
+}
+
+fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> i32 {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return fail(cli, &e),
+    };
+    let status = if report.outcome == Outcome::Deployed {
+        Status::Ok
+    } else {
+        Status::Fail
+    };
+    if cli.common.json {
+        print_json(status, &report);
+    } else {
+        if let Some(r) = &report.recovered {
+            println!("recovered first: {r}");
+        }
+        for p in &report.phases {
+            println!(
+                "  {:<10} {:<8} {:>7} ms  {}",
+                p.phase,
+                p.outcome,
+                p.duration_ms,
+                p.detail.as_deref().unwrap_or("")
+            );
+        }
+        match report.outcome {
+            Outcome::Deployed => println!(
+                "{} {} in {} ms: {}",
+                report.operation, report.release, report.duration_ms, report.live
+            ),
+            outcome => {
+                eprintln!(
+                    "{} of {} {}: {}",
+                    report.operation,
+                    report.release,
+                    outcome.as_str(),
+                    report.reason.as_deref().unwrap_or("")
+                );
+                eprintln!("live: {}", report.live);
+            }
+        }
+    }
+    report.outcome.exit_code()
+}
+
+fn print_json<T: serde::Serialize>(status: Status, value: &T) {
+    let mut doc = serde_json::to_value(value).unwrap_or(Value::Null);
+    match &mut doc {
+        Value::Object(map) => {
+            map.insert("status".to_owned(), json!(status.as_str()));
+        }
+        other => {
+            *other = json!({ "status": status.as_str(), "result": other.clone() });
+        }
+    }
+    let _ = cutover_cli::print_json(&doc);
+}
+
+fn fail(cli: &Cli, err: &DeployError) -> i32 {
+    let code = err.exit_code();
+    if cli.common.json {
+        let status = if code == EXIT_WARN {
+            Status::Warn
+        } else {
+            Status::Unknown
+        };
+        print_json(
+            status,
+            &json!({ "error": err.to_string(), "exit_code": code }),
+        );
+    }
+    eprintln!("error: {err}");
+    code
+}

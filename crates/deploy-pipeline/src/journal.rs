@@ -1,0 +1,295 @@
+//! The journal: every transition of the operation in progress, appended and fsynced before
+//! the next step starts, so that a deploy killed at any instant can be finished or undone.
+//!
+//! `state/journal.jsonl` holds one operation: it is replaced (atomically) by the `begin` entry
+//! of the next one. An operation whose last entry is not `end` was interrupted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::DeployError;
+use crate::layout::write_atomic;
+use crate::phase::{Phase, Slot};
+
+/// What kind of operation a journal records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// A deploy of a new release.
+    Deploy,
+    /// A rollback to an existing release.
+    Rollback,
+}
+
+impl Operation {
+    /// The name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Deploy => "deploy",
+            Operation::Rollback => "rollback",
+        }
+    }
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum JournalEntry {
+    /// An operation starts: what it moves from and to.
+    Begin {
+        /// When (RFC 3339).
+        at: String,
+        /// The operation.
+        op: Operation,
+        /// The release being brought live.
+        release: String,
+        /// The release live before (none on a first deploy).
+        previous: Option<String>,
+        /// The slot serving `previous`.
+        from_slot: Option<Slot>,
+        /// The slot `release` runs in.
+        to_slot: Slot,
+    },
+    /// A phase starts.
+    PhaseStarted {
+        /// When.
+        at: String,
+        /// The phase.
+        phase: Phase,
+    },
+    /// A phase finished well.
+    PhaseDone {
+        /// When.
+        at: String,
+        /// The phase.
+        phase: Phase,
+    },
+    /// A phase failed.
+    PhaseFailed {
+        /// When.
+        at: String,
+        /// The phase.
+        phase: Phase,
+        /// Why.
+        reason: String,
+    },
+    /// Rolling back to `previous` starts.
+    RollbackStarted {
+        /// When.
+        at: String,
+    },
+    /// The operation is over.
+    End {
+        /// When.
+        at: String,
+        /// `deployed`, `rolled-back`, `rollback-failed`, `aborted`, `recovered`.
+        outcome: String,
+    },
+}
+
+/// The journal file.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a new operation: the file is replaced by its `begin` entry.
+    ///
+    /// # Errors
+    /// [`DeployError::Io`].
+    pub fn begin(&self, entry: &JournalEntry) -> Result<(), DeployError> {
+        let mut line = serde_json::to_vec(entry).unwrap_or_default();
+        line.push(b'\n');
+        write_atomic(&self.path, &line)
+    }
+
+    /// Appends an entry and fsyncs it.
+    ///
+    /// # Errors
+    /// [`DeployError::Io`].
+    pub fn append(&self, entry: &JournalEntry) -> Result<(), DeployError> {
+        let mut line = serde_json::to_vec(entry).unwrap_or_default();
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .read(true)
+            .open(&self.path)
+            .map_err(|e| DeployError::io("open", &self.path, e))?;
+        // A line torn by a crash mid-write is closed first, so the new entry stays whole.
+        if !ends_with_newline(&mut file) {
+            line.insert(0, b'\n');
+        }
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| DeployError::io("append to", &self.path, e))
+    }
+
+    /// Every entry. A torn last line (a crash mid-write) is ignored.
+    ///
+    /// # Errors
+    /// [`DeployError::Io`] when the file cannot be read.
+    pub fn entries(&self) -> Result<Vec<JournalEntry>, DeployError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DeployError::io("read", &self.path, e)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// The interrupted operation, when the journal does not end with `end`.
+    ///
+    /// # Errors
+    /// As [`Self::entries`].
+    pub fn interrupted(&self) -> Result<Option<Interrupted>, DeployError> {
+        let entries = self.entries()?;
+        let Some(JournalEntry::Begin {
+            op,
+            release,
+            previous,
+            from_slot,
+            to_slot,
+            ..
+        }) = entries.first().cloned()
+        else {
+            return Ok(None);
+        };
+        if matches!(entries.last(), Some(JournalEntry::End { .. })) {
+            return Ok(None);
+        }
+        let commit_started = entries.iter().any(|e| {
+            matches!(
+                e,
+                JournalEntry::PhaseStarted {
+                    phase: Phase::Commit,
+                    ..
+                }
+            )
+        });
+        let rollback_started = entries
+            .iter()
+            .any(|e| matches!(e, JournalEntry::RollbackStarted { .. }));
+        let last_phase = entries.iter().rev().find_map(|e| match e {
+            JournalEntry::PhaseStarted { phase, .. }
+            | JournalEntry::PhaseDone { phase, .. }
+            | JournalEntry::PhaseFailed { phase, .. } => Some(*phase),
+            _ => None,
+        });
+        Ok(Some(Interrupted {
+            op,
+            release,
+            previous,
+            from_slot,
+            to_slot,
+            commit_started: commit_started && !rollback_started,
+            last_phase,
+        }))
+    }
+}
+
+fn ends_with_newline(file: &mut std::fs::File) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    match file.seek(SeekFrom::End(-1)) {
+        Ok(_) => {
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last).is_err() || last[0] == b'\n'
+        }
+        // An empty file.
+        Err(_) => true,
+    }
+}
+
+/// An operation the journal shows was cut short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interrupted {
+    /// The operation.
+    pub op: Operation,
+    /// The release it was bringing live.
+    pub release: String,
+    /// The release live before.
+    pub previous: Option<String>,
+    /// The slot of `previous`.
+    pub from_slot: Option<Slot>,
+    /// The slot of `release`.
+    pub to_slot: Slot,
+    /// Whether it had passed every gate (commit started): recovery rolls forward.
+    pub commit_started: bool,
+    /// The last phase it reached.
+    pub last_phase: Option<Phase>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn begin() -> JournalEntry {
+        JournalEntry::Begin {
+            at: "t".into(),
+            op: Operation::Deploy,
+            release: "r2".into(),
+            previous: Some("r1".into()),
+            from_slot: Some(Slot::Blue),
+            to_slot: Slot::Green,
+        }
+    }
+
+    #[test]
+    fn an_operation_without_end_is_interrupted_and_commit_means_roll_forward() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::new(tmp.path().join("journal.jsonl"));
+        assert_eq!(journal.interrupted().unwrap(), None);
+        journal.begin(&begin()).unwrap();
+        let at = || "t".to_owned();
+        journal
+            .append(&JournalEntry::PhaseStarted {
+                at: at(),
+                phase: Phase::Switch,
+            })
+            .unwrap();
+        let i = journal.interrupted().unwrap().unwrap();
+        assert!(!i.commit_started);
+        assert_eq!(i.last_phase, Some(Phase::Switch));
+        journal
+            .append(&JournalEntry::PhaseStarted {
+                at: at(),
+                phase: Phase::Commit,
+            })
+            .unwrap();
+        assert!(journal.interrupted().unwrap().unwrap().commit_started);
+        // A torn line is ignored.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal.path())
+            .unwrap()
+            .write_all(b"{\"event\":\"en")
+            .unwrap();
+        assert!(journal.interrupted().unwrap().is_some());
+        journal
+            .append(&JournalEntry::End {
+                at: at(),
+                outcome: "deployed".into(),
+            })
+            .unwrap();
+        assert_eq!(journal.interrupted().unwrap(), None);
+        // A new operation replaces the old one.
+        journal.begin(&begin()).unwrap();
+        assert_eq!(journal.entries().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,556 @@
+//! The manifest: `cutover.toml` read whole, each table typed by the crate that owns it.
+//!
+//! This module owns `[service]`, `[layout]`, `[hooks]` and `[deploy]`; it composes
+//! `[process]` (process-control), `[proxy]` (edge-proxy), `[preflight]` (preflight-checks),
+//! `[backup]` (backup-archive), `[[probe]]` (health-probe) and `[perf]` (perf-baseline), all
+//! read through manifest-loader so that every unknown key is an error with file, line, column
+//! and key (exit 78).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backup_archive::BackupConfig;
+use edge_proxy::{ProxyConfig, ProxyKind};
+use health_probe::ProbeConfig;
+use manifest_loader::Manifest;
+use perf_baseline::PerfConfig;
+use preflight_checks::PreflightConfig;
+use process_control::ProcessConfig;
+use schemars::JsonSchema;
+use secret_refs::SecretRef;
+use serde::{Deserialize, Serialize};
+
+use crate::DeployError;
+use crate::phase::Phase;
+
+/// `[service]`: what is deployed and how it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The service name: letters, digits, `-`, `_`, `.`; it names the process-manager services.
+    pub name: String,
+    /// The directory a release is built from (relative to the manifest; default `.`).
+    #[serde(default = "default_source")]
+    pub source: PathBuf,
+    /// The build command as argv, run in `source` (never a shell string; write `["sh", "-c",
+    /// "…"]` to ask for a shell). Placeholders: `{release}` (the release directory),
+    /// `{release_id}`. Empty: nothing is built.
+    #[serde(default)]
+    pub build: Vec<String>,
+    /// The build's product, copied from `source` into the release and checked.
+    #[serde(default)]
+    pub artifact: Option<ArtifactConfig>,
+    /// The start command as argv. Placeholders: `{release}` (absolute release directory),
+    /// `{release_id}`, `{port}`, `{host}`, `{root}`, `{shared}`.
+    pub start: Vec<String>,
+    /// The loopback port the service listens on (the `blue` slot under blue-green).
+    pub port: u16,
+    /// The second port, used by the `green` slot under blue-green (required there).
+    #[serde(default)]
+    pub standby_port: Option<u16>,
+    /// The address the service listens on and is probed at (default `127.0.0.1`).
+    #[serde(default = "default_host")]
+    pub host: std::net::IpAddr,
+    /// Plain environment variables for the service (not secret).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Secrets by variable name: references (`env:`, `file:`, `op://`, `aws-sm://`, `exec:`),
+    /// resolved when the service starts and passed by environment, never shown.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// The readiness path probed when no `ready` suite is configured (default `/api/health`).
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+}
+
+/// `[service].artifact`: what the build must produce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactConfig {
+    /// Path relative to `source`; copied to the same relative path inside the release.
+    pub path: PathBuf,
+    /// Smallest acceptable size in bytes (default none).
+    #[serde(default)]
+    pub min_bytes: Option<u64>,
+    /// Largest acceptable size in bytes (default none).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// The artifact must be an executable file (default false).
+    #[serde(default)]
+    pub executable: bool,
+}
+
+/// `[layout]`: where releases live on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutConfig {
+    /// The root directory (relative to the manifest; default `/opt/<service.name>`).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Releases kept on disk, the current and the last good one always among them (default 5).
+    #[serde(default = "default_keep")]
+    pub keep_releases: usize,
+    /// Files and directories (trailing `/`) under `<root>/shared/` linked into every release.
+    #[serde(default)]
+    pub shared: Vec<String>,
+}
+
+impl Default for LayoutConfig {
+    fn default() -> Self {
+        Self {
+            root: None,
+            keep_releases: default_keep(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// How a new release replaces the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Stop the old release, start the new one in place (short downtime; no proxy needed).
+    Restart,
+    /// Start the new release on the idle port, switch the nginx upstream, drain and stop the old.
+    BlueGreen,
+}
+
+impl StrategyKind {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::BlueGreen => "blue-green",
+        }
+    }
+}
+
+/// `[deploy]`: strategy, gates and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// `restart` or `blue-green` (default: `blue-green` when `[proxy] kind = "nginx"`, else
+    /// `restart`).
+    #[serde(default)]
+    pub strategy: Option<StrategyKind>,
+    /// Run the `[preflight]` checks first (default true; without a `[preflight]` table nothing
+    /// runs).
+    #[serde(default = "yes")]
+    pub preflight: bool,
+    /// Back up before changing anything (default true): `[backup]` paths, else `<root>/shared`.
+    #[serde(default = "yes")]
+    pub backup: bool,
+    /// Run the `[perf]` load and compare it with the saved baseline before committing (default
+    /// false).
+    #[serde(default)]
+    pub perf_gate: bool,
+    /// On rollback, also restore `<root>/shared` from the pre-deploy backup (default false).
+    #[serde(default)]
+    pub restore_shared_on_rollback: bool,
+    /// The `[[probe]]` suite that says a started release is ready (default `ready`; when absent,
+    /// a GET of `[service] health_path` expecting 2xx).
+    #[serde(default = "default_ready_suite")]
+    pub ready_suite: String,
+    /// The `[[probe]]` suite run by the validate phase (default `default`; when absent, the
+    /// ready check).
+    #[serde(default = "default_validate_suite")]
+    pub validate_suite: String,
+    /// Probe relative URLs at the release's own port (true) — the only mode today.
+    #[serde(default = "yes")]
+    pub verify_release: bool,
+    /// Limit on the build command (default 30m).
+    #[serde(default = "default_build_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub build_timeout: Duration,
+    /// Limit on a started release becoming ready (default 30s).
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ready_timeout: Duration,
+    /// Limit on the validation suite passing (retried until then; default 30s).
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub validate_timeout: Duration,
+    /// Blue-green: time between the confirmed switch and stopping the old release (default
+    /// 500ms), on top of the old release's own graceful stop.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub drain: Duration,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            strategy: None,
+            preflight: true,
+            backup: true,
+            perf_gate: false,
+            restore_shared_on_rollback: false,
+            ready_suite: default_ready_suite(),
+            validate_suite: default_validate_suite(),
+            verify_release: true,
+            build_timeout: default_build_timeout(),
+            ready_timeout: default_ready_timeout(),
+            validate_timeout: default_ready_timeout(),
+            drain: default_drain(),
+        }
+    }
+}
+
+/// `[hooks]`: commands run before and after each phase and on failure.
+///
+/// Each hook is an argv run in the manifest's directory with `CUTOVER_PHASE`,
+/// `CUTOVER_HOOK` (`before`, `after`, `failure`), `CUTOVER_RELEASE`,
+/// `CUTOVER_PREVIOUS_RELEASE`, `CUTOVER_RELEASE_DIR`, `CUTOVER_ROOT`, `CUTOVER_SERVICE`,
+/// `CUTOVER_STRATEGY` and (on failure) `CUTOVER_ERROR` in its environment. A failing
+/// `before_*`/`after_*` hook fails its phase; a failing `on_failure` hook is only logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HooksConfig {
+    /// Limit on each hook (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub before_preflight: Vec<String>,
+    #[serde(default)]
+    pub after_preflight: Vec<String>,
+    #[serde(default)]
+    pub before_backup: Vec<String>,
+    #[serde(default)]
+    pub after_backup: Vec<String>,
+    #[serde(default)]
+    pub before_build: Vec<String>,
+    #[serde(default)]
+    pub after_build: Vec<String>,
+    #[serde(default)]
+    pub before_switch: Vec<String>,
+    #[serde(default)]
+    pub after_switch: Vec<String>,
+    #[serde(default)]
+    pub before_validate: Vec<String>,
+    #[serde(default)]
+    pub after_validate: Vec<String>,
+    #[serde(default)]
+    pub before_perf: Vec<String>,
+    #[serde(default)]
+    pub after_perf: Vec<String>,
+    #[serde(default)]
+    pub before_commit: Vec<String>,
+    #[serde(default)]
+    pub after_commit: Vec<String>,
+    /// Run once when a deploy fails, before the rollback.
+    #[serde(default)]
+    pub on_failure: Vec<String>,
+}
+
+/// The default limit on one hook.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl HooksConfig {
+    /// The hook run before (`before = true`) or after `phase`, when configured.
+    pub fn for_phase(&self, phase: Phase, before: bool) -> Option<&[String]> {
+        let argv = match (phase, before) {
+            (Phase::Preflight, true) => &self.before_preflight,
+            (Phase::Preflight, false) => &self.after_preflight,
+            (Phase::Backup, true) => &self.before_backup,
+            (Phase::Backup, false) => &self.after_backup,
+            (Phase::Build, true) => &self.before_build,
+            (Phase::Build, false) => &self.after_build,
+            (Phase::Switch, true) => &self.before_switch,
+            (Phase::Switch, false) => &self.after_switch,
+            (Phase::Validate, true) => &self.before_validate,
+            (Phase::Validate, false) => &self.after_validate,
+            (Phase::Perf, true) => &self.before_perf,
+            (Phase::Perf, false) => &self.after_perf,
+            (Phase::Commit, true) => &self.before_commit,
+            (Phase::Commit, false) => &self.after_commit,
+        };
+        (!argv.is_empty()).then_some(argv.as_slice())
+    }
+
+    /// The limit on each hook.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT)
+    }
+}
+
+/// The whole manifest as the deploy pipeline reads it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeployManifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// Its directory: relative paths resolve against it.
+    pub dir: PathBuf,
+    /// `[service]`.
+    pub service: ServiceConfig,
+    /// `[layout]`.
+    pub layout: LayoutConfig,
+    /// `[process]`.
+    pub process: ProcessConfig,
+    /// `[proxy]`.
+    pub proxy: Option<ProxyConfig>,
+    /// `[preflight]`.
+    pub preflight: Option<PreflightConfig>,
+    /// `[backup]`.
+    pub backup: Option<BackupConfig>,
+    /// `[[probe]]`.
+    pub probes: Vec<ProbeConfig>,
+    /// `[perf]`.
+    pub perf: Option<PerfConfig>,
+    /// `[hooks]`.
+    pub hooks: HooksConfig,
+    /// `[deploy]`.
+    pub deploy: DeployConfig,
+}
+
+impl DeployManifest {
+    /// Reads every table the pipeline needs from `manifest`.
+    ///
+    /// # Errors
+    /// [`DeployError::Manifest`] (file, line, column, key) for shapes and unknown keys,
+    /// [`DeployError::Config`] for values that cannot work together.
+    #[tracing::instrument(skip_all, fields(path = %manifest.path().display()))]
+    pub fn from_manifest(manifest: &Manifest) -> Result<Self, DeployError> {
+        let service: ServiceConfig =
+            manifest
+                .table("service")?
+                .ok_or_else(|| DeployError::Config {
+                    path: manifest.path().to_path_buf(),
+                    key: "service".to_owned(),
+                    reason: "the [service] table is required".to_owned(),
+                })?;
+        let dir = manifest.dir();
+        let mut this = Self {
+            path: manifest.path().to_path_buf(),
+            dir: absolute(&dir),
+            layout: manifest.table("layout")?.unwrap_or_default(),
+            process: manifest.table("process")?.unwrap_or_default(),
+            proxy: manifest.table("proxy")?,
+            preflight: manifest.table("preflight")?,
+            backup: manifest.table("backup")?,
+            probes: manifest.table("probe")?.unwrap_or_default(),
+            perf: manifest.table("perf")?,
+            hooks: manifest.table("hooks")?.unwrap_or_default(),
+            deploy: manifest.table("deploy")?.unwrap_or_default(),
+            service,
+        };
+        this.service.source = absolute(&manifest.resolve(&this.service.source));
+        this.validate()?;
+        Ok(this)
+    }
+
+    /// Loads the manifest at `path`.
+    ///
+    /// # Errors
+    /// As [`Self::from_manifest`].
+    pub fn load(path: &Path) -> Result<Self, DeployError> {
+        Self::from_manifest(&Manifest::load(path)?)
+    }
+
+    /// Parses manifest text (tests, `plan` of a string).
+    ///
+    /// # Errors
+    /// As [`Self::from_manifest`].
+    pub fn from_str(path: impl Into<PathBuf>, text: &str) -> Result<Self, DeployError> {
+        Self::from_manifest(&Manifest::from_str(path, text)?)
+    }
+
+    fn config_error(&self, key: &str, reason: impl Into<String>) -> DeployError {
+        DeployError::Config {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), DeployError> {
+        let name = &self.service.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(
+                self.config_error("service.name", "use letters, digits, '-', '_' and '.' only")
+            );
+        }
+        if self.service.start.is_empty() {
+            return Err(self.config_error("service.start", "the start argv is empty"));
+        }
+        if self.layout.keep_releases < 2 {
+            return Err(self.config_error(
+                "layout.keep_releases",
+                "keep at least 2 releases (the current and the last good one)",
+            ));
+        }
+        for entry in &self.layout.shared {
+            let p = Path::new(entry.trim_end_matches('/'));
+            if entry.is_empty()
+                || p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(self.config_error(
+                    "layout.shared",
+                    format!("{entry:?} must be a relative path without `..`"),
+                ));
+            }
+        }
+        if self.strategy() == StrategyKind::BlueGreen {
+            match self.service.standby_port {
+                None => {
+                    return Err(self.config_error(
+                        "service.standby_port",
+                        "blue-green needs a second port for the idle slot",
+                    ));
+                }
+                Some(p) if p == self.service.port => {
+                    return Err(
+                        self.config_error("service.standby_port", "must differ from service.port")
+                    );
+                }
+                Some(_) => {}
+            }
+            if !self
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.kind == ProxyKind::Nginx)
+            {
+                return Err(self.config_error(
+                    "deploy.strategy",
+                    "blue-green switches an nginx upstream: set [proxy] kind = \"nginx\"",
+                ));
+            }
+        }
+        if self.deploy.perf_gate && self.perf.is_none() {
+            return Err(self.config_error("deploy.perf_gate", "the perf gate needs a [perf] table"));
+        }
+        Ok(())
+    }
+
+    /// The strategy in effect.
+    pub fn strategy(&self) -> StrategyKind {
+        self.deploy.strategy.unwrap_or(
+            if self
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.kind == ProxyKind::Nginx)
+            {
+                StrategyKind::BlueGreen
+            } else {
+                StrategyKind::Restart
+            },
+        )
+    }
+
+    /// The layout root (absolute).
+    pub fn root(&self) -> PathBuf {
+        match &self.layout.root {
+            Some(root) if root.is_absolute() => root.clone(),
+            Some(root) => self.dir.join(root),
+            None => PathBuf::from("/opt").join(&self.service.name),
+        }
+    }
+
+    /// The nginx prefix: `[proxy] dir`, else `<root>/proxy`.
+    pub fn proxy_dir(&self) -> PathBuf {
+        match self.proxy.as_ref().and_then(|p| p.dir.clone()) {
+            Some(dir) if dir.is_absolute() => dir,
+            Some(dir) => self.dir.join(dir),
+            None => self.root().join("proxy"),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_source() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_host() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+fn default_health_path() -> String {
+    "/api/health".to_owned()
+}
+fn default_keep() -> usize {
+    5
+}
+fn default_ready_suite() -> String {
+    "ready".to_owned()
+}
+fn default_validate_suite() -> String {
+    "default".to_owned()
+}
+fn default_build_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_drain() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// The whole manifest's shape for the JSON Schema: this crate's tables in detail, the tables
+/// other crates own as objects documented in docs/manifest.md.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ManifestSchema {
+    service: ServiceConfig,
+    #[serde(default)]
+    layout: Option<LayoutConfig>,
+    /// `[process]` (process-control's ProcessConfig): manager, restart, backoff, stop_timeout, …
+    #[serde(default)]
+    process: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[proxy]` (edge-proxy's ProxyConfig): kind, listen_http, control_listen, tls, …
+    #[serde(default)]
+    proxy: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[preflight]` (preflight-checks' PreflightConfig): checks and ignore list.
+    #[serde(default)]
+    preflight: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[backup]` (backup-archive's BackupConfig): paths, include/exclude, dest, retention.
+    #[serde(default)]
+    backup: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[[probe]]` (health-probe's ProbeConfig): the validation suites.
+    #[serde(default)]
+    probe: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// `[[alert]]` (alert-rules), read by cutover-alerts and cutover-monitor.
+    #[serde(default)]
+    alert: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// `[perf]` (perf-baseline's PerfConfig): endpoints, load, tolerances, baseline.
+    #[serde(default)]
+    perf: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    hooks: Option<HooksConfig>,
+    #[serde(default)]
+    deploy: Option<DeployConfig>,
+    /// `[monitor]` (cutover-monitor).
+    #[serde(default)]
+    monitor: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[rollback]` (reserved).
+    #[serde(default)]
+    rollback: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The JSON Schema of `cutover.toml` (draft 2020-12), pretty-printed.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(ManifestSchema);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}

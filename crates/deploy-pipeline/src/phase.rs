@@ -1,0 +1,103 @@
+//! The phases of a deploy and the slots a release runs in.
+
+use serde::{Deserialize, Serialize};
+
+/// A deploy phase, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The `[preflight]` checks.
+    Preflight,
+    /// The pre-deploy backup.
+    Backup,
+    /// Build the release and stage it under `releases/<id>`.
+    Build,
+    /// Start the new release and move traffic (or restart in place); swap `current`.
+    Switch,
+    /// The validation suite against the new release.
+    Validate,
+    /// The perf gate (when enabled).
+    Perf,
+    /// Record the release as good, stop the old one, prune old releases.
+    Commit,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Preflight,
+        Phase::Backup,
+        Phase::Build,
+        Phase::Switch,
+        Phase::Validate,
+        Phase::Perf,
+        Phase::Commit,
+    ];
+
+    /// The name used in the journal, the audit log, hooks and `CUTOVER_PHASE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Preflight => "preflight",
+            Phase::Backup => "backup",
+            Phase::Build => "build",
+            Phase::Switch => "switch",
+            Phase::Validate => "validate",
+            Phase::Perf => "perf",
+            Phase::Commit => "commit",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a release runs: the one service of the restart strategy, or one of the two
+/// blue-green services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Slot {
+    /// The restart strategy's single service, named after the service, on `port`.
+    Single,
+    /// Blue-green: `<name>-blue` on `port`.
+    Blue,
+    /// Blue-green: `<name>-green` on `standby_port`.
+    Green,
+}
+
+impl Slot {
+    /// The other blue-green slot (`Single` stays `Single`).
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Single => Slot::Single,
+            Slot::Blue => Slot::Green,
+            Slot::Green => Slot::Blue,
+        }
+    }
+
+    /// The process-manager service name for `service`.
+    pub fn service_name(self, service: &str) -> String {
+        match self {
+            Slot::Single => service.to_owned(),
+            Slot::Blue => format!("{service}-blue"),
+            Slot::Green => format!("{service}-green"),
+        }
+    }
+
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Single => "single",
+            Slot::Blue => "blue",
+            Slot::Green => "green",
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

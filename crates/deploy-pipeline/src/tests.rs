@@ -1,0 +1,407 @@
+//! Pipeline logic against the fakes: every phase failure triggers the right rollback, a failed
+//! rollback is reported as such, interrupted operations recover, retention keeps what it must.
+
+use std::time::Duration;
+
+use crate::fakes::FakeWorld;
+use crate::{DeployManifest, Deployer, JournalEntry, Operation, Outcome, Phase, Slot};
+
+const BLUE: &str = "127.0.0.1:17000";
+const GREEN: &str = "127.0.0.1:17001";
+
+fn manifest(root: &std::path::Path, strategy: &str, extra: &str) -> DeployManifest {
+    let text = format!(
+        r#"
+[service]
+name = "hub"
+build = ["make"]
+start = ["app", "{{release_id}}", "{{port}}"]
+port = 17000
+standby_port = 17001
+secrets = {{ API_KEY = "env:HUB_API_KEY" }}
+[layout]
+root = "{root}"
+keep_releases = 3
+shared = ["data/"]
+[proxy]
+kind = "nginx"
+control_listen = "127.0.0.1:9"
+[deploy]
+strategy = "{strategy}"
+backup = false
+drain = "0s"
+{extra}
+"#,
+        root = root.display()
+    );
+    DeployManifest::from_str(root.join("cutover.toml"), &text).unwrap()
+}
+
+fn setup(strategy: &str, extra: &str) -> (tempfile::TempDir, FakeWorld, Deployer) {
+    let tmp = tempfile::tempdir().unwrap();
+    let world = FakeWorld::new();
+    let deployer = Deployer::new(manifest(tmp.path(), strategy, extra), world.environment());
+    (tmp, world, deployer)
+}
+
+fn deploy(d: &Deployer) -> crate::DeployReport {
+    d.deploy(Duration::ZERO).unwrap()
+}
+
+#[test]
+fn blue_green_deploys_alternate_slots_and_stop_the_old_one() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let first = deploy(&d);
+    assert_eq!(first.outcome, Outcome::Deployed, "{first:?}");
+    assert_eq!(first.slot, Slot::Blue);
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+    let second = deploy(&d);
+    assert_eq!(second.outcome, Outcome::Deployed, "{second:?}");
+    assert_eq!(second.slot, Slot::Green);
+    assert_eq!(second.previous.as_deref(), Some(first.release.as_str()));
+    assert_eq!(world.upstream(), Some(GREEN.parse().unwrap()));
+    assert_eq!(
+        d.layout().current().as_deref(),
+        Some(second.release.as_str())
+    );
+    let running = world.running();
+    assert_eq!(running.keys().collect::<Vec<_>>(), ["hub-green"]);
+    // The old one was stopped only after traffic moved.
+    let events = world.events();
+    let switched = events
+        .iter()
+        .position(|e| e == &format!("switch {GREEN}"))
+        .unwrap();
+    let stopped = events.iter().rposition(|e| e == "stop hub-blue").unwrap();
+    assert!(switched < stopped, "{events:?}");
+    let phases: Vec<&str> = second.phases.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        [
+            "preflight",
+            "backup",
+            "build",
+            "switch",
+            "validate",
+            "commit"
+        ]
+    );
+    assert!(second.release > first.release, "ids sort by time");
+    let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[1].outcome, "deployed");
+    assert_eq!(audit[1].commit.as_deref(), Some("abc1234"));
+}
+
+/// Each failing phase, injected after a good first deploy; the previous release must serve.
+#[test]
+fn every_failing_phase_rolls_back_to_the_previous_release() {
+    type Fault = fn(&FakeWorld, &str);
+    let faults: [(&str, &str, Fault, &str); 6] = [
+        ("build", "", |w, _| w.fail_program("make"), "build"),
+        ("start", "", |w, r| w.fail_start(r), "switch"),
+        ("not ready", "", |w, r| w.never_ready(r), "switch"),
+        (
+            "switch refused",
+            "",
+            |w, _| w.refuse_upstream(GREEN.parse().unwrap()),
+            "switch",
+        ),
+        ("validate", "", |w, r| w.fail_validation(r), "validate"),
+        (
+            "perf",
+            "perf_gate = true\n[perf]\nconnections = 1\n[[perf.endpoint]]\nurl = \"/api/health\"\n",
+            |w, r| w.regress(r),
+            "perf",
+        ),
+    ];
+    for strategy in ["blue-green", "restart"] {
+        for (name, extra, inject, phase) in faults {
+            if strategy == "restart" && name == "switch refused" {
+                continue;
+            }
+            let (_tmp, world, d) = setup(strategy, extra);
+            let first = deploy(&d);
+            assert_eq!(
+                first.outcome,
+                Outcome::Deployed,
+                "{strategy}/{name}: {first:?}"
+            );
+            // The next release id is predictable from the fake clock; fault it by id.
+            let next = world.next_release_id();
+            inject(&world, &next);
+            let report = deploy(&d);
+            assert_eq!(
+                report.outcome,
+                Outcome::RolledBack,
+                "{strategy}/{name}: {report:?}"
+            );
+            assert_eq!(report.outcome.exit_code(), 2);
+            assert!(
+                report
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with(&format!("{phase} failed")),
+                "{strategy}/{name}: {:?}",
+                report.reason
+            );
+            assert_eq!(
+                d.layout().current().as_deref(),
+                Some(first.release.as_str()),
+                "{strategy}/{name}"
+            );
+            let (slot, upstream) = match strategy {
+                "restart" => ("hub", None),
+                _ => ("hub-blue", Some(BLUE.parse().unwrap())),
+            };
+            assert_eq!(world.upstream(), upstream, "{strategy}/{name}");
+            assert_eq!(
+                world.release_of(slot, &[&first.release, &next]).as_deref(),
+                Some(first.release.as_str()),
+                "{strategy}/{name}: {:?}",
+                world.running()
+            );
+            assert_eq!(
+                world.running().len(),
+                1,
+                "{strategy}/{name}: {:?}",
+                world.running()
+            );
+            assert_eq!(report.phases.last().unwrap().phase, "rollback");
+            let status = d.status().unwrap();
+            assert!(status.healthy, "{strategy}/{name}: {status:?}");
+            assert_eq!(status.interrupted, None);
+            // The failed release is not a rollback target later.
+            world.heal();
+            let third = deploy(&d);
+            assert_eq!(third.outcome, Outcome::Deployed);
+            assert_eq!(
+                d.status().unwrap().rollback_target.as_deref(),
+                Some(first.release.as_str())
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_rollback_is_reported_with_what_is_live() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let first = deploy(&d);
+    let next = world.next_release_id();
+    world.fail_validation(&next);
+    world.fail_validation(&first.release);
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RollbackFailed, "{report:?}");
+    assert_eq!(report.outcome.exit_code(), 4);
+    assert!(report.live.contains("rollback failed"), "{}", report.live);
+    assert!(report.live.contains("current ->"), "{}", report.live);
+    assert!(report.live.contains("proxy upstream"), "{}", report.live);
+}
+
+#[test]
+fn a_first_deploy_that_fails_leaves_nothing_deployed() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let next = world.next_release_id();
+    world.fail_validation(&next);
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    assert_eq!(d.layout().current(), None);
+    assert!(world.running().is_empty());
+}
+
+#[test]
+fn preflight_failure_aborts_before_anything_changes() {
+    let (tmp, world, d) = setup(
+        "restart",
+        "[preflight]\n[[preflight.check]]\nkind = \"files-exist\"\nall_of = [\"missing.json\"]\n",
+    );
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    assert_eq!(report.outcome.exit_code(), 2);
+    assert!(report.reason.unwrap().contains("preflight failed"));
+    assert!(world.running().is_empty());
+    assert!(d.layout().list_releases().unwrap().is_empty());
+    std::fs::write(tmp.path().join("missing.json"), "{}").unwrap();
+    assert_eq!(deploy(&d).outcome, Outcome::Deployed);
+}
+
+#[test]
+fn rollback_goes_to_the_last_good_release_or_the_one_named() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    let r2 = deploy(&d).release;
+    let r3 = deploy(&d).release;
+    let back = d.rollback(None, Duration::ZERO).unwrap();
+    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.release, r2);
+    assert_eq!(d.layout().current().as_deref(), Some(r2.as_str()));
+    let phases: Vec<&str> = back.phases.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(phases, ["switch", "validate", "commit"]);
+    let to = d.rollback(Some(&r1), Duration::ZERO).unwrap();
+    assert_eq!(to.outcome, Outcome::Deployed);
+    assert_eq!(
+        world
+            .release_of(&to.slot.service_name("hub"), &[&r1, &r2, &r3])
+            .as_deref(),
+        Some(r1.as_str())
+    );
+    assert!(d.rollback(Some("nope"), Duration::ZERO).is_err());
+    assert!(
+        d.rollback(Some(&r1), Duration::ZERO).is_err(),
+        "already current"
+    );
+}
+
+#[test]
+fn an_interrupted_deploy_before_commit_rolls_back_and_after_commit_rolls_forward() {
+    for commit_started in [false, true] {
+        let (_tmp, world, d) = setup("blue-green", "");
+        let r1 = deploy(&d).release;
+        let r2 = deploy(&d).release; // green, serving
+        // Rewind to "r2 was switched in but not committed": traffic and current on r2, blue
+        // still running r1, state still says blue.
+        let mut state = d.layout().load_state().unwrap();
+        state.good.retain(|g| g != &r2);
+        state.slot = Some(Slot::Blue);
+        d.layout().save_state(&state).unwrap();
+        let env = FakeWorld::environment(&world);
+        let r1_spec = Deployer::new(d.manifest().clone(), env)
+            .spec_for(&d.layout().read_record(&r1).unwrap(), Slot::Blue);
+        process_control::ProcessManager::start(&crate::fakes::FakeProcs(world.clone()), &r1_spec)
+            .unwrap();
+        let journal = crate::Journal::new(d.layout().journal_file());
+        journal
+            .begin(&JournalEntry::Begin {
+                at: "t".into(),
+                op: Operation::Deploy,
+                release: r2.clone(),
+                previous: Some(r1.clone()),
+                from_slot: Some(Slot::Blue),
+                to_slot: Slot::Green,
+            })
+            .unwrap();
+        for phase in [Phase::Switch, Phase::Validate] {
+            journal
+                .append(&JournalEntry::PhaseStarted {
+                    at: "t".into(),
+                    phase,
+                })
+                .unwrap();
+            journal
+                .append(&JournalEntry::PhaseDone {
+                    at: "t".into(),
+                    phase,
+                })
+                .unwrap();
+        }
+        if commit_started {
+            journal
+                .append(&JournalEntry::PhaseStarted {
+                    at: "t".into(),
+                    phase: Phase::Commit,
+                })
+                .unwrap();
+        }
+        assert!(d.status().unwrap().interrupted.is_some());
+        let report = d.recover(Duration::ZERO).unwrap();
+        assert!(report.healthy, "{report:?}");
+        assert!(!report.was_consistent);
+        let (live, slot, addr) = if commit_started {
+            (&r2, "hub-green", GREEN)
+        } else {
+            (&r1, "hub-blue", BLUE)
+        };
+        assert_eq!(
+            d.layout().current().as_deref(),
+            Some(live.as_str()),
+            "{report:?}"
+        );
+        assert_eq!(world.upstream(), Some(addr.parse().unwrap()));
+        assert_eq!(
+            world.running().keys().collect::<Vec<_>>(),
+            [slot],
+            "{report:?}"
+        );
+        let status = d.status().unwrap();
+        assert!(status.healthy && status.interrupted.is_none(), "{status:?}");
+        // A second recover finds nothing to do.
+        assert!(d.recover(Duration::ZERO).unwrap().was_consistent);
+    }
+}
+
+#[test]
+fn recover_restarts_a_current_release_that_is_not_running() {
+    let (_tmp, world, d) = setup("restart", "");
+    let r1 = deploy(&d).release;
+    world.kill_all();
+    assert!(!d.status().unwrap().healthy);
+    let report = d.recover(Duration::ZERO).unwrap();
+    assert!(report.healthy && !report.was_consistent, "{report:?}");
+    assert_eq!(
+        world.release_of("hub", &[&r1]).as_deref(),
+        Some(r1.as_str())
+    );
+}
+
+#[test]
+fn a_failing_hook_fails_its_phase_and_hooks_see_the_variables() {
+    let (_tmp, world, d) = setup(
+        "restart",
+        "[hooks]\nbefore_switch = [\"notify\", \"switching\"]\non_failure = [\"page\"]\n",
+    );
+    let r1 = deploy(&d);
+    assert_eq!(r1.outcome, Outcome::Deployed);
+    assert!(world.events().iter().any(|e| e == "run notify switching"));
+    world.fail_program("notify");
+    let r2 = deploy(&d);
+    assert_eq!(r2.outcome, Outcome::RolledBack);
+    assert!(r2.reason.unwrap().contains("before_switch hook"));
+    assert!(world.events().iter().any(|e| e == "run page"));
+}
+
+#[test]
+fn retention_keeps_the_newest_and_never_current_or_last_good() {
+    let (_tmp, _world, d) = setup("blue-green", "");
+    let ids: Vec<String> = (0..5).map(|_| deploy(&d).release).collect();
+    assert_eq!(d.layout().list_releases().unwrap(), ids[2..].to_vec());
+    // Roll back to the oldest kept one, then deploy: the current (old) release and the last
+    // good one survive pruning.
+    d.rollback(Some(&ids[2]), Duration::ZERO).unwrap();
+    let next = deploy(&d).release;
+    let kept = d.layout().list_releases().unwrap();
+    assert!(kept.contains(&next) && kept.contains(&ids[2]), "{kept:?}");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+}
+
+#[test]
+fn plan_names_secrets_and_never_resolves_them() {
+    let (_tmp, _world, d) = setup("blue-green", "");
+    let plan = d.plan().unwrap();
+    assert_eq!(plan.secrets, ["API_KEY"]);
+    let json = serde_json::to_string(&plan).unwrap();
+    assert!(
+        !json.contains("HUB_API_KEY"),
+        "references stay out too: {json}"
+    );
+    assert_eq!(plan.slot, Slot::Blue);
+    assert_eq!(plan.start, ["app", &plan.release, "17000"]);
+}
+
+#[test]
+fn the_manifest_refuses_unknown_keys_and_impossible_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("cutover.toml");
+    let unknown =
+        "[service]\nname = \"hub\"\nstart = [\"x\"]\nport = 1\n[deploy]\nstrategi = \"restart\"\n";
+    let err = DeployManifest::from_str(&path, unknown).unwrap_err();
+    assert_eq!(err.exit_code(), 78);
+    let msg = err.to_string();
+    assert!(msg.contains(":6:") && msg.contains("strategy"), "{msg}");
+    let bg = "[service]\nname = \"hub\"\nstart = [\"x\"]\nport = 1\n[deploy]\nstrategy = \"blue-green\"\n";
+    let err = DeployManifest::from_str(&path, bg).unwrap_err();
+    assert!(err.to_string().contains("standby_port"), "{err}");
+    assert_eq!(err.exit_code(), 78);
+    let schema = crate::json_schema();
+    assert!(schema.contains("standby_port") && schema.contains("keep_releases"));
+}
