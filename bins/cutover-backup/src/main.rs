@@ -11,7 +11,8 @@ mod progress;
 use std::path::{Path, PathBuf};
 
 use backup_archive::{
-    BackupConfig, BackupError, CreateOptions, RestoreOptions, RetentionPolicy, VerifyOptions,
+    BackupConfig, BackupError, CreateOptions, PruneOptions, RestoreOptions, RetentionPolicy,
+    VerifyOptions,
 };
 use clap::{Parser, Subcommand};
 use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Status};
@@ -60,7 +61,8 @@ enum Command {
         allow_missing_sidecar: bool,
     },
     /// Remove backups no retention rule keeps (restic semantics); the newest verified backup
-    /// is always kept.
+    /// is always kept. Also removes leftovers of killed runs (hidden .partial-, .restore- and
+    /// .previous- temporaries) whose run has exited and that are older than --leftover-age.
     Prune(PruneArgs),
     /// Measure create and restore against GNU tar on a generated tree (for `cargo xtask bench`).
     #[command(hide = true)]
@@ -120,6 +122,14 @@ struct PruneArgs {
     /// Show what would be removed; remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// A restore target whose directory is also swept for a killed restore's staging
+    /// directories (repeatable).
+    #[arg(long = "restore-target", value_name = "DIR")]
+    restore_targets: Vec<PathBuf>,
+    /// Remove a leftover of a killed run only when it is at least this old (and its run has
+    /// exited).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    leftover_age: std::time::Duration,
 }
 
 fn main() {
@@ -336,7 +346,19 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
         );
     }
     let dir = a.dir.clone().unwrap_or_else(|| config.resolve(&t.dest));
-    match backup_archive::prune(&dir, &policy, a.dry_run) {
+    let opts = PruneOptions {
+        dry_run: a.dry_run,
+        leftover_age: a.leftover_age,
+        leftover_dirs: a
+            .restore_targets
+            .iter()
+            .map(|t| match t.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
+            .collect(),
+    };
+    match backup_archive::prune_with(&dir, &policy, &opts) {
         Ok(r) => {
             if json {
                 emit(json!({"status": Status::Ok, "command": "prune", "report": r}));
@@ -350,6 +372,14 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
                         "remove"
                     };
                     println!("{verdict} {} {} {}", d.id, d.created, d.reasons.join(","));
+                }
+                for l in &r.leftovers {
+                    let verdict = match (l.remove, r.dry_run) {
+                        (false, _) => "keep  ",
+                        (true, true) => "would remove",
+                        (true, false) => "remove",
+                    };
+                    println!("{verdict} leftover {} ({})", l.path.display(), l.reason);
                 }
             }
             0

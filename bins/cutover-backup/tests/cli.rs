@@ -391,3 +391,48 @@ fn help_lists_every_subcommand_and_no_progress_bar_without_a_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn prune_sweeps_leftovers_of_killed_runs_with_dry_run() {
+    let tmp = cutover_tests::temp_dir();
+    let d = tmp.path();
+    let dest = d.join("bk");
+    std::fs::create_dir_all(&dest).unwrap();
+    let target = d.join("srv/data");
+    std::fs::create_dir_all(&target).unwrap();
+    // pid_max itself is never a pid: the run that made these is gone.
+    let dead: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let partial = dest.join(format!(".x.tar.gz.partial-{dead}-000000001"));
+    std::fs::write(&partial, b"half").unwrap();
+    let staging = d.join(format!("srv/.data.restore-{dead}-000000002"));
+    std::fs::create_dir_all(staging.join("sub")).unwrap();
+    let dest_s = dest.to_str().unwrap();
+    let t = target.to_str().unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut v = vec!["prune", "--json", dest_s, "--keep-last", "1"];
+        v.extend_from_slice(&["--restore-target", t]);
+        v.extend_from_slice(extra);
+        v
+    };
+    // Fresh: kept under the default age of an hour.
+    let (code, j, out) = run(&args(&[]), d);
+    assert_eq!(code, 0, "{out}");
+    let leftovers = j["report"]["leftovers"].as_array().unwrap();
+    assert_eq!(leftovers.len(), 2, "{j}");
+    assert!(leftovers.iter().all(|l| l["remove"] == false), "{j}");
+    assert!(partial.exists() && staging.exists());
+    // With a zero age: a dry run reports, the real run removes.
+    let (code, j, out) = run(&args(&["--leftover-age", "0s", "--dry-run"]), d);
+    assert_eq!(code, 0, "{out}");
+    let leftovers = j["report"]["leftovers"].as_array().unwrap();
+    assert!(leftovers.iter().all(|l| l["remove"] == true), "{j}");
+    assert!(partial.exists() && staging.exists());
+    let (code, _, out) = run(&args(&["--leftover-age", "0s"]), d);
+    assert_eq!(code, 0, "{out}");
+    assert!(!partial.exists() && !staging.exists());
+    assert!(target.exists());
+}

@@ -25,6 +25,9 @@
 //!   target is untouched.
 //! * **list** reads sidecars and orders by the recorded creation time; **prune** applies
 //!   restic-style `keep_last/daily/weekly/monthly` and never removes the newest verified backup.
+//!   It also removes the leftovers of killed runs (hidden `.partial-` archives, `.restore-`
+//!   staging and `.previous-` directories) once their run has exited and they are an hour old;
+//!   see [`sweep_leftovers`].
 //!
 //! ```
 //! use backup_archive::{CreateOptions, NoProgress, RestoreOptions, VerifyOptions};
@@ -55,6 +58,7 @@ mod create;
 mod error;
 mod format;
 mod fsutil;
+mod leftovers;
 mod list;
 mod pgzip;
 mod progress;
@@ -70,11 +74,17 @@ pub use format::{
     ARCHIVE_EXT, ArchiveManifest, EntryKind, EntryRecord, FORMAT_VERSION, MANIFEST_ENTRY, Metadata,
     Sidecar, VerifyRecord, archive_path, sidecar_path, validate_id,
 };
+pub use leftovers::{
+    DEFAULT_LEFTOVER_AGE, Leftover, LeftoverKind, find_leftovers, sweep_leftovers,
+};
 pub use list::{BackupInfo, Incomplete, Listing, list};
 pub use progress::{NoProgress, Progress};
 pub use read::Limits;
 pub use restore::{RestoreDiff, RestoreOptions, RestoreReport, restore};
-pub use retention::{Candidate, Decision, PruneReport, RetentionPolicy, plan_retention, prune};
+pub use retention::{
+    Candidate, Decision, PruneOptions, PruneReport, RetentionPolicy, plan_retention, prune,
+    prune_with,
+};
 pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
 
 /// Reads an archive from any reader (no sidecar involved) through every check `restore` makes,

@@ -202,7 +202,7 @@ fn report(
 }
 
 /// Removes a tree we created, making read-only directories writable first.
-fn remove_tree(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     for entry in walkdir::WalkDir::new(path)
         .follow_links(false)
         .into_iter()
@@ -247,27 +247,42 @@ fn swap_into_place(staging: &Path, target: &Path, target_exists: bool) -> Result
             Ok(())
         }
         Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-            // No RENAME_EXCHANGE here: move the old content aside, move the new in, and move the
-            // old back if that fails.
-            let aside = temp_sibling(target, "previous");
-            std::fs::rename(target, &aside).map_err(BackupError::io("move aside", target))?;
-            if let Err(e) = std::fs::rename(staging, target) {
-                let _ = std::fs::rename(&aside, target);
-                let _ = remove_tree(staging);
-                return Err(BackupError::Io {
-                    action: "rename into place",
-                    path: target.to_path_buf(),
-                    source: e,
-                });
-            }
-            sync_dir(&parent)?;
-            remove_tree(&aside).map_err(BackupError::io("remove previous content", &aside))
+            swap_by_renames(staging, target)
         }
         Err(e) => {
             let _ = remove_tree(staging);
             Err(io_err("swap into place", e))
         }
     }
+}
+
+/// The fallback of [`swap_into_place`] where `RENAME_EXCHANGE` is unsupported (some network
+/// and FUSE file systems): move the old content aside (`.<target>.previous-*`), move the new
+/// in, and move the old back if that fails. The target is missing only between the two
+/// renames; a run killed there leaves the old content at the `previous` path, which `prune`
+/// removes once the run is gone and an hour has passed.
+fn swap_by_renames(staging: &Path, target: &Path) -> Result<(), BackupError> {
+    let parent = parent_dir(target);
+    let aside = temp_sibling(target, "previous");
+    std::fs::rename(target, &aside).map_err(BackupError::io("move aside", target))?;
+    if let Err(e) = std::fs::rename(staging, target) {
+        let back = std::fs::rename(&aside, target);
+        let _ = remove_tree(staging);
+        return Err(match back {
+            Ok(()) => BackupError::Io {
+                action: "rename into place",
+                path: target.to_path_buf(),
+                source: e,
+            },
+            Err(back) => BackupError::Io {
+                action: "move the previous content back (it is kept beside the target) to",
+                path: target.to_path_buf(),
+                source: back,
+            },
+        });
+    }
+    sync_dir(&parent)?;
+    remove_tree(&aside).map_err(BackupError::io("remove previous content", &aside))
 }
 
 /// Writes validated entries under the staging root.
@@ -457,4 +472,78 @@ fn hash_file(path: &Path) -> Result<String, BackupError> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(BackupError::io("read", path))?;
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+
+    fn tree(root: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(root).unwrap();
+        for (name, content) in files {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+    }
+
+    fn read_tree(root: &Path) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                (rel, std::fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn siblings(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_rename_fallback_puts_the_new_tree_in_place_and_leaves_nothing_beside() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data");
+        tree(&target, &[("a.txt", "old a"), ("sub/b.txt", "old b")]);
+        let staging = temp_sibling(&target, "restore");
+        tree(&staging, &[("a.txt", "new a"), ("c.txt", "new c")]);
+        swap_by_renames(&staging, &target).unwrap();
+        assert_eq!(
+            read_tree(&target),
+            [
+                ("a.txt".to_owned(), "new a".to_owned()),
+                ("c.txt".to_owned(), "new c".to_owned())
+            ]
+        );
+        assert_eq!(
+            siblings(dir.path()),
+            ["data"],
+            "no staging or previous content left"
+        );
+    }
+
+    #[test]
+    fn a_failed_fallback_swap_leaves_the_old_target_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data");
+        let old = [("a.txt", "old a"), ("sub/b.txt", "old b")];
+        tree(&target, &old);
+        let before = read_tree(&target);
+        // The staging directory vanished (or cannot be renamed): the second rename fails.
+        let staging = temp_sibling(&target, "restore");
+        let err = swap_by_renames(&staging, &target).unwrap_err();
+        assert!(err.to_string().contains("rename into place"), "{err}");
+        assert_eq!(read_tree(&target), before, "the old content is back, whole");
+        assert_eq!(siblings(dir.path()), ["data"], "nothing left aside");
+    }
 }

@@ -3,12 +3,14 @@
 //! UTC); a backup kept by any rule is kept. On top of that the newest verified backup is never
 //! removed, whatever the rules say.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::BackupError;
+use crate::leftovers::{DEFAULT_LEFTOVER_AGE, Leftover, sweep_leftovers};
 use crate::list::list;
 
 /// How many backups to keep. A rule at 0 keeps nothing by itself.
@@ -148,16 +150,59 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     /// Ids removed (or that would be).
     pub removed: Vec<String>,
+    /// Temporaries of killed runs found, each with its verdict (the rules are in
+    /// [`sweep_leftovers`](crate::sweep_leftovers)).
+    pub leftovers: Vec<Leftover>,
+}
+
+/// How `prune` runs.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Only report; remove nothing.
+    pub dry_run: bool,
+    /// The minimum age of a leftover of a killed run before it is removed (default one hour).
+    pub leftover_age: Duration,
+    /// More directories to sweep for leftovers besides the backup directory: the parents of
+    /// restore targets, where restore stages.
+    pub leftover_dirs: Vec<PathBuf>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            leftover_age: DEFAULT_LEFTOVER_AGE,
+            leftover_dirs: Vec::new(),
+        }
+    }
 }
 
 /// Applies `policy` to the backups in `dir`, removing (sidecar first, then archive) those no
-/// rule keeps, unless `dry_run`.
-#[instrument(skip_all, fields(dir = %dir.display(), dry_run))]
+/// rule keeps, and the leftovers of killed runs in `dir` older than an hour whose run has
+/// exited, unless `dry_run`. [`prune_with`] takes more options.
 pub fn prune(
     dir: &Path,
     policy: &RetentionPolicy,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
+    prune_with(
+        dir,
+        policy,
+        &PruneOptions {
+            dry_run,
+            ..PruneOptions::default()
+        },
+    )
+}
+
+/// [`prune`] with options: the leftover age and more directories to sweep for leftovers.
+#[instrument(skip_all, fields(dir = %dir.display(), dry_run = opts.dry_run))]
+pub fn prune_with(
+    dir: &Path,
+    policy: &RetentionPolicy,
+    opts: &PruneOptions,
+) -> Result<PruneReport, BackupError> {
+    let dry_run = opts.dry_run;
     let listing = list(dir)?;
     let candidates: Vec<Candidate> = listing
         .backups
@@ -183,11 +228,20 @@ pub fn prune(
     if !dry_run && !removed.is_empty() {
         crate::fsutil::sync_dir(dir)?;
     }
-    tracing::info!(removed = removed.len(), "pruned");
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(opts.leftover_dirs.iter().cloned());
+    dirs.dedup();
+    let leftovers = sweep_leftovers(&dirs, opts.leftover_age, dry_run)?;
+    tracing::info!(
+        removed = removed.len(),
+        leftovers = leftovers.iter().filter(|l| l.remove).count(),
+        "pruned"
+    );
     Ok(PruneReport {
         dry_run,
         decisions,
         removed,
+        leftovers,
     })
 }
 

@@ -644,3 +644,89 @@ fn create_refuses_bad_ids_duplicates_and_missing_sources() {
         Err(BackupError::Source { .. })
     ));
 }
+
+// ---- leftovers of killed runs ----
+
+/// A pid no process can have: pids are below /proc/sys/kernel/pid_max.
+fn dead_pid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn age_by(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    // Opening read-only works for directories too; futimens needs no write access.
+    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+}
+
+#[test]
+fn prune_removes_old_leftovers_of_dead_runs_and_keeps_live_or_recent_ones() {
+    use backup_archive::{LeftoverKind, PruneOptions, prune_with};
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    backup_at(tmp.path(), &dest, "b0", "2025-01-01T12:00:00Z");
+    let dead = dead_pid();
+    let me = std::process::id();
+    let stale = dest.join(format!(".b1.tar.gz.partial-{dead}-000000001"));
+    let recent = dest.join(format!(".b2.tar.gz.partial-{dead}-000000002"));
+    let live = dest.join(format!(".b3.tar.gz.partial-{me}-000000003"));
+    let unrelated = dest.join(".notes.partial-old");
+    for p in [&stale, &recent, &live, &unrelated] {
+        std::fs::write(p, b"half an archive").unwrap();
+    }
+    for p in [&stale, &live, &unrelated] {
+        age_by(p, 2 * 3600);
+    }
+    // A killed restore's staging directory beside its target, with content.
+    let targets = tmp.path().join("srv");
+    let staging = targets.join(format!(".data.restore-{dead}-000000004"));
+    std::fs::create_dir_all(staging.join("conf")).unwrap();
+    std::fs::write(staging.join("conf/app.toml"), "x").unwrap();
+    age_by(&staging, 2 * 3600);
+
+    let policy = RetentionPolicy {
+        keep_last: 5,
+        ..Default::default()
+    };
+    let mut opts = PruneOptions {
+        dry_run: true,
+        leftover_dirs: vec![targets.clone()],
+        ..PruneOptions::default()
+    };
+    let dry = prune_with(&dest, &policy, &opts).unwrap();
+    let verdict = |r: &backup_archive::PruneReport, p: &Path| {
+        r.leftovers
+            .iter()
+            .find(|l| l.path == p)
+            .map(|l| (l.remove, l.reason.clone()))
+    };
+    assert_eq!(verdict(&dry, &stale).map(|v| v.0), Some(true));
+    let (remove, reason) = verdict(&dry, &recent).unwrap();
+    assert!(!remove && reason.contains("younger"), "{reason}");
+    let (remove, reason) = verdict(&dry, &live).unwrap();
+    assert!(!remove && reason.contains("still running"), "{reason}");
+    assert_eq!(verdict(&dry, &unrelated), None, "not one of our names");
+    let staged = dry.leftovers.iter().find(|l| l.path == staging).unwrap();
+    assert_eq!(staged.kind, LeftoverKind::RestoreStaging);
+    assert!(staged.remove);
+    for p in [&stale, &recent, &live, &unrelated, &staging] {
+        assert!(p.exists(), "a dry run removes nothing: {}", p.display());
+    }
+
+    opts.dry_run = false;
+    let real = prune_with(&dest, &policy, &opts).unwrap();
+    assert_eq!(real.leftovers.iter().filter(|l| l.remove).count(), 2);
+    assert!(!stale.exists() && !staging.exists());
+    for p in [&recent, &live, &unrelated] {
+        assert!(p.exists(), "{} must stay", p.display());
+    }
+    assert!(dest.join("b0.tar.gz").exists(), "backups are untouched");
+    // The plain `prune` sweeps the backup directory with the default age too.
+    age_by(&recent, 2 * 3600);
+    let plain = prune(&dest, &policy, false).unwrap();
+    assert_eq!(plain.leftovers.iter().filter(|l| l.remove).count(), 1);
+    assert!(!recent.exists() && live.exists());
+}
