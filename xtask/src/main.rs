@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod deploy;
 mod packages;
 
 const TASKS: &[(&str, &str)] = &[
@@ -40,8 +41,9 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match task.as_str() {
         "test" => test(&root, &args[1..]),
-        "deploy" | "rollback" | "status" | "down" | "bench" => Err(format!(
-            "`cargo xtask {task}` arrives with the deploy-pipeline and benchmark work and is not available yet"
+        "deploy" | "rollback" | "status" | "down" => deploy::run(&root, task, &args[1..]),
+        "bench" => Err(format!(
+            "`cargo xtask {task}` arrives with the benchmark work and is not available yet"
         )),
         "help" | "--help" | "-h" => {
             print_tasks();

@@ -58,6 +58,8 @@ enum Cmd {
     /// Finish or undo an interrupted operation so that `current` names a complete release
     /// and the service that answers runs it.
     Recover,
+    /// Stop the service (every slot) and the proxy; `recover` or the next deploy starts it again.
+    Down,
     /// Print the JSON Schema of cutover.toml.
     Schema,
 }
@@ -284,6 +286,17 @@ fn run(cli: &Cli) -> i32 {
                     println!("live: {}", r.live);
                 }
                 status.exit_code()
+            }
+            Err(e) => fail(cli, &e),
+        },
+        Cmd::Down => match deployer.down(cli.lock_wait) {
+            Ok(what) => {
+                if cli.common.json {
+                    print_json(Status::Ok, &json!({ "stopped": what }));
+                } else {
+                    println!("{what}");
+                }
+                EXIT_OK
             }
             Err(e) => fail(cli, &e),
         },

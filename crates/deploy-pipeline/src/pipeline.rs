@@ -1233,6 +1233,45 @@ impl Deployer {
         }))
     }
 
+    /// Stops every slot's service and the proxy (`current` and the releases stay; `recover`
+    /// or the next deploy starts the service again). Takes the lock.
+    ///
+    /// # Errors
+    /// [`DeployError::Locked`], or [`DeployError::Step`] naming what could not be stopped.
+    #[tracing::instrument(skip_all)]
+    pub fn down(&self, lock_wait: Duration) -> Result<String, DeployError> {
+        self.layout.ensure_dirs()?;
+        let _lock = DeployLock::acquire(
+            &self.layout.lock_file(),
+            lock_wait,
+            &LockOwner::current("down", None),
+        )?;
+        let mut stopped = Vec::new();
+        for slot in self.slots() {
+            let name = slot.service_name(&self.manifest.service.name);
+            let outcome = self
+                .env
+                .procs
+                .stop(&name, None)
+                .map_err(|e| DeployError::step(format!("stop {name}"), e))?;
+            if outcome.was_running {
+                stopped.push(name);
+            }
+        }
+        if self.env.traffic.is_running() {
+            self.env
+                .traffic
+                .stop()
+                .map_err(|e| DeployError::step("stop the proxy", e))?;
+            stopped.push("proxy".to_owned());
+        }
+        Ok(if stopped.is_empty() {
+            "nothing was running".to_owned()
+        } else {
+            format!("stopped {}", stopped.join(", "))
+        })
+    }
+
     /// One sentence on what is live: `current`, the proxy upstream and each slot's process.
     pub fn describe_live(&self) -> String {
         let current = self.layout.current().unwrap_or_else(|| "(none)".to_owned());
