@@ -41,15 +41,22 @@ fn assert_latency_shape(v: &Value) {
     }
 }
 
+/// The criterion: p50 within 5 % of the injected latency. The hub sleeps 250 ms per
+/// request, so 5 % is 12.5 ms: room for a loaded CI machine (4 test threads on 2 cores, and
+/// builds alongside) to delay a wake-up or a scheduling slice without failing the test, where
+/// 50 ms left about 2.5 ms. 4 connections x 10 rounds keeps the run near 2.5 s.
 #[test]
 fn p50_is_within_five_percent_of_the_injected_latency() {
-    let hub = hub(&["--latency", "50ms"]);
+    const INJECTED_MS: f64 = 250.0;
+    const REQUESTS: u64 = 40;
+    let hub = hub(&["--latency", "250ms"]);
     let dir = temp_dir();
     let url = format!("{}/api/tools", hub.base_url());
     let pid = hub.guard.pid().to_string();
+    let requests = REQUESTS.to_string();
     let out = perf(
         &[
-            "run", "--url", &url, "-c", "2", "-n", "60", "--pid", &pid, "--json",
+            "run", "--url", &url, "-c", "4", "-n", &requests, "--pid", &pid, "--json",
         ],
         dir.path(),
     );
@@ -61,17 +68,18 @@ fn p50_is_within_five_percent_of_the_injected_latency() {
     );
     let v = json(&out);
     assert_eq!(v["status"], "ok");
-    assert_eq!(v["requests"], 60);
+    assert_eq!(v["requests"], REQUESTS);
     assert_eq!(v["errors"], 0);
     assert!(v["requests_per_sec"].as_f64().unwrap() > 0.0);
     assert_latency_shape(&v["latency_ms"]);
     let p50 = v["latency_ms"]["p50"].as_f64().unwrap();
+    eprintln!("p50 {p50} ms (injected {INJECTED_MS} ms)");
     assert!(
-        (p50 - 50.0).abs() / 50.0 <= 0.05,
-        "p50 {p50} ms is not within 5% of 50 ms"
+        (p50 - INJECTED_MS).abs() / INJECTED_MS <= 0.05,
+        "p50 {p50} ms is not within 5% of {INJECTED_MS} ms"
     );
     let endpoint = &v["endpoints"][0];
-    assert_eq!(endpoint["requests"], 60);
+    assert_eq!(endpoint["requests"], REQUESTS);
     assert_eq!(endpoint["errors"], 0);
     assert!(endpoint["requests_per_sec"].is_number());
     assert_latency_shape(&endpoint["latency_ms"]);
