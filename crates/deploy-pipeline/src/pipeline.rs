@@ -644,7 +644,15 @@ impl Deployer {
             return Ok(None);
         }
         let mut opts = backup_archive::CreateOptions::new(sources, dest.clone());
-        opts.id = Some(format!("pre-{id}"));
+        // A release id can come back (a failed release is removed, and the next deploy in the
+        // same second gets its id again), so the backup id is made unique here.
+        let mut backup_id = format!("pre-{id}");
+        let mut n = 2;
+        while backup_archive::archive_path(&dest, &backup_id).exists() {
+            backup_id = format!("pre-{id}.{n}");
+            n += 1;
+        }
+        opts.id = Some(backup_id);
         opts.service = Some(self.manifest.service.name.clone());
         opts.release = self.current();
         if let Some(config) = config {

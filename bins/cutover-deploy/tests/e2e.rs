@@ -1,0 +1,444 @@
+//! End to end: the built cutover-deploy against copies of the real demo hub, the supervised
+//! backend and a private nginx. Needs nginx (`apt-get install nginx`) and
+//! `cargo build -p cutover-deploy -p cutover-demo-hub` first.
+
+// Test helpers panic on setup failures by design: a test that cannot set up must fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cutover_tests::{ChildGuard, free_port, http_get, temp_dir, wait_until, workspace_bin};
+use serde_json::Value;
+
+const SECRET: &str = "s3cr3t-canary-value";
+
+struct Demo {
+    dir: tempfile::TempDir,
+    http: SocketAddr,
+    blue: u16,
+    green: u16,
+    control: u16,
+    strategy: &'static str,
+}
+
+impl Demo {
+    fn new(strategy: &'static str) -> Self {
+        assert!(
+            Path::new("/usr/sbin/nginx").exists() || which("nginx"),
+            "nginx is missing: apt-get install -y nginx"
+        );
+        let dir = temp_dir();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        let demo = Self {
+            http: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            blue: free_port(),
+            green: free_port(),
+            control: free_port(),
+            dir,
+            strategy,
+        };
+        demo.write_manifest("", "");
+        demo
+    }
+
+    fn write_manifest(&self, env: &str, deploy: &str) {
+        let hub = workspace_bin("cutover-demo-hub");
+        let build = format!(r#"["install", "-D", "{}", "bin/hub"]"#, hub.display());
+        self.write_manifest_with(env, deploy, &build);
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.dir.path().join("cutover.toml")
+    }
+
+    /// `env` goes into `[service] env`; `deploy` into `[deploy]` (its keys win over the
+    /// defaults here); `build` is the build argv.
+    fn write_manifest_with(&self, env: &str, deploy: &str, build: &str) {
+        let mut defaults = String::new();
+        for (key, value) in [("ready_timeout", "\"15s\""), ("drain", "\"200ms\"")] {
+            if !deploy.contains(key) {
+                defaults.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        let text = format!(
+            r#"
+[service]
+name = "hub"
+source = "source"
+build = {build}
+artifact = {{ path = "bin/hub", min_bytes = 102400, executable = true }}
+start = ["{{release}}/bin/hub", "--listen", "127.0.0.1:{{port}}", "--release-id", "{{release_id}}", "--grace", "5s"]
+port = {blue}
+standby_port = {green}
+env = {{ {env} }}
+secrets = {{ API_KEY = "env:CUTOVER_TEST_SECRET" }}
+[layout]
+root = "root"
+keep_releases = 3
+shared = ["data/"]
+[process]
+stop_timeout = "5s"
+[proxy]
+kind = "nginx"
+listen_http = ["{http}"]
+control_listen = "127.0.0.1:{control}"
+[[probe]]
+name = "ready"
+suite = "ready"
+url = "/api/health"
+expect_json = ['/state == "ready"']
+[[probe]]
+name = "tools"
+url = "/api/tools"
+expect_json = ["/tools nonempty"]
+[deploy]
+strategy = "{strategy}"
+validate_timeout = "5s"
+{defaults}{deploy}
+"#,
+            blue = self.blue,
+            green = self.green,
+            http = self.http,
+            control = self.control,
+            strategy = self.strategy,
+        );
+        std::fs::write(self.manifest(), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(workspace_bin("cutover-deploy"));
+        cmd.arg("--manifest")
+            .arg(self.manifest())
+            .args(args)
+            .env("CUTOVER_TEST_SECRET", SECRET)
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, Value, Output) {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.command(&full).output().unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), json, out)
+    }
+
+    fn deploy_ok(&self) -> String {
+        let (code, json, out) = self.run(&["deploy"]);
+        assert_eq!(
+            code,
+            0,
+            "{json:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json["release"].as_str().unwrap().to_owned()
+    }
+
+    /// The release answering through nginx (blue-green) or directly (restart).
+    fn serving(&self) -> Option<String> {
+        let addr = match self.strategy {
+            "restart" => format!("127.0.0.1:{}", self.blue).parse().unwrap(),
+            _ => self.http,
+        };
+        let r = http_get(addr, "/api/health").ok()?;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        v["version"].as_str().map(str::to_owned)
+    }
+
+    fn journal(&self) -> String {
+        std::fs::read_to_string(self.root().join("state/journal.jsonl")).unwrap_or_default()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.command(&["down"]).output();
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+}
+
+/// Connection-per-request GETs through nginx until stopped; counts failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            let end = Instant::now() + Duration::from_secs(60);
+            while !s.load(Ordering::SeqCst) && Instant::now() < end {
+                match http_get(addr, "/api/health") {
+                    Ok(r) if r.status == 200 => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        if errors.len() < 5 {
+                            errors.push(format!("{:?}", other.map(|r| r.status)));
+                        }
+                    }
+                }
+            }
+            errors
+        });
+        Self {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self
+            .thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+#[test]
+fn blue_green_under_load_bad_release_rollback_and_the_read_only_views() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+
+    // A second deploy under constant load: no failed request.
+    let load = Load::start(demo.http);
+    assert!(wait_until(Duration::from_secs(10), || load
+        .ok
+        .load(Ordering::SeqCst)
+        > 20));
+    let r2 = demo.deploy_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the switch: {errors:?} ({ok} ok)"
+    );
+    assert!(ok > 50, "{ok}");
+    assert_eq!(demo.serving().as_deref(), Some(r2.as_str()));
+
+    // A bad release never becomes ready: rolled back automatically, exit 2, r2 serving.
+    demo.write_manifest(
+        r#"CUTOVER_DEMO_HEALTH_STATE = "starting""#,
+        r#"ready_timeout = "2s""#,
+    );
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(
+        code,
+        2,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["outcome"], "rolled-back");
+    assert_eq!(json["status"], "fail");
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("switch failed"),
+        "{json:#}"
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r2.as_str()));
+    demo.write_manifest("", "");
+
+    // rollback with no version: back to r1.
+    let (code, json, _) = demo.run(&["rollback"]);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(json["release"], r1.as_str());
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+
+    let (code, status, _) = demo.run(&["status"]);
+    assert_eq!(code, 0, "{status:#}");
+    assert_eq!(status["current"], r1.as_str());
+    assert_eq!(status["healthy"], true);
+
+    let (code, releases, _) = demo.run(&["releases"]);
+    assert_eq!(code, 0);
+    let states: Vec<&str> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"current") && states.contains(&"failed"),
+        "{states:?}"
+    );
+
+    let (code, audit, _) = demo.run(&["audit"]);
+    assert_eq!(code, 0);
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["deployed", "deployed", "rolled-back", "deployed"]
+    );
+
+    // plan names the secret, never its value (nor does anything else print it).
+    let out = demo.command(&["plan"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("API_KEY"), "{text}");
+    for output in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(output).contains(SECRET));
+    }
+    for file in ["state/journal.jsonl", "state/audit.jsonl"] {
+        let text = std::fs::read_to_string(demo.root().join(file)).unwrap();
+        assert!(!text.contains(SECRET), "{file}");
+    }
+}
+
+#[test]
+fn the_lock_refuses_a_second_deploy_or_makes_it_wait() {
+    let demo = Demo::new("restart");
+    let state = demo.root().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.join("deploy.lock"))
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this test owns.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0);
+    let started = Instant::now();
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(
+        code,
+        75,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another deploy holds"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // With --lock-wait it waits for the holder, then deploys.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(800));
+        drop(file);
+    });
+    let (code, json, out) = demo.run(&["--lock-wait", "20s", "deploy"]);
+    release.join().unwrap();
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(demo.serving().as_deref(), json["release"].as_str());
+}
+
+/// SIGKILL of cutover-deploy when the journal shows a phase started, then `recover`.
+#[test]
+fn killed_at_build_switch_or_commit_then_recover_leaves_a_consistent_state() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    let hub = workspace_bin("cutover-demo-hub");
+    // (phase to kill in, [service] env, [deploy] extra, build slowed, rolls forward)
+    let cases = [
+        ("build", "", "", true, false),
+        (
+            "switch",
+            r#"CUTOVER_DEMO_START_DELAY = "4s""#,
+            "",
+            false,
+            false,
+        ),
+        ("commit", "", r#"drain = "4s""#, false, true),
+    ];
+    let mut live = r1.clone();
+    for (phase, env, extra, slow_build, forward) in cases {
+        if slow_build {
+            let build = format!(
+                r#"["sh", "-c", "sleep 3 && install -D {} bin/hub"]"#,
+                hub.display()
+            );
+            demo.write_manifest_with(env, extra, &build);
+        } else {
+            demo.write_manifest(env, extra);
+        }
+        let mut child = ChildGuard::spawn(demo.command(&["deploy"])).unwrap();
+        let marker = format!(r#""phase":"{phase}""#);
+        // The journal of this deploy (not the last one's): it moves from `live`, and is open.
+        let begin = format!(r#""previous":"{live}""#);
+        let started = |j: String| {
+            j.lines().next().is_some_and(|l| l.contains(&begin))
+                && !j.contains(r#""event":"end""#)
+                && j.lines()
+                    .any(|l| l.contains(r#""event":"phase-started""#) && l.contains(&marker))
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || started(demo.journal())),
+            "{phase}: {}",
+            demo.journal()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        child.signal(libc::SIGKILL);
+        child.wait_timeout(Duration::from_secs(10)).expect("killed");
+        demo.write_manifest("", "");
+        let (code, json, out) = demo.run(&["recover"]);
+        assert_eq!(
+            code,
+            0,
+            "{phase}: {json:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json["was_consistent"], false, "{phase}: {json:#}");
+        let (_, status, _) = demo.run(&["status"]);
+        assert_eq!(status["healthy"], true, "{phase}: {status:#}");
+        assert_eq!(status["interrupted"], Value::Null);
+        let current = status["current"].as_str().unwrap().to_owned();
+        if forward {
+            assert_ne!(current, live, "{phase}: rolled forward");
+        } else {
+            assert_eq!(current, live, "{phase}: rolled back");
+        }
+        assert_eq!(demo.serving().as_deref(), Some(current.as_str()), "{phase}");
+        let running = status["services"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v.as_str().unwrap().starts_with("running"))
+            .count();
+        assert_eq!(running, 1, "{phase}: {status:#}");
+        live = current;
+        // The next deploy works from there.
+    }
+    let next = demo.deploy_ok();
+    assert_eq!(demo.serving().as_deref(), Some(next.as_str()));
+}
