@@ -1,5 +1,5 @@
 //! The built `cutover-backup` binary: its JSON and exit codes, the `[backup]` table, and what
-//! SIGKILL at a random instant of `create` or `restore` leaves behind.
+//! SIGKILL at fixed fractions of a `create` or `restore` run leaves behind.
 
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -9,7 +9,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cutover_tests::ChildGuard;
-use rand::Rng;
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -238,6 +237,9 @@ fn run_and_kill(args: &[&str], delay: Duration) -> bool {
     running
 }
 
+/// When to SIGKILL a run, as fractions of the duration of a complete one.
+const KILL_FRACTIONS: [f64; 6] = [0.02, 0.05, 0.1, 0.2, 0.35, 0.55];
+
 fn timed_run(args: &[&str]) -> Duration {
     let start = Instant::now();
     let out = bin().args(args).output().unwrap();
@@ -258,11 +260,13 @@ fn sigkill_during_create_never_leaves_a_complete_looking_backup() {
     let dest = tmp.path().join("bk");
     let d = dest.to_str().unwrap();
     let full = timed_run(&["create", "--source", s, "--dest", d, "--id", "reference"]);
-    let mut rng = rand::rng();
     let mut mid_run = 0;
-    for i in 0..6 {
+    // Fixed fractions of a measured run, most of them early: deterministic, and on a loaded
+    // machine (where a run may be faster or slower than the reference) several still land
+    // mid-run.
+    for (i, fraction) in KILL_FRACTIONS.iter().enumerate() {
         let id = format!("killed{i}");
-        let delay = full.mul_f64(rng.random_range(0.02..0.6));
+        let delay = full.mul_f64(*fraction);
         if run_and_kill(&["create", "--source", s, "--dest", d, "--id", &id], delay) {
             mid_run += 1;
         }
@@ -334,10 +338,9 @@ fn sigkill_during_restore_leaves_the_target_as_it_was() {
         std::fs::remove_dir_all(&scratch).unwrap();
         d
     };
-    let mut rng = rand::rng();
     let mut mid_run = 0;
-    for i in 0..6 {
-        let delay = full.mul_f64(rng.random_range(0.02..0.6));
+    for (i, fraction) in KILL_FRACTIONS.iter().enumerate() {
+        let delay = full.mul_f64(*fraction);
         let running = run_and_kill(&["restore", a, "--target", t], delay);
         let now = tree_digest(&target);
         if running && now != old {

@@ -334,7 +334,7 @@ fn wait_honours_thresholds_and_reports_the_history() {
             "--success-threshold",
             "2",
             "--failure-threshold",
-            "100",
+            "300",
             "--json",
         ],
     );

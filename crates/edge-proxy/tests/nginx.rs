@@ -322,6 +322,21 @@ impl Load {
         }
     }
 
+    /// Waits (up to a generous deadline) until `more` further requests succeeded, so that each
+    /// phase of a test sees real traffic however slow the machine is. A fixed sleep would
+    /// either waste time or, on a loaded machine, let no request through.
+    async fn wait_for_more(&self, more: u64) {
+        let target = self.ok.load(Ordering::Relaxed) + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ok.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            self.ok.load(Ordering::Relaxed) >= target,
+            "the load loop made no progress within 30 s"
+        );
+    }
+
     fn finish(self) -> (u64, Vec<String>, std::collections::BTreeMap<String, u64>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -350,7 +365,7 @@ async fn switching_under_load_fails_no_request_in_either_direction() {
     let mut elapsed = Vec::new();
     for round in 0..3 {
         for (hub, release) in [(&green, "green"), (&blue, "blue")] {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            load.wait_for_more(20).await;
             let target = SwitchTarget {
                 upstream: hub.addr,
                 expect_release: Some(release.into()),
@@ -371,7 +386,7 @@ async fn switching_under_load_fails_no_request_in_either_direction() {
             elapsed.push(report.elapsed.as_millis());
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.wait_for_more(20).await;
     let (ok, failures, versions) = load.finish();
     eprintln!(
         "switch-under-load: {ok} requests ok, {} failed, by release {versions:?}, 6 switches in \

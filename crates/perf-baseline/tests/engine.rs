@@ -167,10 +167,11 @@ async fn a_closed_port_gives_connect_errors_and_no_requests() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/");
+    // A full second: on a loaded machine the connections must get a turn to try at all.
     let s = run(&plan(
         &[url],
         2,
-        StopAfter::Duration(Duration::from_millis(300)),
+        StopAfter::Duration(Duration::from_secs(1)),
     ))
     .await
     .summary();
@@ -212,7 +213,8 @@ async fn warm_up_is_sent_but_not_counted_and_the_mix_follows_weights() {
     let srv = server(Arc::new(|_, _| ok("w")), None).await;
     let mut p = plan(&[srv.url("/a"), srv.url("/b")], 2, StopAfter::Requests(800));
     p.endpoints[0].weight = 3;
-    p.warmup = Duration::from_millis(200);
+    // Long enough that some warm-up request is sent even when the machine is busy.
+    p.warmup = Duration::from_secs(1);
     let report = run(&p).await;
     let s = report.summary();
     assert_eq!(s.requests, 800);
@@ -254,8 +256,10 @@ async fn open_model_corrected_tail_reaches_a_stall_that_the_uncorrected_tail_hid
         "corrected p99 {} vs stall {stall_ms}",
         corrected.p99
     );
+    // Half the stall: far from the corrected tail above, yet generous for a loaded machine
+    // where a trivial local answer can take tens of milliseconds.
     assert!(
-        uncorrected.p99 < 0.2 * stall_ms,
+        uncorrected.p99 < 0.5 * stall_ms,
         "uncorrected p99 {}",
         uncorrected.p99
     );
@@ -267,8 +271,9 @@ async fn open_model_corrected_tail_reaches_a_stall_that_the_uncorrected_tail_hid
     );
     assert!(open.late_sends >= 50, "{open:?}");
     assert_eq!(open.requested_rate, 200.0);
+    // The schedule catches up after the stall; the lower bound leaves room for a busy machine.
     assert!(
-        open.achieved_rate > 150.0 && open.achieved_rate < 220.0,
+        open.achieved_rate > 100.0 && open.achieved_rate < 220.0,
         "{open:?}"
     );
     assert_eq!(s.errors, 0);
@@ -285,7 +290,8 @@ async fn open_model_without_a_stall_keeps_its_schedule() {
     let s = run(&p).await.summary();
     let open = s.open.unwrap();
     assert!((195..=200).contains(&s.requests), "{}", s.requests);
-    assert!(open.achieved_rate > 300.0, "{open:?}");
+    // Half the requested rate: a loaded machine can delay a 0.5 s run by a few hundred ms.
+    assert!(open.achieved_rate > 200.0, "{open:?}");
     // Latency from the intended time can only be at least the latency from the write.
     assert!(s.latency_ms.max >= s.uncorrected_latency_ms.unwrap().max);
 }
@@ -303,8 +309,9 @@ async fn a_server_that_stops_answering_mid_run_times_out_per_request() {
     let started = Instant::now();
     let s = run(&p).await.summary();
     assert_eq!((s.requests, s.errors_by_kind.timeout), (53, 3), "{s:?}");
+    // Three 250 ms timeouts; the bound only tells "fired" from "hung", generously.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "timeouts took {:?}",
         started.elapsed()
     );

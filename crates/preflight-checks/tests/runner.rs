@@ -86,12 +86,12 @@ use Behaviour::*;
 #[test]
 fn checks_run_concurrently() {
     // Three checks that each wait for the other two: this finishes only if all run at once
-    // (and would otherwise time out after the 5 s the checks are given).
+    // (and would otherwise time out after the 15 s the checks are given).
     let barrier = Arc::new(Barrier::new(3));
     let mut runner = Runner::new();
     for id in ["a", "b", "c"] {
         let mut c = Scripted::new(id, Meet(barrier.clone()));
-        c.timeout = Duration::from_secs(5);
+        c.timeout = Duration::from_secs(15);
         runner = runner.with_check(c);
     }
     let report = runner.run();

@@ -76,7 +76,7 @@ fn op_timeout_kills_the_cli_and_its_children() {
         r#"echo $$ > "$here/pid"; sleep 30 & echo $! > "$here/sleep.pid"; wait"#,
     );
     let err = fake
-        .resolver(Duration::from_millis(1500))
+        .resolver(Duration::from_secs(3))
         .resolve_blocking(&r("op://prod/hub/slow"))
         .unwrap_err();
     assert!(matches!(err, SecretError::Timeout { .. }), "{err:?}");
@@ -196,7 +196,7 @@ fn aws_timeout_is_reported() {
     let fake = FakeBin::new();
     fake.script("aws", r#"echo $$ > "$here/pid"; exec sleep 30"#);
     let err = fake
-        .resolver(Duration::from_millis(1500))
+        .resolver(Duration::from_secs(3))
         .resolve_blocking(&r("aws-sm://slow#k"))
         .unwrap_err();
     assert!(matches!(err, SecretError::Timeout { .. }), "{err:?}");
