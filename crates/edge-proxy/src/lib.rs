@@ -26,7 +26,7 @@
 //!   every temp path under the prefix, identified by pid plus start time.
 //! - [`TrafficSwitch`] and [`NginxSwitch`]: check the new upstream directly, write the include
 //!   atomically (keeping the previous one), `nginx -t`, graceful reload, confirm through nginx;
-//!   on failure put the previous include back. [`FakeSwitch`] (feature `test-util`) for tests
+//!   on failure put the previous include back. `FakeSwitch` (feature `test-util`) for tests
 //!   of code that drives a switch.
 //!
 //! # Example
@@ -56,7 +56,7 @@
 //! Starting and switching need nginx; see `tests/nginx.rs` and the `cutover-edge` binary.
 //!
 //! # Features
-//! - `test-util`: [`FakeSwitch`].
+//! - `test-util`: `FakeSwitch`, a recording [`TrafficSwitch`] for tests of code that drives one.
 
 mod config;
 mod error;

@@ -33,7 +33,7 @@ pub struct UnitOptions {
     /// environment variables when the spec asks for environment delivery: systemd 252 cannot
     /// do that itself, and a plaintext `EnvironmentFile=` is what this replaces.
     pub exec_shim: Option<PathBuf>,
-    /// `MemoryDenyWriteExecute=`; `None` decides from argv[0] (off for JIT runtimes such as
+    /// `MemoryDenyWriteExecute=`; `None` decides from `argv[0]` (off for JIT runtimes such as
     /// node, bun, java).
     pub memory_deny_write_execute: Option<bool>,
     /// A `Description=`; default "NAME (managed by cutover)".
