@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod deploy;
 mod packages;
 
@@ -41,10 +42,8 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match task.as_str() {
         "test" => test(&root, &args[1..]),
+        "bench" => bench::bench(&root, &args[1..]),
         "deploy" | "rollback" | "status" | "down" => deploy::run(&root, task, &args[1..]),
-        "bench" => Err(format!(
-            "`cargo xtask {task}` arrives with the benchmark work and is not available yet"
-        )),
         "help" | "--help" | "-h" => {
             print_tasks();
             Ok(())
