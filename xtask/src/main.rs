@@ -42,8 +42,11 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match task.as_str() {
         "test" => test(&root, &args[1..]),
-        "bench" => bench::bench(&root, &args[1..]),
-        "deploy" | "rollback" | "status" | "down" => deploy::run(&root, task, &args[1..]),
+        "bench" => packages::ensure_for_bench().and_then(|()| bench::bench(&root, &args[1..])),
+        "deploy" => {
+            packages::ensure_for_deploy().and_then(|()| deploy::run(&root, task, &args[1..]))
+        }
+        "rollback" | "status" | "down" => deploy::run(&root, task, &args[1..]),
         "help" | "--help" | "-h" => {
             print_tasks();
             Ok(())

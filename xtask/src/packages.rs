@@ -63,10 +63,32 @@ fn is_root() -> bool {
         == Some(true)
 }
 
-/// Makes sure every required program is present, installing the missing ones when possible.
+/// What `cargo xtask deploy` needs on top of the Rust toolchain.
+const FOR_DEPLOY: &[(&str, &str, &str)] =
+    &[("nginx", "nginx", "the demo runs behind a private nginx")];
+
+/// What `cargo xtask bench` needs on top of the tests' programs.
+const FOR_BENCH: &[(&str, &str, &str)] =
+    &[("tmux", "tmux", "the monitor's CPU is measured under tmux")];
+
+/// Makes sure every program the test suite runs is present, installing the missing ones.
 pub(crate) fn ensure_installed() -> Result<(), String> {
-    let missing: Vec<&(&str, &str, &str)> =
-        REQUIRED.iter().filter(|(prog, _, _)| !find(prog)).collect();
+    ensure(REQUIRED.iter())
+}
+
+/// Makes sure the programs the local demo deployment needs are present.
+pub(crate) fn ensure_for_deploy() -> Result<(), String> {
+    ensure(FOR_DEPLOY.iter())
+}
+
+/// Makes sure the programs the benchmarks need are present.
+pub(crate) fn ensure_for_bench() -> Result<(), String> {
+    ensure(REQUIRED.iter().chain(FOR_BENCH))
+}
+
+/// Installs the missing programs among `wanted` with apt-get when root, else names the command.
+fn ensure<'a>(wanted: impl Iterator<Item = &'a (&'a str, &'a str, &'a str)>) -> Result<(), String> {
+    let missing: Vec<&(&str, &str, &str)> = wanted.filter(|(prog, _, _)| !find(prog)).collect();
     if missing.is_empty() {
         return Ok(());
     }
