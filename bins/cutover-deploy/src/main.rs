@@ -146,6 +146,18 @@ fn run(cli: &Cli) -> i32 {
                             .as_deref()
                             .unwrap_or("(no earlier good release)")
                     );
+                    if let Some(standby) = &s.standby {
+                        println!(
+                            "standby   {} warm in slot {}: {}{}",
+                            standby.release,
+                            standby.slot,
+                            standby.process,
+                            standby
+                                .rss_bytes
+                                .map(|b| format!(", {} MiB resident", b / (1024 * 1024)))
+                                .unwrap_or_default()
+                        );
+                    }
                     for (name, state) in &s.services {
                         println!("process   {name}: {state}");
                     }

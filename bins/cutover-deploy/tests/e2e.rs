@@ -281,6 +281,8 @@ fn blue_green_under_load_bad_release_rollback_and_the_read_only_views() {
     assert_eq!(code, 0, "{status:#}");
     assert_eq!(status["current"], r1.as_str());
     assert_eq!(status["healthy"], true);
+    // The release rolled away from stays warm as the standby (keep_standby's default).
+    assert_eq!(status["standby"]["release"], r2.as_str(), "{status:#}");
 
     let (code, releases, _) = demo.run(&["releases"]);
     assert_eq!(code, 0);
@@ -379,7 +381,14 @@ fn killed_at_build_switch_or_commit_then_recover_leaves_a_consistent_state() {
             false,
             false,
         ),
-        ("commit", "", r#"drain = "4s""#, false, true),
+        // Without a standby the commit drains, then stops the old release: time to kill it.
+        (
+            "commit",
+            "",
+            "drain = \"4s\"\nkeep_standby = false",
+            false,
+            true,
+        ),
     ];
     let mut live = r1.clone();
     for (phase, env, extra, slow_build, forward) in cases {
@@ -435,10 +444,47 @@ fn killed_at_build_switch_or_commit_then_recover_leaves_a_consistent_state() {
             .values()
             .filter(|v| v.as_str().unwrap().starts_with("running"))
             .count();
-        assert_eq!(running, 1, "{phase}: {status:#}");
+        // Rolled forward (recover's manifest keeps the standby), the previous release stays
+        // warm in the other slot; rolled back, only the live one runs.
+        if forward {
+            assert_eq!(status["standby"]["release"], live.as_str(), "{status:#}");
+            assert_eq!(running, 2, "{phase}: {status:#}");
+        } else {
+            assert_eq!(status["standby"], Value::Null, "{status:#}");
+            assert_eq!(running, 1, "{phase}: {status:#}");
+        }
         live = current;
         // The next deploy works from there.
     }
     let next = demo.deploy_ok();
     assert_eq!(demo.serving().as_deref(), Some(next.as_str()));
+}
+
+#[test]
+fn a_release_that_cannot_start_fails_fast_instead_of_waiting_for_the_ready_timeout() {
+    let demo = Demo::new("restart");
+    let r1 = demo.deploy_ok();
+    // The demo hub exits at once with CUTOVER_DEMO_FAIL_START; the readiness wait watches
+    // the process manager, so the deploy fails well before its 30 s ready_timeout.
+    demo.write_manifest(
+        r#"CUTOVER_DEMO_FAIL_START = "1""#,
+        r#"ready_timeout = "30s""#,
+    );
+    let started = std::time::Instant::now();
+    let (code, json, out) = demo.run(&["deploy"]);
+    let took = started.elapsed();
+    assert_eq!(
+        code,
+        2,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["outcome"], "rolled-back", "{json:#}");
+    let reason = json["reason"].as_str().unwrap();
+    assert!(reason.starts_with("switch failed"), "{reason}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the failed start was noticed after {took:?}: {reason}"
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
 }

@@ -29,6 +29,9 @@ struct World {
     running: BTreeMap<String, ServiceSpec>,
     events: Vec<String>,
     fail_start: BTreeSet<String>,
+    exit_at_start: BTreeSet<String>,
+    failed_services: BTreeSet<String>,
+    ready_waits: usize,
     not_ready: BTreeSet<String>,
     invalid: BTreeSet<String>,
     slow_perf: BTreeSet<String>,
@@ -65,6 +68,15 @@ impl FakeWorld {
     pub fn fail_start(&self, release: &str) {
         lock(&self.0).fail_start.insert(release.to_owned());
     }
+    /// Starting `release` succeeds but its process exits at once: the manager then reports
+    /// the service `failed` (a binary that cannot start, or crashes while starting).
+    pub fn exit_at_start(&self, release: &str) {
+        lock(&self.0).exit_at_start.insert(release.to_owned());
+    }
+    /// How many times a readiness wait was asked so far.
+    pub fn ready_waits(&self) -> usize {
+        lock(&self.0).ready_waits
+    }
     /// `release` runs but never becomes ready.
     pub fn never_ready(&self, release: &str) {
         lock(&self.0).not_ready.insert(release.to_owned());
@@ -89,6 +101,7 @@ impl FakeWorld {
     pub fn heal(&self) {
         let mut w = lock(&self.0);
         w.fail_start.clear();
+        w.exit_at_start.clear();
         w.not_ready.clear();
         w.invalid.clear();
         w.slow_perf.clear();
@@ -170,6 +183,16 @@ impl ProcessManager for FakeProcs {
                 reason: "exited at once (fake)".to_owned(),
             });
         }
+        w.failed_services.remove(&spec.name);
+        if spec.argv.iter().any(|a| w.exit_at_start.contains(a)) {
+            w.failed_services.insert(spec.name.clone());
+            drop(w);
+            return Ok(StartOutcome {
+                status: self.status(&spec.name)?,
+                already_running: false,
+                recovered_orphan: None,
+            });
+        }
         let already_running = w.running.contains_key(&spec.name);
         if !already_running {
             w.running.insert(spec.name.clone(), spec.clone());
@@ -185,6 +208,7 @@ impl ProcessManager for FakeProcs {
     fn stop(&self, name: &str, _grace: Option<Duration>) -> Result<StopOutcome, ProcError> {
         let mut w = lock(&(self.0).0);
         w.events.push(format!("stop {name}"));
+        w.failed_services.remove(name);
         let was_running = w.running.remove(name).is_some();
         Ok(StopOutcome {
             was_running,
@@ -194,12 +218,20 @@ impl ProcessManager for FakeProcs {
     }
 
     fn status(&self, name: &str) -> Result<ServiceStatus, ProcError> {
-        let running = lock(&(self.0).0).running.contains_key(name);
+        let (running, failed) = {
+            let w = lock(&(self.0).0);
+            (
+                w.running.contains_key(name),
+                w.failed_services.contains(name),
+            )
+        };
         Ok(ServiceStatus {
             name: name.to_owned(),
             manager: "fake".to_owned(),
             state: if running {
                 ServiceState::Running
+            } else if failed {
+                ServiceState::Failed
             } else {
                 ServiceState::Stopped
             },
@@ -271,6 +303,7 @@ pub struct FakeHealth(pub FakeWorld);
 
 impl Health for FakeHealth {
     fn wait_ready(&self, target: &Target, _budget: Duration) -> Result<(), String> {
+        lock(&(self.0).0).ready_waits += 1;
         (self.0).serving(target)
     }
     fn validate(&self, target: &Target, _budget: Duration) -> Result<(), String> {

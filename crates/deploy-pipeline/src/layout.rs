@@ -53,6 +53,10 @@ pub struct DeployState {
     pub good: Vec<String>,
     /// Releases that failed and were rolled back.
     pub failed: Vec<String>,
+    /// Blue-green: the release kept running warm in the slot opposite `slot` (the previous
+    /// one, after a deploy with `keep_standby`). Cleared before anything else starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<String>,
 }
 
 impl DeployState {

@@ -19,8 +19,10 @@
 //! * **Phases** ([`Phase`]): preflight → backup → build & stage → switch → validate → (perf
 //!   gate) → commit, with hooks before and after each and on failure.
 //! * **Strategies**: `restart` (stop old, start new in place) and `blue-green` (start the new
-//!   release in the idle slot, wait until ready, switch the nginx upstream, drain and stop the
-//!   old one).
+//!   release in the idle slot, wait until ready, switch the nginx upstream, then keep the old
+//!   one running as a warm standby (`[deploy] keep_standby`, default true) or drain and stop
+//!   it). A rollback to a healthy standby only switches the upstream back. Readiness waits
+//!   watch the process manager, so a release whose process exits fails at once.
 //! * **Automatic rollback** when build/stage, switch, validate or the perf gate fails:
 //!   `current` back to the previous release, restarted or switched back, validated again;
 //!   [`Outcome::RolledBack`] (exit 2), or [`Outcome::RollbackFailed`] (exit 4) naming what is
@@ -84,7 +86,8 @@ pub use manifest::{
 };
 pub use phase::{Phase, Slot};
 pub use pipeline::{
-    DeployReport, Deployer, Outcome, Plan, PlannedPhase, RecoverReport, ReleaseInfo, StatusReport,
+    DeployReport, Deployer, Outcome, Plan, PlannedPhase, RecoverReport, ReleaseInfo, StandbyInfo,
+    StatusReport,
 };
 pub use real::{
     BaselineGate, NginxTraffic, ProbeHealth, SystemClock, SystemRunner, real_environment,

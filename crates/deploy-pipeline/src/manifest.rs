@@ -177,6 +177,13 @@ pub struct DeployConfig {
     #[serde(default = "default_drain", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub drain: Duration,
+    /// Blue-green: after a deploy, keep the previous release running in the idle slot as a
+    /// warm standby (default true) until the next deploy stops it to start the new release
+    /// there. A rollback to it then only probes it, switches nginx and validates: no start,
+    /// no readiness wait, no drain. The cost is a second copy of the service in memory (its
+    /// resident set, as `status` shows) and its background work. Ignored by `restart`.
+    #[serde(default = "yes")]
+    pub keep_standby: bool,
 }
 
 impl Default for DeployConfig {
@@ -194,6 +201,7 @@ impl Default for DeployConfig {
             ready_timeout: default_ready_timeout(),
             validate_timeout: default_ready_timeout(),
             drain: default_drain(),
+            keep_standby: true,
         }
     }
 }

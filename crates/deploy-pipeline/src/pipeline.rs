@@ -131,6 +131,9 @@ pub struct StatusReport {
     pub upstream: Option<SocketAddr>,
     /// The default rollback target.
     pub rollback_target: Option<String>,
+    /// The warm standby (blue-green with `keep_standby`): the release kept running in the
+    /// idle slot, which a rollback to it switches to without starting anything.
+    pub standby: Option<StandbyInfo>,
     /// Each slot's process state.
     pub services: BTreeMap<String, String>,
     /// An interrupted operation awaiting `recover`.
@@ -139,6 +142,19 @@ pub struct StatusReport {
     pub lock_holder: Option<String>,
     /// The last audited operation's outcome.
     pub last_outcome: Option<String>,
+}
+
+/// The warm standby as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandbyInfo {
+    /// The release.
+    pub release: String,
+    /// Its slot.
+    pub slot: Slot,
+    /// The process manager's word on it (`running (pid N, port P)`, `stopped`, ...).
+    pub process: String,
+    /// Its resident memory, the standby's cost, when the manager reports it.
+    pub rss_bytes: Option<u64>,
 }
 
 /// One phase of a plan.
@@ -498,7 +514,7 @@ impl Deployer {
         .map_err(journal_err)?;
         let result = self
             .run_hook(phase, true, id, previous)
-            .and_then(|()| self.phase_body(run, phase, id, to_slot, from_slot))
+            .and_then(|()| self.phase_body(run, phase, id, to_slot, from_slot, previous))
             .and_then(|detail| self.run_hook(phase, false, id, previous).map(|()| detail));
         let duration_ms = millis(t.elapsed());
         match result {
@@ -547,6 +563,7 @@ impl Deployer {
         id: &str,
         to_slot: Slot,
         from_slot: Option<Slot>,
+        previous: Option<&str>,
     ) -> Result<Option<String>, String> {
         match phase {
             Phase::Preflight => self.preflight(),
@@ -568,7 +585,7 @@ impl Deployer {
                 .map(|()| None),
             Phase::Perf => self.env.perf.check(&self.target(id, to_slot)).map(Some),
             Phase::Commit => self
-                .commit(id, to_slot, from_slot)
+                .commit(id, to_slot, from_slot, previous)
                 .map(Some)
                 .map_err(|e| e.to_string()),
         }
@@ -824,10 +841,53 @@ impl Deployer {
             .procs
             .start(&spec)
             .map_err(|e| format!("cannot start {}: {e}", spec.name))?;
-        self.env
-            .health
-            .wait_ready(&target, self.manifest.deploy.ready_timeout)
+        self.wait_ready_watching(&spec.name, &target, self.manifest.deploy.ready_timeout)
             .map_err(|e| format!("{id} did not become ready on {}: {e}", target.base_url))
+    }
+
+    /// Waits for readiness in short slices and asks the process manager between them, so
+    /// that a release which exits (cannot start, crashes) fails at once rather than after
+    /// the whole `ready_timeout`. The loop is bounded by the number of slices, so a health
+    /// check that answers early (a fake) cannot make it spin.
+    fn wait_ready_watching(
+        &self,
+        service: &str,
+        target: &Target,
+        budget: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + budget;
+        let slices = budget.as_millis().div_ceil(READY_SLICE.as_millis()).max(1);
+        let mut last = String::from("not ready");
+        for _ in 0..slices {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.env.health.wait_ready(target, left.min(READY_SLICE)) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            if let Ok(status) = self.env.procs.status(service) {
+                use process_control::ServiceState as S;
+                if matches!(status.state, S::Failed | S::Stopped | S::CrashLooping) {
+                    let exit = status
+                        .last_exit
+                        .as_ref()
+                        .map(|x| format!(" ({})", x.description))
+                        .unwrap_or_default();
+                    let message = status
+                        .message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "{service} is {} before it became ready{exit}{message} (last probe: {last})",
+                        status.state
+                    ));
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(last)
     }
 
     fn switch_to(
@@ -847,7 +907,13 @@ impl Deployer {
                 ))
             }
             StrategyKind::BlueGreen => {
-                self.ensure_running(id, to_slot, false)?;
+                let warm = self.warm_standby(id, to_slot);
+                if !warm {
+                    // Whatever waited in that slot is stopped now: forget it first, so that
+                    // the state never names a standby that is not there.
+                    self.clear_standby().map_err(|e| e.to_string())?;
+                    self.ensure_running(id, to_slot, false)?;
+                }
                 let upstream = self.addr(to_slot);
                 if self.env.traffic.is_running() {
                     self.env.traffic.switch(upstream, self.release_check(id))?;
@@ -856,7 +922,12 @@ impl Deployer {
                 }
                 self.layout.set_current(id).map_err(|e| e.to_string())?;
                 Ok(format!(
-                    "{id} ready in slot {to_slot}; traffic moved to {upstream}{}",
+                    "{id} {} in slot {to_slot}; traffic moved to {upstream}{}",
+                    if warm {
+                        "was the warm standby, healthy"
+                    } else {
+                        "ready"
+                    },
                     from_slot
                         .map(|s| format!(" from slot {s}"))
                         .unwrap_or_default()
@@ -869,18 +940,78 @@ impl Deployer {
         self.manifest.deploy.verify_release.then_some(id)
     }
 
+    fn keeps_standby(&self) -> bool {
+        self.strategy() == StrategyKind::BlueGreen && self.manifest.deploy.keep_standby
+    }
+
+    /// Whether `id` already runs warm in `slot` as the recorded standby: the process manager
+    /// says it runs and it answers ready as itself at once. Then a rollback needs no start.
+    fn warm_standby(&self, id: &str, slot: Slot) -> bool {
+        let Ok(state) = self.layout.load_state() else {
+            return false;
+        };
+        if !self.keeps_standby()
+            || state.standby.as_deref() != Some(id)
+            || state.slot.map(Slot::other) != Some(slot)
+        {
+            return false;
+        }
+        let name = slot.service_name(&self.manifest.service.name);
+        let running = self
+            .env
+            .procs
+            .status(&name)
+            .is_ok_and(|s| s.state == process_control::ServiceState::Running);
+        let ready = running
+            && self
+                .env
+                .health
+                .wait_ready(&self.target(id, slot), STANDBY_PROBE_BUDGET)
+                .is_ok();
+        if !ready {
+            tracing::info!(release = id, %slot, running, "the standby is not healthy: starting it cold");
+        }
+        ready
+    }
+
+    fn clear_standby(&self) -> Result<(), DeployError> {
+        let mut state = self.layout.load_state()?;
+        if state.standby.take().is_some() {
+            self.layout.save_state(&state)?;
+        }
+        Ok(())
+    }
+
     fn commit(
         &self,
         id: &str,
         to_slot: Slot,
         from_slot: Option<Slot>,
+        previous: Option<&str>,
     ) -> Result<String, DeployError> {
         let mut state = self.layout.load_state()?;
         state.mark_good(id);
         state.slot = Some(to_slot);
+        let old_slot = from_slot.filter(|s| *s != to_slot);
+        // The previous release stays warm in its slot when it still runs there.
+        state.standby = match (old_slot, previous) {
+            (Some(old), Some(previous)) if self.keeps_standby() && previous != id => self
+                .env
+                .procs
+                .status(&old.service_name(&self.manifest.service.name))
+                .ok()
+                .filter(|s| s.state == process_control::ServiceState::Running)
+                .map(|_| previous.to_owned()),
+            _ => None,
+        };
         self.layout.save_state(&state)?;
         let mut detail = vec![format!("{id} recorded as good")];
-        if let Some(old) = from_slot.filter(|s| *s != to_slot) {
+        if let Some(standby) = &state.standby {
+            detail.push(format!(
+                "{standby} kept warm in slot {} as the standby",
+                old_slot.map(|s| s.to_string()).unwrap_or_default()
+            ));
+        } else if let Some(old) = old_slot {
             std::thread::sleep(self.manifest.deploy.drain);
             let name = old.service_name(&self.manifest.service.name);
             match self.env.procs.stop(&name, None) {
@@ -907,7 +1038,9 @@ impl Deployer {
     ) -> Result<Vec<String>, DeployError> {
         let all = self.layout.list_releases()?;
         let last_good = state.last_good_before(Some(current)).map(str::to_owned);
-        let keep_protected = |id: &String| id == current || Some(id) == last_good.as_ref();
+        let keep_protected = |id: &String| {
+            id == current || Some(id) == last_good.as_ref() || Some(id) == state.standby.as_ref()
+        };
         let mut out: Vec<String> = all
             .iter()
             .filter(|id| !keep_protected(id) && !self.layout.is_complete(id))
@@ -1003,6 +1136,7 @@ impl Deployer {
                     .map_err(|e| e.to_string())?;
                 if to_slot != from {
                     let svc = to_slot.service_name(name);
+                    self.clear_standby().map_err(|e| e.to_string())?;
                     self.env
                         .procs
                         .stop(&svc, None)
@@ -1020,6 +1154,8 @@ impl Deployer {
             .map_err(|e| format!("{previous} is back but fails validation: {e}"))?;
         let mut state = self.layout.load_state().map_err(|e| e.to_string())?;
         state.slot = Some(from);
+        // The other slot was stopped above (or is the same slot): nothing waits there.
+        state.standby = None;
         self.layout.save_state(&state).map_err(|e| e.to_string())?;
         self.forget_failed(op, failed)?;
         done.push(format!("{previous} validated"));
@@ -1176,7 +1312,7 @@ impl Deployer {
                         .map_err(|e| e.to_string())
                 })
                 .and_then(|()| {
-                    self.commit(&i.release, i.to_slot, i.from_slot)
+                    self.commit(&i.release, i.to_slot, i.from_slot, i.previous.as_deref())
                         .map_err(|e| e.to_string())
                 })
                 .map(|d| format!("rolled forward to {} ({d})", i.release))
@@ -1266,6 +1402,7 @@ impl Deployer {
                 stopped.push(name);
             }
         }
+        self.clear_standby()?;
         if self.env.traffic.is_running() {
             self.env
                 .traffic
@@ -1345,6 +1482,7 @@ impl Deployer {
             rollback_target: state
                 .last_good_before(current.as_deref())
                 .map(str::to_owned),
+            standby: self.standby_info(&state),
             current,
             slot,
             url,
@@ -1372,6 +1510,28 @@ impl Deployer {
                     r.outcome
                 )
             }),
+        })
+    }
+
+    fn standby_info(&self, state: &DeployState) -> Option<StandbyInfo> {
+        let release = state.standby.clone()?;
+        let slot = state.slot?.other();
+        let name = slot.service_name(&self.manifest.service.name);
+        let (process, rss_bytes) = match self.env.procs.status(&name) {
+            Ok(s) => (
+                match s.pid {
+                    Some(pid) => format!("{} (pid {pid}, port {})", s.state, self.port(slot)),
+                    None => s.state.to_string(),
+                },
+                s.rss_bytes,
+            ),
+            Err(e) => (format!("unknown ({e})"), None),
+        };
+        Some(StandbyInfo {
+            release,
+            slot,
+            process,
+            rss_bytes,
         })
     }
 
@@ -1541,7 +1701,14 @@ impl Deployer {
                 "record {id} as good{}; keep {} releases",
                 from_slot
                     .filter(|f| *f != slot)
-                    .map(|f| format!(", drain and stop {}", f.service_name(&s.name)))
+                    .map(|f| if self.keeps_standby() {
+                        format!(
+                            ", keep {} running as the warm standby",
+                            f.service_name(&s.name)
+                        )
+                    } else {
+                        format!(", drain and stop {}", f.service_name(&s.name))
+                    })
                     .unwrap_or_default(),
                 self.manifest.layout.keep_releases
             ),
@@ -1682,6 +1849,13 @@ impl Deployer {
         }
     }
 }
+
+/// The readiness wait's slice: how often the process manager is asked whether the starting
+/// release still runs.
+const READY_SLICE: Duration = Duration::from_millis(300);
+
+/// How long a rollback waits for the standby to answer ready before it starts it cold.
+const STANDBY_PROBE_BUDGET: Duration = Duration::from_secs(1);
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -50,7 +50,7 @@ fn deploy(d: &Deployer) -> crate::DeployReport {
 
 #[test]
 fn blue_green_deploys_alternate_slots_and_stop_the_old_one() {
-    let (_tmp, world, d) = setup("blue-green", "");
+    let (_tmp, world, d) = setup("blue-green", "keep_standby = false");
     let first = deploy(&d);
     assert_eq!(first.outcome, Outcome::Deployed, "{first:?}");
     assert_eq!(first.slot, Slot::Blue);
@@ -307,10 +307,11 @@ fn an_interrupted_deploy_before_commit_rolls_back_and_after_commit_rolls_forward
         let report = d.recover(Duration::ZERO).unwrap();
         assert!(report.healthy, "{report:?}");
         assert!(!report.was_consistent);
-        let (live, slot, addr) = if commit_started {
-            (&r2, "hub-green", GREEN)
+        // Rolled forward, r1 stays warm in blue as the standby; rolled back, green is stopped.
+        let (live, slots, addr): (_, &[&str], _) = if commit_started {
+            (&r2, &["hub-blue", "hub-green"], GREEN)
         } else {
-            (&r1, "hub-blue", BLUE)
+            (&r1, &["hub-blue"], BLUE)
         };
         assert_eq!(
             d.layout().current().as_deref(),
@@ -320,11 +321,16 @@ fn an_interrupted_deploy_before_commit_rolls_back_and_after_commit_rolls_forward
         assert_eq!(world.upstream(), Some(addr.parse().unwrap()));
         assert_eq!(
             world.running().keys().collect::<Vec<_>>(),
-            [slot],
+            slots,
             "{report:?}"
         );
         let status = d.status().unwrap();
         assert!(status.healthy && status.interrupted.is_none(), "{status:?}");
+        assert_eq!(
+            status.standby.as_ref().map(|s| s.release.as_str()),
+            commit_started.then_some(r1.as_str()),
+            "{status:?}"
+        );
         // A second recover finds nothing to do.
         assert!(d.recover(Duration::ZERO).unwrap().was_consistent);
     }
@@ -404,4 +410,135 @@ fn the_manifest_refuses_unknown_keys_and_impossible_values() {
     assert_eq!(err.exit_code(), 78);
     let schema = crate::json_schema();
     assert!(schema.contains("standby_port") && schema.contains("keep_releases"));
+}
+
+#[test]
+fn blue_green_keeps_the_previous_release_warm_and_rolls_back_to_it_without_a_start() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    let r2 = deploy(&d);
+    assert_eq!(r2.outcome, Outcome::Deployed, "{r2:?}");
+    // r1 still runs in blue as the standby, and status says so.
+    assert_eq!(
+        world.running().keys().collect::<Vec<_>>(),
+        ["hub-blue", "hub-green"]
+    );
+    let status = d.status().unwrap();
+    let standby = status.standby.unwrap();
+    assert_eq!(
+        (standby.release.as_str(), standby.slot),
+        (r1.as_str(), Slot::Blue)
+    );
+    assert!(standby.process.starts_with("running"), "{standby:?}");
+    let before = world.events().len();
+    let back = d.rollback(None, Duration::ZERO).unwrap();
+    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.release, r1);
+    let events = world.events()[before..].to_vec();
+    // No stop or start of any service: a probe, the switch, and nothing else.
+    assert_eq!(events, [format!("switch {BLUE}")], "{back:?}");
+    assert!(
+        back.phases[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("warm standby")
+    );
+    // r2 is now the standby in green: rolling forward again is warm too.
+    let status = d.status().unwrap();
+    assert_eq!(status.current.as_deref(), Some(r1.as_str()));
+    assert_eq!(status.standby.unwrap().release, r2.release);
+    let forward = d.rollback(Some(&r2.release), Duration::ZERO).unwrap();
+    assert_eq!(forward.outcome, Outcome::Deployed, "{forward:?}");
+    assert_eq!(world.upstream(), Some(GREEN.parse().unwrap()));
+    // The next deploy stops the standby (r1 in blue) before it starts the new release there.
+    let before = world.events().len();
+    let r3 = deploy(&d);
+    assert_eq!(r3.outcome, Outcome::Deployed, "{r3:?}");
+    let events = world.events()[before..].to_vec();
+    let stop = events.iter().position(|e| e == "stop hub-blue").unwrap();
+    let start = events.iter().position(|e| e == "start hub-blue").unwrap();
+    assert!(stop < start, "{events:?}");
+    assert_eq!(d.status().unwrap().standby.unwrap().release, r2.release);
+}
+
+#[test]
+fn a_standby_that_is_not_running_is_started_cold() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    let r2 = deploy(&d).release;
+    // The standby died (OOM, a reboot of that slot): the rollback starts it and waits.
+    let fakes = crate::fakes::FakeProcs(world.clone());
+    process_control::ProcessManager::stop(&fakes, "hub-blue", None).unwrap();
+    let before = world.events().len();
+    let back = d.rollback(None, Duration::ZERO).unwrap();
+    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.release, r1);
+    let events = world.events()[before..].to_vec();
+    assert!(events.iter().any(|e| e == "start hub-blue"), "{events:?}");
+    assert!(
+        back.phases[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("ready in slot")
+    );
+    assert_eq!(d.status().unwrap().standby.unwrap().release, r2);
+
+    // A standby that runs but does not answer ready is started cold as well.
+    world.never_ready(&r2);
+    let forward = d.rollback(None, Duration::ZERO).unwrap();
+    assert_eq!(forward.outcome, Outcome::RolledBack, "{forward:?}");
+    assert!(
+        world
+            .events()
+            .iter()
+            .rev()
+            .take(10)
+            .any(|e| e == "start hub-green"),
+        "{:?}",
+        world.events()
+    );
+    // The failed attempt leaves r1 serving and no standby claimed.
+    let status = d.status().unwrap();
+    assert_eq!(status.current.as_deref(), Some(r1.as_str()));
+    assert!(status.standby.is_none(), "{status:?}");
+}
+
+#[test]
+fn keep_standby_false_stops_the_old_release_at_commit() {
+    let (_tmp, world, d) = setup("blue-green", "keep_standby = false");
+    deploy(&d);
+    deploy(&d);
+    assert_eq!(world.running().keys().collect::<Vec<_>>(), ["hub-green"]);
+    assert!(d.status().unwrap().standby.is_none());
+}
+
+#[test]
+fn a_release_whose_process_exits_fails_at_once_not_after_the_ready_timeout() {
+    for strategy in ["restart", "blue-green"] {
+        let (_tmp, world, d) = setup(strategy, "ready_timeout = \"30s\"");
+        let r1 = deploy(&d).release;
+        // Exits at once: one readiness slice, then the process manager says `failed`.
+        world.exit_at_start(&world.next_release_id());
+        let before = world.ready_waits();
+        let report = deploy(&d);
+        assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+        let reason = report.reason.unwrap();
+        assert!(
+            reason.contains("is failed before it became ready"),
+            "{reason}"
+        );
+        assert!(world.ready_waits() - before <= 3, "{reason}");
+        assert_eq!(d.layout().current().as_deref(), Some(r1.as_str()));
+
+        // Runs but never answers: the wait goes on, slice after slice, to the whole budget
+        // (30 s in 300 ms slices; the fake answers at once, so this takes no time).
+        world.heal();
+        world.never_ready(&world.next_release_id());
+        let before = world.ready_waits();
+        let report = deploy(&d);
+        assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+        assert!(world.ready_waits() - before >= 100, "{report:?}");
+    }
 }
