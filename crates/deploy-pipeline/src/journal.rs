@@ -75,6 +75,14 @@ pub enum JournalEntry {
         /// Why.
         reason: String,
     },
+    /// The backup phase made the pre-deploy archive: recorded so that a rollback after a crash
+    /// (`recover`) can restore shared data from it too.
+    BackupMade {
+        /// When.
+        at: String,
+        /// The archive.
+        archive: PathBuf,
+    },
     /// Rolling back to `previous` starts.
     RollbackStarted {
         /// When.
@@ -192,7 +200,12 @@ impl Journal {
             | JournalEntry::PhaseFailed { phase, .. } => Some(*phase),
             _ => None,
         });
+        let backup = entries.iter().rev().find_map(|e| match e {
+            JournalEntry::BackupMade { archive, .. } => Some(archive.clone()),
+            _ => None,
+        });
         Ok(Some(Interrupted {
+            backup,
             op,
             release,
             previous,
@@ -233,6 +246,8 @@ pub struct Interrupted {
     pub commit_started: bool,
     /// The last phase it reached.
     pub last_phase: Option<Phase>,
+    /// The pre-deploy backup it made, if it got that far.
+    pub backup: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -569,6 +569,13 @@ impl Deployer {
             Phase::Preflight => self.preflight(),
             Phase::Backup => {
                 let made = self.backup(id)?;
+                if let Some(archive) = &made {
+                    self.journal(JournalEntry::BackupMade {
+                        at: self.now(),
+                        archive: archive.clone(),
+                    })
+                    .map_err(|e| e.to_string())?;
+                }
                 let detail = made.as_ref().map(|p| p.display().to_string());
                 run.backup = made;
                 Ok(detail.or(Some("skipped".to_owned())))
@@ -1323,7 +1330,7 @@ impl Deployer {
                 i.previous.as_deref(),
                 i.from_slot,
                 i.to_slot,
-                None,
+                i.backup.as_deref(),
             )
             .map(|d| match &i.previous {
                 Some(p) => format!("rolled back to {p} ({d})"),

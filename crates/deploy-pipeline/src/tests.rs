@@ -542,3 +542,123 @@ fn a_release_whose_process_exits_fails_at_once_not_after_the_ready_timeout() {
         assert!(world.ready_waits() - before >= 100, "{report:?}");
     }
 }
+
+/// A restart-strategy deployer over the fakes, except that commands really run (the build
+/// changes shared data), with `restore_shared_on_rollback` as given. Shared data starts "v1".
+fn restoring(restore: bool) -> (tempfile::TempDir, FakeWorld, Deployer) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = root.join("shared/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("state"), "v1\n").unwrap();
+    // With the marker, the build corrupts shared data and fails.
+    let build = format!(
+        "if [ -f {m} ]; then echo v2 > {s}; exit 1; fi",
+        m = root.join("corrupt").display(),
+        s = data.join("state").display()
+    );
+    let text = format!(
+        r#"
+[service]
+name = "hub"
+build = ["sh", "-c", {build:?}]
+start = ["app", "{{release_id}}", "{{port}}"]
+port = 17000
+[layout]
+root = "{root}"
+shared = ["data/"]
+[deploy]
+strategy = "restart"
+restore_shared_on_rollback = {restore}
+"#,
+        root = root.display()
+    );
+    let manifest = DeployManifest::from_str(root.join("cutover.toml"), &text).unwrap();
+    let world = FakeWorld::new();
+    let mut env = world.environment();
+    env.runner = Box::new(crate::SystemRunner);
+    (tmp, world, Deployer::new(manifest, env))
+}
+
+fn shared_state(d: &Deployer) -> String {
+    std::fs::read_to_string(d.layout().shared_dir().join("data/state")).unwrap()
+}
+
+#[test]
+fn restore_shared_on_rollback_puts_the_pre_deploy_data_back_only_when_asked() {
+    for restore in [true, false] {
+        let (tmp, _world, d) = restoring(restore);
+        let r1 = deploy(&d);
+        assert_eq!(r1.outcome, Outcome::Deployed, "{r1:?}");
+        assert_eq!(shared_state(&d), "v1\n");
+        std::fs::write(tmp.path().join("corrupt"), "").unwrap();
+        let r2 = deploy(&d);
+        assert_eq!(r2.outcome, Outcome::RolledBack, "{r2:?}");
+        let rollback = r2.phases.last().unwrap().detail.clone().unwrap();
+        if restore {
+            assert_eq!(shared_state(&d), "v1\n", "{rollback}");
+            assert!(rollback.contains("restored shared data from"), "{rollback}");
+        } else {
+            assert_eq!(shared_state(&d), "v2\n", "{rollback}");
+            assert!(!rollback.contains("restored"), "{rollback}");
+        }
+        // The release is linked to the (restored) shared directory.
+        assert_eq!(d.layout().current().as_deref(), Some(r1.release.as_str()));
+    }
+}
+
+#[test]
+fn recover_after_a_crash_restores_shared_data_from_the_backup_named_in_the_journal() {
+    for restore in [true, false] {
+        let (_tmp, _world, d) = restoring(restore);
+        let r1 = deploy(&d).release;
+        // A deploy that made its backup, then changed shared data and was killed in build.
+        let mut opts = backup_archive::CreateOptions::new(
+            vec![d.layout().shared_dir()],
+            d.layout().backups_dir(),
+        );
+        opts.id = Some("pre-r2".to_owned());
+        let archive = backup_archive::create(&opts, &backup_archive::NoProgress)
+            .unwrap()
+            .archive;
+        std::fs::write(d.layout().shared_dir().join("data/state"), "v2\n").unwrap();
+        let journal = crate::Journal::new(d.layout().journal_file());
+        journal
+            .begin(&JournalEntry::Begin {
+                at: "t".into(),
+                op: Operation::Deploy,
+                release: "r2".into(),
+                previous: Some(r1.clone()),
+                from_slot: Some(Slot::Single),
+                to_slot: Slot::Single,
+            })
+            .unwrap();
+        for entry in [
+            JournalEntry::PhaseStarted {
+                at: "t".into(),
+                phase: Phase::Backup,
+            },
+            JournalEntry::BackupMade {
+                at: "t".into(),
+                archive: archive.clone(),
+            },
+            JournalEntry::PhaseDone {
+                at: "t".into(),
+                phase: Phase::Backup,
+            },
+            JournalEntry::PhaseStarted {
+                at: "t".into(),
+                phase: Phase::Build,
+            },
+        ] {
+            journal.append(&entry).unwrap();
+        }
+        let interrupted = d.status().unwrap().interrupted.unwrap();
+        assert_eq!(interrupted.backup.as_deref(), Some(archive.as_path()));
+        let report = d.recover(Duration::ZERO).unwrap();
+        assert!(report.healthy, "{report:?}");
+        let expected = if restore { "v1\n" } else { "v2\n" };
+        assert_eq!(shared_state(&d), expected, "{report:?}");
+        assert_eq!(d.layout().current().as_deref(), Some(r1.as_str()));
+    }
+}
