@@ -15,7 +15,9 @@ use crate::spec::{
 };
 
 /// Which service manager runs the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ManagerKind {
     /// The built-in supervisor (no root, no systemd).
@@ -49,7 +51,7 @@ pub enum ManagerKind {
 /// ```
 ///
 /// Unknown keys are refused. Durations are humantime strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ProcessConfig {
@@ -59,25 +61,31 @@ pub struct ProcessConfig {
     pub restart: Option<RestartPolicy>,
     /// First restart delay.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub backoff: Option<Duration>,
     /// Largest restart delay.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub backoff_max: Option<Duration>,
     /// Starts allowed within `start_limit_interval`.
     pub start_limit_burst: Option<u32>,
     /// The window of the start limit.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub start_limit_interval: Option<Duration>,
     /// Uptime after which the backoff starts over.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub reset_after: Option<Duration>,
     /// The first signal of a stop.
     pub stop_signal: Option<StopSignal>,
     /// The grace period of a stop before SIGKILL.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub stop_timeout: Option<Duration>,
     /// How long a start may take to become ready.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub start_timeout: Option<Duration>,
     /// How readiness is known.
     pub readiness: Option<Readiness>,

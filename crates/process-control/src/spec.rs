@@ -183,7 +183,9 @@ pub(crate) fn is_credential_name(name: &str) -> bool {
 }
 
 /// How secrets reach the service: never through argv.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SecretDelivery {
     /// As environment variables named by the secret's key.
@@ -205,7 +207,9 @@ impl SecretDelivery {
 }
 
 /// When a service that exited is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// After a non-zero exit, a signal or a readiness timeout.
@@ -302,7 +306,9 @@ impl RestartSpec {
 }
 
 /// A signal a service can be asked to stop with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum StopSignal {
     /// SIGTERM.
@@ -360,7 +366,7 @@ impl Default for StopSpec {
 }
 
 /// How the supervisor knows the service is ready.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Readiness {
     /// Ready as soon as it runs.
@@ -374,6 +380,7 @@ pub enum Readiness {
         argv: Vec<String>,
         /// Time between tries.
         #[serde(with = "humantime_serde", default = "default_probe_interval")]
+        #[schemars(with = "String")]
         interval: Duration,
     },
 }
@@ -402,7 +409,7 @@ pub struct ListenSocket {
 /// | `memory_max` | `RLIMIT_DATA` | caps private writable *virtual* memory (heap, anonymous mappings) of each process, not the RSS of the group; an allocation beyond it fails with ENOMEM instead of an OOM kill |
 /// | `tasks_max` | `RLIMIT_NPROC` | counts every process and thread of the service's **user**, not of the service; not enforced for root (or `CAP_SYS_RESOURCE`) |
 /// | `cpu_quota_percent` | not applied | `RLIMIT_CPU` limits total CPU seconds, not a rate, so there is no honest equivalent: `CPUQuota=` is systemd-only |
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceLimits {
     /// Open files (`LimitNOFILE=`).
@@ -417,7 +424,9 @@ pub struct ResourceLimits {
 
 /// Network reach of the service (a manifest choice: a service calling external APIs needs
 /// `egress`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkAccess {
     /// Only localhost (`IPAddressDeny=any`, `IPAddressAllow=localhost`).
