@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::EdgeError;
 
 /// `[proxy]`: the reverse proxy in front of the service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Which proxy: `"none"` (the service is reached directly) or `"nginx"`.
@@ -71,11 +71,12 @@ pub struct ProxyConfig {
     pub dir: Option<PathBuf>,
     /// How long a switch waits for nginx to show the new upstream serving.
     #[serde(default = "default_switch_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub switch_timeout: Duration,
 }
 
 /// `[proxy].kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyKind {
     /// No proxy: the deploy pipeline restarts the service in place.
@@ -85,7 +86,9 @@ pub enum ProxyKind {
 }
 
 /// `[proxy].strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Start the new release beside the old one, switch the upstream, drain the old one.
@@ -94,7 +97,7 @@ pub enum Strategy {
 }
 
 /// `[proxy.tls]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// HTTPS listen addresses.
@@ -118,6 +121,7 @@ pub struct TlsConfig {
     pub trusted_certificate: Option<PathBuf>,
     /// `Strict-Transport-Security` max-age (default one year).
     #[serde(default = "default_hsts", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub hsts_max_age: Duration,
 }
 
@@ -138,7 +142,7 @@ impl TlsConfig {
 }
 
 /// One `[[proxy.locations]]` entry: a prefix location proxied to the upstream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationConfig {
     /// URI prefix, such as `/api/`.
@@ -151,11 +155,12 @@ pub struct LocationConfig {
     pub streaming: bool,
     /// `proxy_read_timeout` (default 60 s, 24 h for streaming locations).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub read_timeout: Option<Duration>,
 }
 
 /// A rate limit: `rate` like `10r/s` or `600r/m`, `burst` extra requests served at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Sustained rate, `Nr/s` or `Nr/m`.
@@ -166,13 +171,14 @@ pub struct RateLimit {
 }
 
 /// `[proxy.admin]`: paths that change the service, never published without protection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// URI prefixes of the admin endpoints.
     pub paths: Vec<String>,
     /// A bearer token (a secret reference, never a value) the client must send.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub token: Option<SecretRef>,
     /// Client addresses or CIDR ranges allowed; everyone else gets 403.
     #[serde(default)]
