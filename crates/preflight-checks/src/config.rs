@@ -30,7 +30,7 @@ use crate::units::{FileMode, Level, Size};
 use crate::{Check, PreflightError};
 
 /// The `[preflight]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreflightConfig {
     /// Ids whose failures become warnings; `"all"` ignores every failure.
@@ -42,7 +42,7 @@ pub struct PreflightConfig {
 }
 
 /// One `[[preflight.check]]` entry, chosen by its `kind`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CheckSpec {
@@ -86,7 +86,7 @@ pub enum CheckSpec {
 macro_rules! spec {
     ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Default, Deserialize)]
+        #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// The check's id (default: the kind).
@@ -94,6 +94,7 @@ macro_rules! spec {
             pub id: Option<String>,
             /// How long the check may take (`"30s"`).
             #[serde(default, with = "humantime_serde")]
+            #[schemars(with = "Option<String>")]
             pub timeout: Option<Duration>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
@@ -194,6 +195,7 @@ spec!(
         command: Vec<String>,
         /// A semver requirement (`">=1.1, <2"`).
         #[serde(default)]
+        #[schemars(with = "Option<String>")]
         require: Option<semver::VersionReq>,
     }
 );

@@ -203,6 +203,46 @@ impl<'de> Deserialize<'de> for FileMode {
     }
 }
 
+/// A schema for the values that [`NumberOrString`] reads.
+fn number_or_string_schema(description: &str) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": description,
+        "type": ["integer", "string"]
+    })
+}
+
+impl schemars::JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_or_string_schema("Bytes: an integer or a string such as \"10GB\" or \"512 MiB\".")
+    }
+}
+
+impl schemars::JsonSchema for Level {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Level".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_or_string_schema(
+            "An amount (an integer, or a size such as \"10GB\") or a percentage such as \"10%\".",
+        )
+    }
+}
+
+impl schemars::JsonSchema for FileMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FileMode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_or_string_schema("Permission bits: an octal string such as \"0600\" or an integer.")
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(
     untagged,
