@@ -18,7 +18,7 @@ use crate::RetentionPolicy;
 /// keep_weekly = 4
 /// keep_monthly = 6
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     /// Files and directories to archive (relative paths resolve against the manifest).
