@@ -42,7 +42,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_SUITE: &str = "default";
 
 /// Where a header value comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HeaderSource {
     /// A literal value, written into the manifest (not for credentials).
@@ -53,10 +53,11 @@ pub enum HeaderSource {
 }
 
 /// A header whose value is a secret reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretHeader {
     /// The secret reference (`env:HUB_TOKEN`); the reference, never the value.
+    #[schemars(with = "String")]
     pub secret: SecretRef,
     /// Literal text put before the secret (`"Bearer "`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -194,7 +195,7 @@ impl ProbeConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
     name: String,
@@ -211,12 +212,15 @@ struct RawProbe {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, HeaderSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     bearer_token: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_set_schema")]
     expect_status: Option<StatusSet>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
     expect_json: Vec<JsonAssertion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     body_regex: Option<String>,
@@ -225,12 +229,14 @@ struct RawProbe {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     max_latency: Option<Duration>,
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ca_file: Option<PathBuf>,
@@ -238,6 +244,25 @@ struct RawProbe {
     insecure: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow_redirects: Option<u8>,
+}
+
+/// A `[[probe]]` entry is read through `RawProbe`, so its schema is that one's.
+impl schemars::JsonSchema for ProbeConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ProbeConfig".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <RawProbe as schemars::JsonSchema>::json_schema(generator)
+    }
+}
+
+fn status_set_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Accepted status codes: 200, \"2xx\", \"200,204\" or a list of those.",
+        "type": ["integer", "string", "array"],
+        "items": { "type": ["integer", "string"] }
+    })
 }
 
 impl TryFrom<RawProbe> for ProbeConfig {
