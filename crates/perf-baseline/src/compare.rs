@@ -61,8 +61,21 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
+impl schemars::JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percent".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A percentage such as \"10%\", or a fraction such as 0.1.",
+            "type": ["string", "number"]
+        })
+    }
+}
+
 /// How far each figure may move before the verdict changes (`[perf.tolerances]`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tolerances {
     /// Allowed p50 growth.

@@ -38,7 +38,7 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[perf]`: what to load, how hard, for how long, and how much a figure may move.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PerfConfig {
     /// The endpoints (`[[perf.endpoint]]`).
@@ -52,15 +52,18 @@ pub struct PerfConfig {
     pub rate: Option<f64>,
     /// Measured duration (default 10 s), unless `requests` is set.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub duration: Option<Duration>,
     /// Measured requests instead of a duration.
     #[serde(default)]
     pub requests: Option<u64>,
     /// Uncounted warm-up (default none).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub warmup: Option<Duration>,
     /// Request timeout (default 10 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Where the baseline lives, relative to the manifest.
     #[serde(default)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::PerfError;
 
 /// One kind of request in the load, as written in `[[perf.endpoint]]` or given by `--url`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// A short name for reports (default: the method and path).
