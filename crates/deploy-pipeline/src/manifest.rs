@@ -526,25 +526,25 @@ struct ManifestSchema {
     layout: Option<LayoutConfig>,
     /// `[process]` (process-control's ProcessConfig): manager, restart, backoff, stop_timeout, …
     #[serde(default)]
-    process: Option<serde_json::Map<String, serde_json::Value>>,
+    process: Option<process_control::ProcessConfig>,
     /// `[proxy]` (edge-proxy's ProxyConfig): kind, listen_http, control_listen, tls, …
     #[serde(default)]
-    proxy: Option<serde_json::Map<String, serde_json::Value>>,
+    proxy: Option<edge_proxy::ProxyConfig>,
     /// `[preflight]` (preflight-checks' PreflightConfig): checks and ignore list.
     #[serde(default)]
-    preflight: Option<serde_json::Map<String, serde_json::Value>>,
+    preflight: Option<preflight_checks::PreflightConfig>,
     /// `[backup]` (backup-archive's BackupConfig): paths, include/exclude, dest, retention.
     #[serde(default)]
-    backup: Option<serde_json::Map<String, serde_json::Value>>,
+    backup: Option<backup_archive::BackupConfig>,
     /// `[[probe]]` (health-probe's ProbeConfig): the validation suites.
     #[serde(default)]
-    probe: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    probe: Option<Vec<health_probe::ProbeConfig>>,
     /// `[[alert]]` (alert-rules), read by cutover-alerts and cutover-monitor.
     #[serde(default)]
     alert: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// `[perf]` (perf-baseline's PerfConfig): endpoints, load, tolerances, baseline.
     #[serde(default)]
-    perf: Option<serde_json::Map<String, serde_json::Value>>,
+    perf: Option<perf_baseline::PerfConfig>,
     #[serde(default)]
     hooks: Option<HooksConfig>,
     #[serde(default)]
