@@ -321,6 +321,22 @@ fn blue_green_under_load_bad_release_rollback_and_the_read_only_views() {
         let text = std::fs::read_to_string(demo.root().join(file)).unwrap();
         assert!(!text.contains(SECRET), "{file}");
     }
+
+    // r2 waits warm in the other slot: rolling back to it starts nothing, under load.
+    let load = Load::start(demo.http);
+    assert!(wait_until(Duration::from_secs(10), || load
+        .ok
+        .load(Ordering::SeqCst)
+        > 20));
+    let (code, json, _) = demo.run(&["rollback"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(json["release"], r2.as_str());
+    let switch = json["phases"][0]["detail"].as_str().unwrap();
+    assert!(switch.contains("warm standby"), "{json:#}");
+    assert_eq!(failed, 0, "failed requests: {errors:?} ({ok} ok)");
+    assert_eq!(demo.serving().as_deref(), Some(r2.as_str()));
 }
 
 #[test]

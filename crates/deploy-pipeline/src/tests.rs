@@ -662,3 +662,59 @@ fn recover_after_a_crash_restores_shared_data_from_the_backup_named_in_the_journ
         assert_eq!(d.layout().current().as_deref(), Some(r1.as_str()));
     }
 }
+
+#[test]
+fn an_interrupted_rollback_to_the_standby_recovers_to_a_consistent_state() {
+    for commit_started in [false, true] {
+        let (_tmp, world, d) = setup("blue-green", "");
+        let r1 = deploy(&d).release;
+        let r2 = deploy(&d).release; // green serves, r1 warm in blue
+        // A rollback to r1 switched traffic to blue and was killed before (or in) its commit.
+        let journal = crate::Journal::new(d.layout().journal_file());
+        journal
+            .begin(&JournalEntry::Begin {
+                at: "t".into(),
+                op: Operation::Rollback,
+                release: r1.clone(),
+                previous: Some(r2.clone()),
+                from_slot: Some(Slot::Green),
+                to_slot: Slot::Blue,
+            })
+            .unwrap();
+        let mut phases = vec![Phase::Switch, Phase::Validate];
+        if commit_started {
+            phases.push(Phase::Commit);
+        }
+        for phase in phases {
+            journal
+                .append(&JournalEntry::PhaseStarted {
+                    at: "t".into(),
+                    phase,
+                })
+                .unwrap();
+        }
+        crate::env::Traffic::switch(
+            &crate::fakes::FakeTraffic(world.clone()),
+            BLUE.parse().unwrap(),
+            None,
+        )
+        .unwrap();
+        d.layout().set_current(&r1).unwrap();
+        let report = d.recover(Duration::ZERO).unwrap();
+        assert!(report.healthy && !report.was_consistent, "{report:?}");
+        let status = d.status().unwrap();
+        assert!(status.healthy && status.interrupted.is_none(), "{status:?}");
+        let (live, addr) = if commit_started {
+            (&r1, BLUE)
+        } else {
+            (&r2, GREEN)
+        };
+        assert_eq!(status.current.as_deref(), Some(live.as_str()), "{report:?}");
+        assert_eq!(world.upstream(), Some(addr.parse().unwrap()));
+        // The state names a standby only when it runs.
+        if let Some(standby) = &status.standby {
+            assert!(standby.process.starts_with("running"), "{status:?}");
+        }
+        assert!(d.recover(Duration::ZERO).unwrap().was_consistent);
+    }
+}
