@@ -58,8 +58,9 @@ async fn server() -> (String, Seen) {
         .route("/metrics", get(|| async { METRICS }))
         .route(
             "/slow",
+            // Never answers: the client's timeout is what ends the request.
             get(|| async {
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                std::future::pending::<()>().await;
                 "{}"
             }),
         )
@@ -81,7 +82,7 @@ async fn server() -> (String, Seen) {
                         "ok" => StatusCode::OK,
                         "bad" => StatusCode::BAD_REQUEST,
                         "slow" => {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            std::future::pending::<()>().await;
                             StatusCode::OK
                         }
                         // `failN`: the first N attempts fail with 503.
