@@ -874,9 +874,16 @@ impl Deployer {
             if let Ok(status) = self.env.procs.status(service) {
                 use process_control::ServiceState as S;
                 if matches!(status.state, S::Failed | S::Stopped | S::CrashLooping) {
+                    // The manager's message often names the exit already.
                     let exit = status
                         .last_exit
                         .as_ref()
+                        .filter(|x| {
+                            !status
+                                .message
+                                .as_ref()
+                                .is_some_and(|m| m.contains(&x.description))
+                        })
                         .map(|x| format!(" ({})", x.description))
                         .unwrap_or_default();
                     let message = status
