@@ -1,5 +1,6 @@
 //! The narrow traits the pipeline reaches the OS through, so that its logic is tested with
-//! fakes ([`crate::fakes`]) and the real implementations ([`crate::real`]) end to end.
+//! fakes (`crate::fakes`, feature `test-util`) and the real implementations
+//! (`real_environment`) end to end.
 //!
 //! The process manager is process-control's own [`process_control::ProcessManager`] trait.
 

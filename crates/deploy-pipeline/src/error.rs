@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// What went wrong outside a deploy's own phases (those end in a
-/// [`DeployOutcome`](crate::DeployOutcome) instead).
+/// [`Outcome`](crate::Outcome) instead).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeployError {

@@ -29,10 +29,10 @@
 //!   live.
 //! * **The audit log** ([`audit`]): one JSON line per operation.
 //!
-//! The OS sits behind narrow traits ([`env`]): the process manager (process-control's
+//! The OS sits behind narrow traits ([`env`](mod@env)): the process manager (process-control's
 //! [`ProcessManager`](process_control::ProcessManager)), the traffic switch, health checks, the
 //! perf gate, a command runner and the clock. [`real_environment`] wires the real ones;
-//! [`fakes`] (feature `test-util`) has in-memory ones.
+//! `fakes` (feature `test-util`) has in-memory ones.
 //!
 //! # Example
 //! ```
@@ -57,7 +57,7 @@
 //! ```
 //!
 //! # Features
-//! - `test-util`: [`fakes`], an in-memory process manager, traffic switch, health checks,
+//! - `test-util`: `fakes`, an in-memory process manager, traffic switch, health checks,
 //!   runner and clock for tests of code that drives the pipeline.
 
 pub mod audit;
