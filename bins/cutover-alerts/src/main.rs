@@ -484,7 +484,7 @@ fn export(common: &CommonArgs, rules: &[AlertRuleConfig], out: &Path, group: &st
             out.display()
         );
         for (name, why) in &export.skipped {
-            eprintln!("skipped {name}: {why}");
+            eprintln!("not exported: {name}: {why}");
         }
     }
     0
