@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How much to measure.
@@ -63,7 +64,6 @@ impl Plan {
 enum Verdict {
     Pass,
     Fail,
-    NotMeasured,
 }
 
 /// One row of the table.
@@ -74,18 +74,6 @@ struct Row {
     runs: String,
     spread: String,
     verdict: Verdict,
-}
-
-impl Row {
-    fn not_measured(goal: &str, why: &str) -> Row {
-        Row {
-            goal: goal.to_owned(),
-            measured: format!("not measured: {why}"),
-            runs: "-".to_owned(),
-            spread: "-".to_owned(),
-            verdict: Verdict::NotMeasured,
-        }
-    }
 }
 
 /// Runs the benchmarks and writes docs/benchmarks.md.
@@ -119,6 +107,8 @@ pub(crate) fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "cutover-preflight",
             "-p",
             "cutover-monitor",
+            "-p",
+            "cutover-deploy",
         ],
         "release build",
     )?;
@@ -740,29 +730,438 @@ fn monitor(
     }])
 }
 
-/// The blue-green deploy goals need the deploy pipeline.
+/// Deploys and rollbacks under constant load: blue-green through nginx, and the restart
+/// strategy beside it (load straight at the service port), each in its own temp directory with
+/// its own ports, driving the release `cutover-deploy` as whole processes.
 fn deploy(
-    _root: &Path,
+    root: &Path,
     release: &Path,
     _plan: &Plan,
     details: &mut String,
 ) -> Result<Vec<Row>, String> {
-    let why = if release.join("cutover-deploy").exists() {
-        "this bench does not drive a blue-green deploy under load yet (cutover-deploy is built)"
-    } else {
-        "deploy pipeline not built yet (no target/release/cutover-deploy; this bench does not drive a blue-green deploy under load yet)"
-    };
+    const GOAL_LOAD: &str = "blue-green deploy under constant load: 0 failed requests";
+    const GOAL_ROLLBACK: &str = "rollback ≤ 0.3× the deploy's time";
+    let runs = 3;
+    let bg = deploy_under_load(root, release, "blue-green", runs);
+    let rs = deploy_under_load(root, release, "restart", runs);
     let _ = writeln!(
         details,
-        "### Deploy\n\nNot measured: {why}. Nothing is estimated in its place.\n"
+        "### Deploy\n\n`cutover-deploy --manifest M deploy` then {runs} × (`deploy`, `rollback`) \
+         per strategy, whole processes, wall time, the manifest being xtask/demo/cutover.toml \
+         (pre-flight gate, backup, the demo hub with a 300 ms start delay, ready and validate \
+         probes) with a build step that copies the release demo hub (no cargo) and its own \
+         loopback ports and root in a temp directory. The first deploy is cold and not counted. \
+         During the {runs} deploys and {runs} rollbacks a load thread sends one `GET \
+         /api/health` per new connection (2 s timeouts, 5 ms apart): through nginx for \
+         blue-green, straight at the service port for restart (it has no standby to switch \
+         to). A request fails on any connect, read or timeout error, or a status other than \
+         200. Blue-green keeps the replaced release warm as the standby (`keep_standby`), so \
+         its rollback is a probe and an nginx switch. Everything is stopped by `cutover-deploy \
+         down` at the end.\n"
     );
-    Ok(vec![
-        Row::not_measured(
-            "blue-green deploy under constant load: 0 failed requests",
-            why,
+    let _ = writeln!(
+        details,
+        "| strategy | deploys (ms) | rollbacks (ms) | deploy median (ms) | rollback median (ms) \
+         | rollback / deploy | requests ok | failed |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (name, r) in [("blue-green", &bg), ("restart", &rs)] {
+        match r {
+            Ok(m) => {
+                let _ = writeln!(
+                    details,
+                    "| {name} | {} | {} | {:.0} | {:.0} | {:.2}× | {} | {} |",
+                    join(&m.deploy_ms, 0),
+                    join(&m.rollback_ms, 0),
+                    median(&m.deploy_ms),
+                    median(&m.rollback_ms),
+                    m.ratio(),
+                    m.ok,
+                    m.failed
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(details, "| {name} | error: {e} | - | - | - | - | - | - |");
+            }
+        }
+    }
+    for (name, r) in [("blue-green", &bg), ("restart", &rs)] {
+        if let Ok(m) = r {
+            let _ = writeln!(
+                details,
+                "\n{name}: first (cold) deploy {:.0} ms; load {} requests in {:.1} s ({:.0} req/s){}.",
+                m.first_ms,
+                m.ok + m.failed,
+                m.load_seconds,
+                (m.ok + m.failed) as f64 / m.load_seconds.max(1e-9),
+                if m.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; first failures: {}", m.errors.join("; "))
+                }
+            );
+        }
+    }
+    details.push('\n');
+    let bg = match bg {
+        Ok(m) => m,
+        Err(e) => {
+            let row = |goal: &str| Row {
+                goal: goal.to_owned(),
+                measured: format!("error: {e}"),
+                runs: "-".to_owned(),
+                spread: "-".to_owned(),
+                verdict: Verdict::Fail,
+            };
+            return Ok(vec![row(GOAL_LOAD), row(GOAL_ROLLBACK)]);
+        }
+    };
+    let beside_load = match &rs {
+        Ok(m) => format!(
+            "restart beside it: {} failed of {} (straight at the port)",
+            m.failed,
+            m.ok + m.failed
         ),
-        Row::not_measured("rollback ≤ 0.3× the deploy's time", why),
+        Err(e) => format!("restart beside it: error: {e}"),
+    };
+    let beside_time = match &rs {
+        Ok(m) => format!(
+            "restart: {:.0} vs {:.0} ms, {:.2}×",
+            median(&m.rollback_ms),
+            median(&m.deploy_ms),
+            m.ratio()
+        ),
+        Err(e) => format!("restart: error: {e}"),
+    };
+    let total = bg.ok + bg.failed;
+    let pair_ratios: Vec<f64> = bg
+        .rollback_ms
+        .iter()
+        .zip(&bg.deploy_ms)
+        .map(|(r, d)| r / d)
+        .collect();
+    Ok(vec![
+        Row {
+            goal: GOAL_LOAD.to_owned(),
+            measured: format!(
+                "{} failed of {total} requests through nginx over {runs} deploys + {runs} \
+                 rollbacks ({beside_load})",
+                bg.failed
+            ),
+            runs: format!("{runs} deploys + {runs} rollbacks"),
+            spread: "-".to_owned(),
+            verdict: pass(bg.failed == 0 && total > 0),
+        },
+        Row {
+            goal: GOAL_ROLLBACK.to_owned(),
+            measured: format!(
+                "{:.2}× (rollback {:.0} ms vs deploy {:.0} ms, blue-green, ratio of medians; \
+                 {beside_time})",
+                bg.ratio(),
+                median(&bg.rollback_ms),
+                median(&bg.deploy_ms)
+            ),
+            runs: runs.to_string(),
+            spread: spread(&pair_ratios, 2),
+            verdict: pass(bg.ratio() <= 0.3),
+        },
     ])
+}
+
+/// One strategy's deploys and rollbacks under load.
+#[derive(Debug, Default)]
+struct DeployFigures {
+    first_ms: f64,
+    deploy_ms: Vec<f64>,
+    rollback_ms: Vec<f64>,
+    ok: u64,
+    failed: u64,
+    errors: Vec<String>,
+    load_seconds: f64,
+}
+
+impl DeployFigures {
+    /// Median rollback over median deploy.
+    fn ratio(&self) -> f64 {
+        median(&self.rollback_ms) / median(&self.deploy_ms)
+    }
+}
+
+/// A deployment under a temp root; `down` (then the pid files) stops it when dropped.
+struct Deployment {
+    bin: PathBuf,
+    manifest: PathBuf,
+    root: PathBuf,
+    stopped: bool,
+    _dir: TempDir,
+}
+
+impl Deployment {
+    /// Writes the manifest from the demo template with `strategy` and fresh ports.
+    fn new(
+        workspace: &Path,
+        release: &Path,
+        strategy: &str,
+    ) -> Result<(Deployment, SocketAddr), String> {
+        let dir = TempDir::new(&format!("deploy-{strategy}"))?;
+        let source = dir.path.join("source");
+        std::fs::create_dir_all(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+        let template = workspace.join("xtask/demo/cutover.toml");
+        let text = std::fs::read_to_string(&template)
+            .map_err(|e| format!("cannot read {}: {e}", template.display()))?;
+        let holders: Vec<std::net::TcpListener> = (0..4)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot find free ports: {e}"))?;
+        let mut ports = Vec::new();
+        for h in &holders {
+            ports.push(h.local_addr().map_err(|e| e.to_string())?.port());
+        }
+        drop(holders);
+        let root = dir.path.join("root");
+        let hub = release.join("cutover-demo-hub");
+        let mut text = text
+            .replace("@SOURCE@", &source.display().to_string())
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@PORT_BLUE@", &ports[0].to_string())
+            .replace("@PORT_GREEN@", &ports[1].to_string())
+            .replace("@PORT_HTTP@", &ports[2].to_string())
+            .replace("@PORT_CONTROL@", &ports[3].to_string());
+        let lines: [(&str, String); 4] = [
+            (
+                "build = ",
+                format!(
+                    "build = [\"install\", \"-D\", \"{}\", \"bin/hub\"]",
+                    hub.display()
+                ),
+            ),
+            (
+                "artifact = ",
+                "artifact = { path = \"bin/hub\", min_bytes = 102400, executable = true }"
+                    .to_owned(),
+            ),
+            (
+                "start = ",
+                "start = [\"{release}/bin/hub\", \"--listen\", \"{host}:{port}\", \
+                 \"--release-id\", \"{release_id}\"]"
+                    .to_owned(),
+            ),
+            ("strategy = ", format!("strategy = \"{strategy}\"")),
+        ];
+        for (prefix, line) in lines {
+            let old = text
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .ok_or_else(|| format!("{} has no `{prefix}…` line", template.display()))?
+                .to_owned();
+            text = text.replace(&old, &line);
+        }
+        let manifest = dir.path.join("cutover.toml");
+        std::fs::write(&manifest, text)
+            .map_err(|e| format!("cannot write {}: {e}", manifest.display()))?;
+        let target = if strategy == "restart" {
+            ports[0]
+        } else {
+            ports[2]
+        };
+        Ok((
+            Deployment {
+                bin: release.join("cutover-deploy"),
+                manifest,
+                root,
+                stopped: false,
+                _dir: dir,
+            },
+            SocketAddr::from(([127, 0, 0, 1], target)),
+        ))
+    }
+
+    /// Wall time (ms) of one `cutover-deploy` command that must succeed.
+    fn timed(&self, command: &str) -> Result<f64, String> {
+        let t = Instant::now();
+        let out = Command::new(&self.bin)
+            .arg("--manifest")
+            .arg(&self.manifest)
+            .arg(command)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if out.status.success() {
+            Ok(ms)
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            Err(format!(
+                "cutover-deploy {command} failed ({}): {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ))
+        }
+    }
+
+    /// `cutover-deploy down`; on failure, stops what the pid files name.
+    fn down(&mut self) -> Result<(), String> {
+        self.stopped = true;
+        let down = self.timed("down").map(|_| ());
+        if down.is_err() {
+            self.kill_by_pid_files();
+        }
+        down
+    }
+
+    /// The last resort: the nginx master and every slot's supervisor and process group.
+    fn kill_by_pid_files(&self) {
+        let nginx = self.root.join("proxy/logs/nginx.pid");
+        if let Some(pid) = std::fs::read_to_string(&nginx)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            kill(&["-TERM", &pid.to_string()]);
+        }
+        let Ok(slots) = std::fs::read_dir(self.root.join("state/proc")) else {
+            return;
+        };
+        for slot in slots.flatten() {
+            let Some(state) = std::fs::read_to_string(slot.path().join("state.json"))
+                .ok()
+                .and_then(|t| json::parse(&t).ok())
+            else {
+                continue;
+            };
+            if state.pointer("/state").and_then(json::Value::as_str) == Some("stopped") {
+                continue;
+            }
+            if let Some(pgid) = state.pointer("/group/pgid").and_then(json::Value::as_f64) {
+                kill(&["-TERM", "--", &format!("-{pgid:.0}")]);
+            }
+            if let Some(pid) = state
+                .pointer("/supervisor/pid")
+                .and_then(json::Value::as_f64)
+            {
+                kill(&["-TERM", &format!("{pid:.0}")]);
+            }
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.down();
+        }
+    }
+}
+
+/// `kill ARGS`, quietly, ignoring the outcome (the process may be gone already).
+fn kill(args: &[&str]) {
+    let _ = Command::new("kill")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// First deploy, then `runs` × (deploy, rollback) under a load thread, then `down`.
+fn deploy_under_load(
+    workspace: &Path,
+    release: &Path,
+    strategy: &str,
+    runs: usize,
+) -> Result<DeployFigures, String> {
+    let (mut d, target) = Deployment::new(workspace, release, strategy)?;
+    let mut figures = DeployFigures {
+        first_ms: d.timed("deploy")?,
+        ..DeployFigures::default()
+    };
+    let stop = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        let load = s.spawn(|| load_loop(target, &stop));
+        let mut result = Ok(());
+        for _ in 0..runs {
+            match d.timed("deploy").and_then(|dep| {
+                figures.deploy_ms.push(dep);
+                d.timed("rollback")
+            }) {
+                Ok(rb) => figures.rollback_ms.push(rb),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        match load.join() {
+            Ok(l) => {
+                figures.ok = l.ok;
+                figures.failed = l.failed;
+                figures.errors = l.errors;
+                figures.load_seconds = l.seconds;
+            }
+            Err(_) => result = Err("the load thread panicked".to_owned()),
+        }
+        result
+    });
+    let down = d.down();
+    result?;
+    down?;
+    Ok(figures)
+}
+
+/// What the load thread saw.
+struct Load {
+    ok: u64,
+    failed: u64,
+    errors: Vec<String>,
+    seconds: f64,
+}
+
+/// One `GET /api/health` per connection until `stop` (or a bound), counting the outcomes.
+fn load_loop(target: SocketAddr, stop: &AtomicBool) -> Load {
+    const MAX_REQUESTS: u64 = 200_000;
+    let timeout = Duration::from_secs(2);
+    let mut load = Load {
+        ok: 0,
+        failed: 0,
+        errors: Vec::new(),
+        seconds: 0.0,
+    };
+    let t = Instant::now();
+    while !stop.load(Ordering::Relaxed) && load.ok + load.failed < MAX_REQUESTS {
+        let outcome = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&target, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            write!(
+                s,
+                "GET /api/health HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match outcome {
+            Ok(r) if r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200") => {
+                load.ok += 1;
+            }
+            other => {
+                load.failed += 1;
+                if load.errors.len() < 3 {
+                    load.errors.push(match other {
+                        Ok(r) => format!(
+                            "`{}` at {:.1} s",
+                            r.lines().next().unwrap_or("empty answer"),
+                            t.elapsed().as_secs_f64()
+                        ),
+                        Err(e) => format!("{e} at {:.1} s", t.elapsed().as_secs_f64()),
+                    });
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    load.seconds = t.elapsed().as_secs_f64();
+    load
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -807,7 +1206,6 @@ fn render_table(rows: &[Row]) -> String {
         let verdict = match r.verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "**FAIL**",
-            Verdict::NotMeasured => "not measured",
         };
         let _ = writeln!(
             out,
