@@ -159,7 +159,7 @@ pub fn print_json<T: Serialize>(value: &T) -> std::io::Result<()> {
 
 /// Reports a manifest error on stderr and returns its exit code (78).
 pub fn report_manifest_error(err: &ManifestError) -> i32 {
-    tracing::error!(%err, "invalid configuration");
+    // Printed once, plainly: a log line as well would show the same message twice on stderr.
     eprintln!("error: {err}");
     err.exit_code()
 }
