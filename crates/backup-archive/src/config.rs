@@ -12,7 +12,7 @@ use crate::RetentionPolicy;
 /// [backup]
 /// paths = ["config", "data"]        # what to archive, relative to the manifest
 /// exclude = ["*.log", "data/cache/**"]
-/// dest = "backups"                  # where archives and sidecars go
+/// dest = "backups"                  # where archives and sidecars go (default <root>/backups)
 /// keep_last = 5
 /// keep_daily = 7
 /// keep_weekly = 4
@@ -30,9 +30,11 @@ pub struct BackupConfig {
     /// Globs of paths to leave out (a glob without `/` matches a base name anywhere).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// The backup directory (default `backups`).
-    #[serde(default = "default_dest")]
-    pub dest: PathBuf,
+    /// The backup directory (relative to the manifest). Unset: the deployment's
+    /// `<root>/backups` when the manifest describes one (as the deploy pipeline writes), else
+    /// `backups` beside the manifest ([`Self::dest_or`]).
+    #[serde(default)]
+    pub dest: Option<PathBuf>,
     /// Keep the N newest backups.
     #[serde(default)]
     pub keep_last: u32,
@@ -56,10 +58,6 @@ pub struct BackupConfig {
     pub max_bytes: Option<u64>,
 }
 
-fn default_dest() -> PathBuf {
-    PathBuf::from("backups")
-}
-
 fn default_level() -> u32 {
     6
 }
@@ -70,7 +68,7 @@ impl Default for BackupConfig {
             paths: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
-            dest: default_dest(),
+            dest: None,
             keep_last: 0,
             keep_daily: 0,
             keep_weekly: 0,
@@ -83,6 +81,12 @@ impl Default for BackupConfig {
 }
 
 impl BackupConfig {
+    /// `dest` when set, else `default` (a caller resolves a relative `dest` against the
+    /// manifest's directory).
+    pub fn dest_or(&self, default: &std::path::Path) -> PathBuf {
+        self.dest.clone().unwrap_or_else(|| default.to_path_buf())
+    }
+
     /// The retention rules of this table.
     pub fn retention(&self) -> RetentionPolicy {
         RetentionPolicy {
@@ -110,7 +114,11 @@ mod tests {
     #[test]
     fn parses_with_defaults_and_rejects_unknown_keys() {
         let c: BackupConfig = toml::from_str("paths = [\"a\"]\nkeep_last = 3\n").unwrap();
-        assert_eq!(c.dest, PathBuf::from("backups"));
+        assert_eq!(c.dest, None);
+        assert_eq!(
+            c.dest_or("/srv/backups".as_ref()),
+            PathBuf::from("/srv/backups")
+        );
         assert_eq!(c.retention().keep_last, 3);
         assert_eq!(c.level, 6);
         let err = toml::from_str::<BackupConfig>("keep_lats = 3\n")

@@ -64,6 +64,31 @@ pub enum DeployError {
     },
 }
 
+impl From<live_deployment::LiveError> for DeployError {
+    fn from(e: live_deployment::LiveError) -> Self {
+        use live_deployment::LiveError as L;
+        match e {
+            L::Manifest(e) => Self::Manifest(e),
+            L::Config { path, key, reason } => Self::Config { path, key, reason },
+            L::Io {
+                action,
+                path,
+                source,
+            } => Self::Io {
+                action,
+                path,
+                source,
+            },
+            L::Corrupt { path, reason } => Self::Corrupt { path, reason },
+            L::Release { id, reason } => Self::Release { id, reason },
+            other => Self::Step {
+                step: "read the deployment".to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 impl DeployError {
     pub(crate) fn io(
         action: &'static str,

@@ -121,7 +121,7 @@ impl Journal {
     pub fn begin(&self, entry: &JournalEntry) -> Result<(), DeployError> {
         let mut line = serde_json::to_vec(entry).unwrap_or_default();
         line.push(b'\n');
-        write_atomic(&self.path, &line)
+        Ok(write_atomic(&self.path, &line)?)
     }
 
     /// Appends an entry and fsyncs it.

@@ -86,8 +86,8 @@ pub use manifest::{
 };
 pub use phase::{Phase, Slot};
 pub use pipeline::{
-    DeployReport, Deployer, Outcome, Plan, PlannedPhase, RecoverReport, ReleaseInfo, StandbyInfo,
-    StatusReport,
+    DeployReport, Deployer, Outcome, Plan, PlannedPhase, RecoverReport, ReleaseInfo,
+    ServiceProcess, StandbyInfo, StatusReport,
 };
 pub use real::{
     BaselineGate, NginxTraffic, ProbeHealth, SystemClock, SystemRunner, real_environment,

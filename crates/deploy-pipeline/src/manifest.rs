@@ -6,7 +6,6 @@
 //! read through manifest-loader so that every unknown key is an error with file, line, column
 //! and key (exit 78).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,114 +17,11 @@ use perf_baseline::PerfConfig;
 use preflight_checks::PreflightConfig;
 use process_control::ProcessConfig;
 use schemars::JsonSchema;
-use secret_refs::SecretRef;
 use serde::{Deserialize, Serialize};
 
 use crate::DeployError;
 use crate::phase::Phase;
-
-/// `[service]`: what is deployed and how it runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// The service name: letters, digits, `-`, `_`, `.`; it names the process-manager services.
-    pub name: String,
-    /// The directory a release is built from (relative to the manifest; default `.`).
-    #[serde(default = "default_source")]
-    pub source: PathBuf,
-    /// The build command as argv, run in `source` (never a shell string; write `["sh", "-c",
-    /// "…"]` to ask for a shell). Placeholders: `{release}` (the release directory),
-    /// `{release_id}`. Empty: nothing is built.
-    #[serde(default)]
-    pub build: Vec<String>,
-    /// The build's product, copied from `source` into the release and checked.
-    #[serde(default)]
-    pub artifact: Option<ArtifactConfig>,
-    /// The start command as argv. Placeholders: `{release}` (absolute release directory),
-    /// `{release_id}`, `{port}`, `{host}`, `{root}`, `{shared}`.
-    pub start: Vec<String>,
-    /// The loopback port the service listens on (the `blue` slot under blue-green).
-    pub port: u16,
-    /// The second port, used by the `green` slot under blue-green (required there).
-    #[serde(default)]
-    pub standby_port: Option<u16>,
-    /// The address the service listens on and is probed at (default `127.0.0.1`).
-    #[serde(default = "default_host")]
-    pub host: std::net::IpAddr,
-    /// Plain environment variables for the service (not secret).
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Secrets by variable name: references (`env:`, `file:`, `op://`, `aws-sm://`, `exec:`),
-    /// resolved when the service starts and passed by environment, never shown.
-    #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub secrets: BTreeMap<String, SecretRef>,
-    /// The readiness path probed when no `ready` suite is configured (default `/api/health`).
-    #[serde(default = "default_health_path")]
-    pub health_path: String,
-}
-
-/// `[service].artifact`: what the build must produce.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ArtifactConfig {
-    /// Path relative to `source`; copied to the same relative path inside the release.
-    pub path: PathBuf,
-    /// Smallest acceptable size in bytes (default none).
-    #[serde(default)]
-    pub min_bytes: Option<u64>,
-    /// Largest acceptable size in bytes (default none).
-    #[serde(default)]
-    pub max_bytes: Option<u64>,
-    /// The artifact must be an executable file (default false).
-    #[serde(default)]
-    pub executable: bool,
-}
-
-/// `[layout]`: where releases live on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LayoutConfig {
-    /// The root directory (relative to the manifest; default `/opt/<service.name>`).
-    #[serde(default)]
-    pub root: Option<PathBuf>,
-    /// Releases kept on disk, the current and the last good one always among them (default 5).
-    #[serde(default = "default_keep")]
-    pub keep_releases: usize,
-    /// Files and directories (trailing `/`) under `<root>/shared/` linked into every release.
-    #[serde(default)]
-    pub shared: Vec<String>,
-}
-
-impl Default for LayoutConfig {
-    fn default() -> Self {
-        Self {
-            root: None,
-            keep_releases: default_keep(),
-            shared: Vec::new(),
-        }
-    }
-}
-
-/// How a new release replaces the old one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrategyKind {
-    /// Stop the old release, start the new one in place (short downtime; no proxy needed).
-    Restart,
-    /// Start the new release on the idle port, switch the nginx upstream, drain and stop the old.
-    BlueGreen,
-}
-
-impl StrategyKind {
-    /// The manifest spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Restart => "restart",
-            Self::BlueGreen => "blue-green",
-        }
-    }
-}
+pub use live_deployment::{ArtifactConfig, LayoutConfig, ServiceConfig, StrategyKind};
 
 /// `[deploy]`: strategy, gates and timeouts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -442,35 +338,30 @@ impl DeployManifest {
 
     /// The strategy in effect.
     pub fn strategy(&self) -> StrategyKind {
-        self.deploy.strategy.unwrap_or(
-            if self
-                .proxy
-                .as_ref()
-                .is_some_and(|p| p.kind == ProxyKind::Nginx)
-            {
-                StrategyKind::BlueGreen
-            } else {
-                StrategyKind::Restart
-            },
-        )
+        live_deployment::strategy_for(self.deploy.strategy, self.proxy.as_ref())
     }
 
     /// The layout root (absolute).
     pub fn root(&self) -> PathBuf {
-        match &self.layout.root {
-            Some(root) if root.is_absolute() => root.clone(),
-            Some(root) => self.dir.join(root),
-            None => PathBuf::from("/opt").join(&self.service.name),
-        }
+        live_deployment::root_for(&self.dir, &self.layout, &self.service)
+    }
+
+    /// The deployment this manifest describes, as every other binary reads it.
+    pub fn deployment(&self) -> live_deployment::Deployment {
+        live_deployment::Deployment::new(
+            self.path.clone(),
+            self.dir.clone(),
+            self.service.clone(),
+            &self.layout,
+            self.proxy.clone(),
+            self.deploy.strategy,
+            self.process.manager.unwrap_or_default(),
+        )
     }
 
     /// The nginx prefix: `[proxy] dir`, else `<root>/proxy`.
     pub fn proxy_dir(&self) -> PathBuf {
-        match self.proxy.as_ref().and_then(|p| p.dir.clone()) {
-            Some(dir) if dir.is_absolute() => dir,
-            Some(dir) => self.dir.join(dir),
-            None => self.root().join("proxy"),
-        }
+        live_deployment::proxy_dir_for(&self.dir, self.proxy.as_ref(), &self.root())
     }
 }
 
@@ -486,18 +377,6 @@ fn absolute(path: &Path) -> PathBuf {
 
 fn yes() -> bool {
     true
-}
-fn default_source() -> PathBuf {
-    PathBuf::from(".")
-}
-fn default_host() -> std::net::IpAddr {
-    std::net::IpAddr::from([127, 0, 0, 1])
-}
-fn default_health_path() -> String {
-    "/api/health".to_owned()
-}
-fn default_keep() -> usize {
-    5
 }
 fn default_ready_suite() -> String {
     "ready".to_owned()

@@ -17,6 +17,7 @@ use crate::layout::{DeployState, ReleaseLayout, ReleaseRecord, release_id};
 use crate::lock::{DeployLock, LockOwner, hostname, user_name};
 use crate::manifest::{DeployManifest, StrategyKind};
 use crate::phase::{Phase, Slot};
+use process_control::template;
 
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,8 +112,8 @@ pub struct ReleaseInfo {
 /// `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
-    /// The service.
-    pub service: String,
+    /// The service name (what `service` held before it became the live process).
+    pub service_name: String,
     /// The layout root.
     pub root: PathBuf,
     /// The strategy.
@@ -121,8 +122,17 @@ pub struct StatusReport {
     pub current: Option<String>,
     /// Its slot.
     pub slot: Option<Slot>,
-    /// Where it answers.
+    /// The live release id (the same as `current`).
+    pub release: Option<String>,
+    /// Where users reach it: the proxy's public URL (https when TLS is on), else the slot's
+    /// own address. (Before this field's meaning changed it was the slot's address: that is
+    /// `slot_url` now.)
     pub url: Option<String>,
+    /// The live slot's own address, where the pipeline probes the release as itself.
+    pub slot_url: Option<String>,
+    /// The live slot's process: `{name, state, pid}` (the name is the service's, as
+    /// `service` held alone before).
+    pub service: ServiceProcess,
     /// Whether it answers ready as itself.
     pub healthy: bool,
     /// Why not, when it does not.
@@ -142,6 +152,19 @@ pub struct StatusReport {
     pub lock_holder: Option<String>,
     /// The last audited operation's outcome.
     pub last_outcome: Option<String>,
+}
+
+/// The live slot's process as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceProcess {
+    /// The service name.
+    pub name: String,
+    /// The live slot's process-manager service (`<name>-blue`, …), when a release is live.
+    pub unit: Option<String>,
+    /// The process manager's state (`running`, `stopped`, …; `unknown` when it cannot say).
+    pub state: String,
+    /// The main process.
+    pub pid: Option<u32>,
 }
 
 /// The warm standby as `status` shows it.
@@ -205,6 +228,8 @@ pub struct Plan {
 #[allow(missing_debug_implementations)]
 pub struct Deployer {
     manifest: DeployManifest,
+    /// `--set-env` extras for the release a deploy stages.
+    set_env: BTreeMap<String, String>,
     layout: ReleaseLayout,
     journal: Journal,
     env: Environment,
@@ -213,6 +238,8 @@ pub struct Deployer {
 struct Run {
     phases: Vec<PhaseRecord>,
     backup: Option<PathBuf>,
+    /// The commit the release is built from, passed down (never parsed back out of the id).
+    commit: Option<String>,
 }
 
 impl Deployer {
@@ -222,10 +249,49 @@ impl Deployer {
         let journal = Journal::new(layout.journal_file());
         Self {
             manifest,
+            set_env: BTreeMap::new(),
             layout,
             journal,
             env,
         }
+    }
+
+    /// Extra environment for the release the next deploy stages (`cutover-deploy deploy
+    /// --set-env KEY=VALUE`), recorded in its release record so that a rollback to it runs it
+    /// the same way. Values take the `[service] env` placeholders.
+    ///
+    /// # Errors
+    /// [`DeployError::Config`] for a name listed in `[service] secrets` (secrets come from
+    /// their references, never from the command line), a name that is not a valid variable
+    /// name, or a value with an unknown placeholder.
+    pub fn with_set_env(
+        mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, DeployError> {
+        for (name, value) in vars {
+            let bad = |reason: String| DeployError::Config {
+                path: self.manifest.path.clone(),
+                key: format!("--set-env {name}"),
+                reason,
+            };
+            if self.manifest.service.secrets.contains_key(&name) {
+                return Err(bad(format!(
+                    "{name} is listed in [service] secrets; a secret comes from its reference, never from the command line"
+                )));
+            }
+            if name.is_empty()
+                || name.starts_with(|c: char| c.is_ascii_digit())
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(bad(
+                    "a variable name is letters, digits and '_', not starting with a digit"
+                        .to_owned(),
+                ));
+            }
+            template::check(&value).map_err(|e| bad(e.to_string()))?;
+            self.set_env.insert(name, value);
+        }
+        Ok(self)
     }
 
     /// The layout.
@@ -373,6 +439,7 @@ impl Deployer {
         let mut run = Run {
             phases: Vec::new(),
             backup: None,
+            commit: commit.clone(),
         };
         let mut phases = Vec::new();
         if op == Operation::Deploy {
@@ -580,7 +647,7 @@ impl Deployer {
                 run.backup = made;
                 Ok(detail.or(Some("skipped".to_owned())))
             }
-            Phase::Build => self.build_and_stage(id).map(Some),
+            Phase::Build => self.build_and_stage(id, run.commit.as_deref()).map(Some),
             Phase::Switch => self.switch_to(id, to_slot, from_slot).map(Some),
             Phase::Validate => self
                 .env
@@ -639,27 +706,25 @@ impl Deployer {
         }
     }
 
+    /// What the backup phase archives and where to: `[backup] paths` (else `<root>/shared`)
+    /// to `[backup] dest` (else `<root>/backups`), relative paths against the manifest. The
+    /// same rule `cutover-backup` applies through live-deployment, and `plan` shows.
+    fn backup_target(&self) -> (Vec<PathBuf>, PathBuf) {
+        let b = self.manifest.backup.as_ref();
+        let paths = b.map(|b| b.paths.clone()).unwrap_or_default();
+        let dest = b.and_then(|b| b.dest.clone());
+        (
+            live_deployment::backup_sources(&self.manifest.dir, &self.layout, &paths),
+            live_deployment::backup_dest(&self.manifest.dir, &self.layout, dest.as_deref()),
+        )
+    }
+
     fn backup(&self, id: &str) -> Result<Option<PathBuf>, String> {
         if !self.manifest.deploy.backup {
             return Ok(None);
         }
-        let (sources, dest, config) = match &self.manifest.backup {
-            Some(b) if !b.paths.is_empty() => (
-                b.paths.iter().map(|p| self.manifest.dir.join(p)).collect(),
-                self.manifest.dir.join(&b.dest),
-                Some(b),
-            ),
-            Some(b) => (
-                vec![self.layout.shared_dir()],
-                self.manifest.dir.join(&b.dest),
-                Some(b),
-            ),
-            None => (
-                vec![self.layout.shared_dir()],
-                self.layout.backups_dir(),
-                None,
-            ),
-        };
+        let config = self.manifest.backup.as_ref();
+        let (sources, dest) = self.backup_target();
         let sources: Vec<PathBuf> = sources
             .into_iter()
             .filter(|p: &PathBuf| p.exists())
@@ -697,21 +762,15 @@ impl Deployer {
         Ok(Some(made.archive))
     }
 
-    fn build_and_stage(&self, id: &str) -> Result<String, String> {
+    fn build_and_stage(&self, id: &str, commit: Option<&str>) -> Result<String, String> {
         let dir = self.layout.release_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let service = &self.manifest.service;
         let mut detail = Vec::new();
         if !service.build.is_empty() {
-            let argv: Vec<String> = service
-                .build
-                .iter()
-                .map(|a| {
-                    a.replace("{release}", &dir.to_string_lossy())
-                        .replace("{release_id}", id)
-                })
-                .collect();
+            let argv = template::fill_all(&service.build, &self.placeholders(id, None))
+                .map_err(|e| format!("[service] build: {e}"))?;
             let env = self.hook_env("build", "build", id, None);
             let result = self.env.runner.run(&CommandRequest {
                 argv: &argv,
@@ -783,13 +842,11 @@ impl Deployer {
             .write_record(&ReleaseRecord {
                 id: id.to_owned(),
                 service: service.name.clone(),
-                commit: id
-                    .rsplit_once('-')
-                    .map(|(_, c)| c.to_owned())
-                    .filter(|c| c != "local"),
+                commit: commit.map(str::to_owned),
                 created: self.now(),
                 start: service.start.clone(),
                 env: service.env.clone(),
+                set_env: self.set_env.clone(),
                 secrets: service.secrets.clone(),
                 artifact,
             })
@@ -798,32 +855,45 @@ impl Deployer {
         Ok(detail.join("; "))
     }
 
-    /// The service spec that runs `record` in `slot`.
-    pub fn spec_for(&self, record: &ReleaseRecord, slot: Slot) -> ServiceSpec {
-        let dir = self.layout.release_dir(&record.id);
-        let port = self.port(slot).to_string();
-        let fill = |a: &String| {
-            a.replace("{release}", &dir.to_string_lossy())
-                .replace("{release_id}", &record.id)
-                .replace("{port}", &port)
-                .replace("{host}", &self.manifest.service.host.to_string())
-                .replace("{root}", &self.layout.root().to_string_lossy())
-                .replace("{shared}", &self.layout.shared_dir().to_string_lossy())
+    /// The values of the placeholders for release `id` (in `slot`, which gives `{port}`).
+    fn placeholders(&self, id: &str, slot: Option<Slot>) -> template::Placeholders {
+        template::Placeholders {
+            release: Some(self.layout.release_dir(id).to_string_lossy().into_owned()),
+            release_id: Some(id.to_owned()),
+            port: slot.map(|s| self.port(s)),
+            host: Some(self.manifest.service.host.to_string()),
+            root: Some(self.layout.root().to_string_lossy().into_owned()),
+            shared: Some(self.layout.shared_dir().to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The service spec that runs `record` in `slot`: its start argv and environment (the
+    /// recorded `env`, then its `--set-env` extras) with every placeholder filled.
+    ///
+    /// # Errors
+    /// A placeholder the record uses that is unknown (a record written by an older cutover).
+    pub fn spec_for(&self, record: &ReleaseRecord, slot: Slot) -> Result<ServiceSpec, String> {
+        let values = self.placeholders(&record.id, Some(slot));
+        let fill = |what: &str, a: &String| {
+            template::fill(a, &values).map_err(|e| format!("release {} {what}: {e}", record.id))
         };
-        let argv: Vec<String> = record.start.iter().map(fill).collect();
-        let mut spec = ServiceSpec::new(slot.service_name(&self.manifest.service.name), argv);
-        spec.environment = record
-            .env
+        let argv = record
+            .start
             .iter()
-            .map(|(k, v)| (k.clone(), fill(v)))
-            .collect();
+            .map(|a| fill("start", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut spec = ServiceSpec::new(slot.service_name(&self.manifest.service.name), argv);
+        for (k, v) in record.env.iter().chain(&record.set_env) {
+            spec.environment.insert(k.clone(), fill(k, v)?);
+        }
+        let port = self.port(slot).to_string();
         spec.environment
             .insert("CUTOVER_RELEASE".into(), record.id.clone());
-        spec.environment.insert("CUTOVER_PORT".into(), port.clone());
+        spec.environment.insert("CUTOVER_PORT".into(), port);
         spec.secrets = record.secrets.clone();
-        spec.working_directory = Some(dir);
+        spec.working_directory = Some(self.layout.release_dir(&record.id));
         self.manifest.process.apply_to(&mut spec);
-        spec
+        Ok(spec)
     }
 
     /// Starts `id` in `slot` unless it already answers ready there as itself.
@@ -839,7 +909,7 @@ impl Deployer {
             return Ok(());
         }
         let record = self.layout.read_record(id).map_err(|e| e.to_string())?;
-        let spec = self.spec_for(&record, slot);
+        let spec = self.spec_for(&record, slot)?;
         self.env
             .procs
             .stop(&spec.name, None)
@@ -1480,7 +1550,7 @@ impl Deployer {
         let state = self.layout.load_state()?;
         let current = self.current();
         let slot = current.as_ref().and(state.slot);
-        let (healthy, health_reason, url) = match (&current, slot) {
+        let (healthy, health_reason, slot_url) = match (&current, slot) {
             (Some(id), Some(slot)) => {
                 let target = self.target(id, slot);
                 let r = self.env.health.wait_ready(&target, Duration::from_secs(2));
@@ -1488,18 +1558,49 @@ impl Deployer {
             }
             _ => (false, Some("nothing deployed".to_owned()), None),
         };
+        let url = slot_url.as_ref().map(|slot_url| {
+            self.manifest
+                .deployment()
+                .public_url()
+                .unwrap_or_else(|| slot_url.clone())
+        });
+        let name = self.manifest.service.name.clone();
+        let service = match slot.filter(|_| current.is_some()) {
+            None => ServiceProcess {
+                name,
+                unit: None,
+                state: "not-deployed".to_owned(),
+                pid: None,
+            },
+            Some(slot) => {
+                let unit = slot.service_name(&name);
+                let (state, pid) = match self.env.procs.status(&unit) {
+                    Ok(s) => (s.state.as_str().to_owned(), s.pid),
+                    Err(_) => ("unknown".to_owned(), None),
+                };
+                ServiceProcess {
+                    name,
+                    unit: Some(unit),
+                    state,
+                    pid,
+                }
+            }
+        };
         let lock = self.layout.lock_file();
         Ok(StatusReport {
-            service: self.manifest.service.name.clone(),
+            service_name: self.manifest.service.name.clone(),
             root: self.layout.root().to_path_buf(),
             strategy: self.strategy(),
             rollback_target: state
                 .last_good_before(current.as_deref())
                 .map(str::to_owned),
             standby: self.standby_info(&state),
+            release: current.clone(),
             current,
             slot,
             url,
+            slot_url,
+            service,
             healthy,
             health_reason,
             upstream: self
@@ -1609,8 +1710,14 @@ impl Deployer {
             env: s.env.clone(),
             secrets: s.secrets.clone(),
             artifact: None,
+            set_env: self.set_env.clone(),
         };
-        let spec = self.spec_for(&record, slot);
+        let spec = self
+            .spec_for(&record, slot)
+            .map_err(|reason| DeployError::Release {
+                id: id.clone(),
+                reason,
+            })?;
         let d = &self.manifest.deploy;
         let mut phases = Vec::new();
         let mut add = |phase: Phase, action: String| {
@@ -1641,18 +1748,16 @@ impl Deployer {
         add(
             Phase::Backup,
             if d.backup {
-                match &self.manifest.backup {
-                    Some(b) if !b.paths.is_empty() => format!(
-                        "archive {:?} to {}",
-                        b.paths,
-                        self.manifest.dir.join(&b.dest).display()
-                    ),
-                    _ => format!(
-                        "archive {} to {}",
-                        self.layout.shared_dir().display(),
-                        self.layout.backups_dir().display()
-                    ),
-                }
+                let (sources, dest) = self.backup_target();
+                format!(
+                    "archive {} to {}",
+                    sources
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    dest.display()
+                )
             } else {
                 "skipped (deploy.backup = false)".to_owned()
             },

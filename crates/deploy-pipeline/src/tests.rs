@@ -267,7 +267,8 @@ fn an_interrupted_deploy_before_commit_rolls_back_and_after_commit_rolls_forward
         d.layout().save_state(&state).unwrap();
         let env = FakeWorld::environment(&world);
         let r1_spec = Deployer::new(d.manifest().clone(), env)
-            .spec_for(&d.layout().read_record(&r1).unwrap(), Slot::Blue);
+            .spec_for(&d.layout().read_record(&r1).unwrap(), Slot::Blue)
+            .unwrap();
         process_control::ProcessManager::start(&crate::fakes::FakeProcs(world.clone()), &r1_spec)
             .unwrap();
         let journal = crate::Journal::new(d.layout().journal_file());

@@ -77,6 +77,7 @@ mod manager;
 mod spec;
 mod supervised;
 mod systemd;
+pub mod template;
 
 pub use config::{ManagerKind, ProcessConfig};
 pub use error::ProcError;
