@@ -90,8 +90,34 @@ fn listen_http(root: &Path) -> Option<String> {
     Some(line[start..end].to_owned())
 }
 
+/// `--demo-env KEY=VALUE` (or `--demo-env=KEY=VALUE`) becomes cutover-deploy's
+/// `--set-env KEY=VALUE`: extra environment for the release being deployed, so that anyone can
+/// watch a bad release (`CUTOVER_DEMO_HEALTH_STATE=starting`) be rolled back by itself.
+fn demo_env_to_set_env(extra: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--demo-env" {
+            let pair = args
+                .next()
+                .ok_or("--demo-env needs KEY=VALUE (CUTOVER_DEMO_HEALTH_STATE=starting)")?;
+            out.extend(["--set-env".to_owned(), pair.clone()]);
+        } else if let Some(pair) = arg.strip_prefix("--demo-env=") {
+            out.extend(["--set-env".to_owned(), pair.to_owned()]);
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// `cargo xtask deploy|rollback|status|down`.
 pub(crate) fn run(root: &Path, task: &str, extra: &[String]) -> Result<(), String> {
+    let extra = if task == "deploy" {
+        demo_env_to_set_env(extra)?
+    } else {
+        extra.to_vec()
+    };
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let code = match task {
         "deploy" => cutover_deploy(root, &[&["deploy"][..], &extra].concat())?,

@@ -19,7 +19,7 @@ const TASKS: &[(&str, &str)] = &[
     ),
     (
         "deploy",
-        "deploy the bundled demo service locally through every phase",
+        "deploy the bundled demo service locally through every phase (--demo-env KEY=VALUE: extra environment for this release)",
     ),
     (
         "rollback",

@@ -1,7 +1,11 @@
 //! `cutover-backup`: create, verify, list, restore and prune cutover backups.
 //!
 //! Reads `[backup]` from cutover.toml (or `--manifest PATH`) for defaults; every value can also
-//! be given by flags. `--json` prints one JSON document with a top-level `status`. Exit codes:
+//! be given by flags. When the manifest describes a deployment (it has `[service]`), the
+//! defaults are the pipeline's own: `dest` is `[backup] dest`, else `<root>/backups`, and the
+//! sources are `[backup] paths`, else `<root>/shared` (live-deployment holds the rule, so
+//! `cutover-backup list` shows exactly the backups a deploy made). Without a deployment, `dest`
+//! defaults to `backups` beside the manifest (or in the current directory). `--json` prints one JSON document with a top-level `status`. Exit codes:
 //! 0 ok, 2 failed (a corrupt archive or a refused entry included), 3 could not evaluate,
 //! 64 usage, 78 invalid configuration.
 
@@ -42,7 +46,8 @@ enum Command {
     },
     /// List the backups in a directory, oldest first by recorded creation time.
     List {
-        /// The backup directory (default: [backup].dest).
+        /// The backup directory (default: [backup].dest, else <root>/backups of the manifest's
+        /// deployment, else ./backups).
         dir: Option<PathBuf>,
     },
     /// Restore an archive into a directory via a verified staging directory and an atomic swap.
@@ -71,10 +76,12 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct CreateArgs {
-    /// A file or directory to archive (repeatable; default: [backup].paths).
+    /// A file or directory to archive (repeatable; default: [backup].paths, else <root>/shared
+    /// of the manifest's deployment).
     #[arg(long = "source", value_name = "PATH")]
     sources: Vec<PathBuf>,
-    /// The backup directory (default: [backup].dest).
+    /// The backup directory (default: [backup].dest, else <root>/backups of the manifest's
+    /// deployment, else ./backups).
     #[arg(long)]
     dest: Option<PathBuf>,
     /// A glob of paths to leave out (repeatable; added to [backup].exclude).
@@ -105,7 +112,8 @@ struct CreateArgs {
 
 #[derive(Debug, clap::Args)]
 struct PruneArgs {
-    /// The backup directory (default: [backup].dest).
+    /// The backup directory (default: [backup].dest, else <root>/backups of the manifest's
+    /// deployment, else ./backups).
     dir: Option<PathBuf>,
     /// Keep the N newest backups.
     #[arg(long)]
@@ -138,10 +146,12 @@ fn main() {
     std::process::exit(run(&cli));
 }
 
-/// The `[backup]` table and the manifest's directory (relative paths resolve against it).
+/// The `[backup]` table, the manifest's directory (relative paths resolve against it) and the
+/// deployment the manifest describes, if any.
 struct Config {
     table: BackupConfig,
     base: PathBuf,
+    deployment: Option<live_deployment::Deployment>,
 }
 
 fn load_config(common: &CommonArgs) -> Result<Config, i32> {
@@ -152,21 +162,44 @@ fn load_config(common: &CommonArgs) -> Result<Config, i32> {
         None => Ok(Config {
             table: BackupConfig::default(),
             base: PathBuf::from("."),
+            deployment: None,
         }),
         Some(m) => {
             let table = m
                 .table::<BackupConfig>("backup")
                 .map_err(|e| cutover_cli::report_manifest_error(&e))?
                 .unwrap_or_default();
+            let deployment = live_deployment::Deployment::of(&m).map_err(|e| {
+                eprintln!("cutover-backup: {e}");
+                e.exit_code()
+            })?;
             Ok(Config {
                 table,
                 base: m.dir(),
+                deployment,
             })
         }
     }
 }
 
 impl Config {
+    /// The backup directory: `[backup] dest`, else the deployment's `<root>/backups`, else
+    /// `backups` beside the manifest.
+    fn dest(&self) -> PathBuf {
+        match &self.deployment {
+            Some(d) => d.backup_dest(self.table.dest.as_deref()),
+            None => self.resolve(&self.table.dest_or(Path::new("backups"))),
+        }
+    }
+
+    /// The default sources: `[backup] paths`, else the deployment's `<root>/shared`.
+    fn sources(&self) -> Vec<PathBuf> {
+        match &self.deployment {
+            Some(d) => d.backup_sources(&self.table.paths),
+            None => self.table.paths.iter().map(|p| self.resolve(p)).collect(),
+        }
+    }
+
     fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
@@ -212,9 +245,7 @@ fn run(cli: &Cli) -> i32 {
             }
         }
         Command::List { dir } => {
-            let dir = dir
-                .clone()
-                .unwrap_or_else(|| config.resolve(&config.table.dest));
+            let dir = dir.clone().unwrap_or_else(|| config.dest());
             match backup_archive::list(&dir) {
                 Ok(l) => {
                     if json {
@@ -278,7 +309,7 @@ fn run(cli: &Cli) -> i32 {
 fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) -> i32 {
     let t = &config.table;
     let sources: Vec<PathBuf> = if a.sources.is_empty() {
-        t.paths.iter().map(|p| config.resolve(p)).collect()
+        config.sources()
     } else {
         a.sources.clone()
     };
@@ -286,10 +317,10 @@ fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) 
         return usage(
             json,
             "create",
-            "no sources: pass --source PATH or set [backup].paths in cutover.toml",
+            "no sources: pass --source PATH or set [backup].paths (or [service] and [layout], for <root>/shared) in cutover.toml",
         );
     }
-    let dest = a.dest.clone().unwrap_or_else(|| config.resolve(&t.dest));
+    let dest = a.dest.clone().unwrap_or_else(|| config.dest());
     let mut opts = CreateOptions::new(sources, dest);
     opts.exclude = t.exclude.iter().chain(&a.exclude).cloned().collect();
     opts.include = t.include.iter().chain(&a.include).cloned().collect();
@@ -345,7 +376,7 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
             "no retention rule: pass --keep-last N (or --keep-daily/weekly/monthly) or set them in [backup]",
         );
     }
-    let dir = a.dir.clone().unwrap_or_else(|| config.resolve(&t.dest));
+    let dir = a.dir.clone().unwrap_or_else(|| config.dest());
     let opts = PruneOptions {
         dry_run: a.dry_run,
         leftover_age: a.leftover_age,

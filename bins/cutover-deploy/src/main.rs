@@ -36,7 +36,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build and deploy a new release from the manifest's source (exit 0, 2 or 4).
-    Deploy,
+    Deploy {
+        /// Extra environment for this release only, KEY=VALUE (repeatable): recorded in the
+        /// release, so a rollback to it runs it the same way. Values take the `[service] env`
+        /// placeholders. Never for secrets: a name listed in `[service] secrets` is refused.
+        #[arg(long = "set-env", value_name = "KEY=VALUE", value_parser = parse_pair)]
+        set_env: Vec<(String, String)>,
+    },
     /// Bring back the last good release before the current one, or the one named.
     Rollback {
         /// The release id to roll back to (default: the last good release).
@@ -62,6 +68,12 @@ enum Cmd {
     Down,
     /// Print the JSON Schema of cutover.toml.
     Schema,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())
 }
 
 fn main() {
@@ -101,9 +113,15 @@ fn run(cli: &Cli) -> i32 {
         Ok(env) => env,
         Err(e) => return fail(cli, &e),
     };
-    let deployer = Deployer::new(manifest, env);
+    let mut deployer = Deployer::new(manifest, env);
+    if let Cmd::Deploy { set_env } = &cli.command {
+        deployer = match deployer.with_set_env(set_env.iter().cloned()) {
+            Ok(d) => d,
+            Err(e) => return fail(cli, &e),
+        };
+    }
     match &cli.command {
-        Cmd::Deploy => report_operation(cli, deployer.deploy(cli.lock_wait)),
+        Cmd::Deploy { .. } => report_operation(cli, deployer.deploy(cli.lock_wait)),
         Cmd::Rollback { to } => {
             report_operation(cli, deployer.rollback(to.as_deref(), cli.lock_wait))
         }
@@ -119,7 +137,7 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(status, &s);
                 } else {
-                    println!("service   {} ({})", s.service, s.strategy.as_str());
+                    println!("service   {} ({})", s.service_name, s.strategy.as_str());
                     println!("root      {}", s.root.display());
                     println!(
                         "current   {}{}",
@@ -127,7 +145,16 @@ fn run(cli: &Cli) -> i32 {
                         s.slot.map(|x| format!(" in slot {x}")).unwrap_or_default()
                     );
                     if let Some(url) = &s.url {
-                        println!("serving   {url}");
+                        println!("url       {url}");
+                    }
+                    if let Some(url) = &s.slot_url {
+                        println!(
+                            "slot      {url}{}",
+                            match s.service.pid {
+                                Some(pid) => format!(" ({}, pid {pid})", s.service.state),
+                                None => format!(" ({})", s.service.state),
+                            }
+                        );
                     }
                     if let Some(u) = s.upstream {
                         println!("proxy     upstream {u}");

@@ -1,6 +1,8 @@
 //! `cutover-edge`: render, check, start, switch and stop the nginx in front of a service, so
 //! that scripted pipelines can drive the proxy themselves. Settings come from cutover.toml's
-//! `[proxy]` table when a manifest is found, and from flags for one-off use (flags win).
+//! `[proxy]` table when a manifest is found, and from flags for one-off use (flags win). The
+//! instance's directory defaults to `[proxy] dir`, else, when the manifest describes a
+//! deployment, the pipeline's own `<root>/proxy`.
 //!
 //! Exit codes: 0 done; 2 failed (a switch that was refused or not confirmed leaves traffic on
 //! the previous upstream); 3 nginx is not installed; 64 usage; 78 invalid configuration.
@@ -72,7 +74,8 @@ struct ProxyArgs {
 
 #[derive(Debug, Args)]
 struct UpArgs {
-    /// The instance's directory (nginx prefix); default `[proxy] dir`.
+    /// The instance's directory (nginx prefix); default `[proxy] dir`, else the
+    /// deployment's `<root>/proxy`.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The upstream to serve first.
@@ -87,7 +90,8 @@ struct UpArgs {
 
 #[derive(Debug, Args)]
 struct SwitchArgs {
-    /// The instance's directory; default `[proxy] dir`.
+    /// The instance's directory; default `[proxy] dir`, else the
+    /// deployment's `<root>/proxy`.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The upstream to move traffic to.
@@ -100,7 +104,8 @@ struct SwitchArgs {
 
 #[derive(Debug, Args)]
 struct DownArgs {
-    /// The instance's directory; default `[proxy] dir`.
+    /// The instance's directory; default `[proxy] dir`, else the
+    /// deployment's `<root>/proxy`.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// How long each stop step (quit, TERM) may take.
@@ -208,6 +213,16 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
     if let (Some(m), Some(config)) = (&manifest, from_manifest.as_mut()) {
         let base = std::path::absolute(m.dir()).unwrap_or_else(|_| m.dir());
         config.resolve_paths(&base);
+        // The pipeline's nginx lives in `[proxy] dir`, else `<root>/proxy`: live-deployment
+        // says which, so `down`, `switch` and `up` find it with nothing but --manifest.
+        if config.dir.is_none()
+            && let Some(deployment) = live_deployment::Deployment::of(m).map_err(|e| Failure {
+                code: e.exit_code(),
+                message: e.to_string(),
+            })?
+        {
+            config.dir = Some(deployment.proxy_dir().to_path_buf());
+        }
     }
     match cli.command {
         Command::Render(args) => render(build_config(from_manifest, &args)?),
@@ -246,7 +261,7 @@ fn pick_dir(flag: Option<PathBuf>, config: Option<&ProxyConfig>) -> Result<PathB
     flag.or_else(|| config.and_then(|c| c.dir.clone()))
         .ok_or_else(|| Failure {
             code: cutover_cli::EXIT_USAGE,
-            message: "no directory: pass --dir DIR or set [proxy] dir".to_owned(),
+            message: "no directory: pass --dir DIR, set [proxy] dir, or give a manifest with [service] and [layout] (then <root>/proxy)".to_owned(),
         })
 }
 

@@ -4,7 +4,19 @@
 //! Only argument parsing and rendering live here; the work is in the `process-control`
 //! library. The service can be described by flags alone or by the manifest (`--manifest PATH`
 //! or `./cutover.toml`): `[process]` (process-control's [`ProcessConfig`]), `[service]` `name`,
-//! `start`, `env`, `secrets` and `port`, and `[layout].root`. Flags override the manifest. This binary is also the supervisor program: `cutover-proc __supervise` and
+//! `start`, `env`, `secrets` and `port`, and `[layout].root`. Flags override the manifest.
+//!
+//! When the manifest describes a deployment (`[service]` and `[layout]`, as the deploy
+//! pipeline uses them), the live deployment gives the defaults (live-deployment reads what the
+//! pipeline wrote): the service is the live slot's (`NAME-blue`/`NAME-green` under
+//! blue-green), `status` without `--name` lists every slot, and the placeholders of `start`,
+//! `env` and the command after `--` are the pipeline's: `{release}` the live release's
+//! directory, `{release_id}`, `{port}` the live slot's port (else `[service].port`), `{host}`,
+//! `{root}`, `{shared}`. An unknown placeholder is an error (78 in the manifest, 64 in flags).
+//! A relative program path after `--` (`target/release/app`) is resolved against the current
+//! directory before the supervisor starts.
+//!
+//! This binary is also the supervisor program: `cutover-proc __supervise` and
 //! `cutover-proc __exec-shim` are hidden modes handled before argument parsing.
 
 use std::collections::BTreeMap;
@@ -16,6 +28,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Manifest, Status};
+use live_deployment::{Deployment, LiveError, LiveState};
+use process_control::template::{self, Placeholders};
 use process_control::{
     ListenSocket, LogLocation, NetworkAccess, ProcError, ProcessConfig, ProcessManager, Readiness,
     RestartPolicy, SecretDelivery, ServiceSpec, ServiceState, ServiceStatus, SupervisedConfig,
@@ -77,7 +91,9 @@ enum Cmd {
         spec: SpecArgs,
     },
     /// Show state, pid, uptime, restarts, last exit, memory and CPU. Exit 0 running,
-    /// 1 starting/stopping, 2 stopped/failed/crash-looping, 3 unknown or orphaned.
+    /// 1 starting/stopping, 2 stopped/failed/crash-looping, 3 unknown or orphaned. Without
+    /// --name and with a manifest that describes a deployment: every slot, live and standby
+    /// marked, and the live slot's exit code.
     Status {
         #[command(flatten)]
         target: Target,
@@ -113,7 +129,9 @@ enum Cmd {
 /// Which service, and where its files are.
 #[derive(Debug, Args)]
 struct Target {
-    /// The service name [default: [service].name].
+    /// The service name [default: the live slot's service (NAME-blue, NAME-green) when the
+    /// manifest's deployment has a live release, else [service].name]. `status` without it
+    /// lists every slot.
     #[arg(long)]
     name: Option<String>,
     /// The release layout root: state in ROOT/state/proc/NAME, logs in ROOT/logs/NAME.log
@@ -215,11 +233,14 @@ struct FromManifest {
     secrets: BTreeMap<String, SecretRef>,
     port: Option<u16>,
     root: Option<PathBuf>,
+    /// The deployment the manifest describes (it has `[service]`): the live slot is the
+    /// default service, and the live release fills the placeholders.
+    deployment: Option<Deployment>,
 }
 
 impl FromManifest {
     /// Reads the tables this binary needs; every other table is left alone.
-    fn load(manifest: &Manifest) -> Result<Self, cutover_cli::ManifestError> {
+    fn load(manifest: &Manifest) -> Result<Self, LiveError> {
         let mut process: ProcessConfig = manifest.table("process")?.unwrap_or_default();
         if let Some(dir) = &process.working_directory {
             process.working_directory = Some(manifest.resolve(dir));
@@ -234,34 +255,53 @@ impl FromManifest {
             root: manifest
                 .table::<PathBuf>("layout.root")?
                 .map(|p| manifest.resolve(&p)),
+            deployment: Deployment::of(manifest)?,
         })
     }
 
-    /// `[service].start` with `{release}` (ROOT/current) and `{port}` filled in.
-    fn start_argv(&self, root: &Path) -> anyhow::Result<Option<Vec<String>>> {
-        let Some(start) = &self.start else {
-            return Ok(None);
-        };
-        let release = root.join("current");
-        let release = release.to_string_lossy();
-        let mut argv = Vec::with_capacity(start.len());
-        for arg in start {
-            let mut arg = arg.replace("{release}", &release);
-            if arg.contains("{port}") {
-                let port = self.port.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--: [service].start uses {{port}} but [service].port is not set"
-                    )
-                })?;
-                arg = arg.replace("{port}", &port.to_string());
-            }
-            argv.push(arg);
-        }
-        Ok(Some(argv))
+    /// The live state, when the manifest describes a deployment.
+    fn live(&self) -> anyhow::Result<Option<LiveState>> {
+        self.deployment
+            .as_ref()
+            .map(Deployment::live)
+            .transpose()
+            .map_err(anyhow::Error::from)
     }
 
+    /// The placeholder values for `root`: the live release (its directory and id), the live
+    /// slot's port (else `[service].port`), `[service].host`, the root and `<root>/shared`.
+    fn placeholders(&self, root: &Path) -> anyhow::Result<Placeholders> {
+        let live = self.live()?;
+        let layout = live_deployment::ReleaseLayout::new(root);
+        let release = live.as_ref().and_then(|l| l.release.clone());
+        Ok(Placeholders {
+            release: release
+                .as_ref()
+                .map(|id| layout.release_dir(id).to_string_lossy().into_owned()),
+            release_id: release,
+            port: live
+                .as_ref()
+                .and_then(|l| l.slot_addr.map(|a| a.port()))
+                .or(self.port),
+            host: self
+                .deployment
+                .as_ref()
+                .map(|d| d.service().host.to_string()),
+            root: Some(root.to_string_lossy().into_owned()),
+            shared: Some(layout.shared_dir().to_string_lossy().into_owned()),
+        })
+    }
+
+    /// `--name`, else the live slot's service (`<name>-blue`, …) when the manifest describes a
+    /// deployment with a release live, else `[service].name`.
     fn name(&self, flag: Option<&String>) -> anyhow::Result<String> {
-        flag.or(self.name.as_ref()).cloned().ok_or_else(|| {
+        if let Some(name) = flag {
+            return Ok(name.clone());
+        }
+        if let Some(live) = self.live()?.and_then(|l| l.live) {
+            return Ok(live.name);
+        }
+        self.name.clone().ok_or_else(|| {
             anyhow::anyhow!("--name is required (or [service].name in the manifest)")
         })
     }
@@ -276,19 +316,49 @@ impl FromManifest {
 impl SpecArgs {
     /// Builds the spec: the manifest first, then the flags over it.
     fn spec(&self, name: &str, root: &Path, from: &FromManifest) -> anyhow::Result<ServiceSpec> {
+        let values = from.placeholders(root)?;
+        let nothing_live = || {
+            if values.release.is_none() {
+                "; nothing is deployed, so {release} and {release_id} have no value (deploy first, or give the command after --)"
+            } else {
+                ""
+            }
+        };
         let argv = if self.argv.is_empty() {
-            from.start_argv(root)?.ok_or_else(|| {
+            let start = from.start.as_ref().ok_or_else(|| {
                 anyhow::anyhow!("--: no command: give it after -- or as [service].start")
-            })?
+            })?;
+            template::fill_all(start, &values)
+                .map_err(|e| config_value(format!("[service].start: {e}{}", nothing_live())))?
         } else {
-            self.argv.clone()
+            let mut argv = template::fill_all(&self.argv, &values)
+                .map_err(|e| anyhow::anyhow!("--: the command after --: {e}{}", nothing_live()))?;
+            // A relative program path means what it means in the caller's shell: the
+            // supervisor runs from another directory.
+            if let Some(program) = argv.first_mut()
+                && program.contains('/')
+                && Path::new(program.as_str()).is_relative()
+            {
+                let absolute = std::path::absolute(program.as_str())
+                    .map_err(|e| anyhow::anyhow!("--: cannot resolve {program}: {e}"))?;
+                *program = absolute.to_string_lossy().into_owned();
+            }
+            argv
         };
         let mut spec = ServiceSpec::new(name, argv);
-        spec.environment = from.env.clone();
+        for (k, v) in &from.env {
+            let value = template::fill(v, &values)
+                .map_err(|e| config_value(format!("[service].env {k}: {e}{}", nothing_live())))?;
+            spec.environment.insert(k.clone(), value);
+        }
         spec.secrets = from.secrets.clone();
         from.process.apply_to(&mut spec);
 
-        spec.environment.extend(self.env.iter().cloned());
+        for (k, v) in &self.env {
+            let value = template::fill(v, &values)
+                .map_err(|e| anyhow::anyhow!("--env {k}: {e}{}", nothing_live()))?;
+            spec.environment.insert(k.clone(), value);
+        }
         for (k, reference) in &self.secrets {
             let parsed: SecretRef = reference
                 .parse()
@@ -398,7 +468,17 @@ fn main() {
         Ok(None) => FromManifest::default(),
         Ok(Some(manifest)) => match FromManifest::load(&manifest) {
             Ok(from) => from,
-            Err(err) => std::process::exit(config_error(&cli, &err)),
+            Err(LiveError::Manifest(err)) => std::process::exit(config_error(&cli, &err)),
+            Err(err) => {
+                if cli.common.json {
+                    let _ = cutover_cli::print_json(&json!({
+                        "status": Status::Unknown,
+                        "error": err.to_string(),
+                    }));
+                }
+                eprintln!("error: {err}");
+                std::process::exit(err.exit_code());
+            }
         },
         Err(err) => std::process::exit(config_error(&cli, &err)),
     };
@@ -430,12 +510,35 @@ fn config_error(cli: &Cli, err: &cutover_cli::ManifestError) -> i32 {
     cutover_cli::report_manifest_error(err)
 }
 
+/// A manifest value that cannot be used where it is (exit 78).
+#[derive(Debug)]
+struct ConfigValue(String);
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigValue {}
+
+fn config_value(message: String) -> anyhow::Error {
+    anyhow::Error::new(ConfigValue(message))
+}
+
 fn exit_code_for(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<ConfigValue>().is_some() {
+        return cutover_cli::EXIT_CONFIG;
+    }
+    if let Some(live) = err.downcast_ref::<LiveError>() {
+        return live.exit_code();
+    }
     match err.downcast_ref::<ProcError>() {
         Some(ProcError::InvalidSpec { .. } | ProcError::Render { .. }) => EXIT_USAGE,
         Some(ProcError::NotInstalled { .. }) => EXIT_UNKNOWN,
         Some(_) => EXIT_FAIL,
-        // Errors of our own making here are about flags (`--secret …`, a missing ARGV).
+        // Errors of our own making here are about flags (`--secret …`, a missing ARGV) or the
+        // manifest's values (`[service].start`, …).
         None if err.to_string().starts_with("--") => EXIT_USAGE,
         None => EXIT_FAIL,
     }
@@ -522,6 +625,11 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
             Ok(code)
         }
         Cmd::Status { target } => {
+            if target.name.is_none()
+                && let Some(live) = from.live()?
+            {
+                return slots_status(kind, target, from, &live, json_out);
+            }
             let target = target.resolve(from)?;
             let status = match manager(kind, &target).status(&target.name) {
                 Ok(s) => s,
@@ -585,6 +693,78 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `status` with no `--name` for a manifest that describes a deployment: every slot of
+/// `[service].name`, which is live and which is the standby. The exit code is the live slot's
+/// (2 when nothing is deployed: nothing of the deployment runs).
+fn slots_status(
+    kind: ManagerKind,
+    target: &Target,
+    from: &FromManifest,
+    live: &LiveState,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let root = from.root(target.root.as_ref())?;
+    let mut slots = Vec::new();
+    let mut code = if live.is_deployed() {
+        EXIT_UNKNOWN
+    } else {
+        EXIT_FAIL
+    };
+    for slot in &live.slots {
+        let resolved = Resolved {
+            name: slot.name.clone(),
+            root: root.clone(),
+            target,
+        };
+        let status = manager(kind, &resolved).status(&slot.name);
+        if slot.role == live_deployment::Role::Live {
+            code = status
+                .as_ref()
+                .map_or(EXIT_UNKNOWN, |s| s.state.exit_code());
+        }
+        slots.push((slot, status));
+    }
+    if json_out {
+        let slots_json: Vec<_> = slots
+            .iter()
+            .map(|(slot, status)| {
+                json!({
+                    "slot": slot.slot,
+                    "name": slot.name,
+                    "role": slot.role,
+                    "release": slot.release,
+                    "addr": slot.addr,
+                    "service": status.as_ref().ok(),
+                    "error": status.as_ref().err().map(ToString::to_string),
+                })
+            })
+            .collect();
+        cutover_cli::print_json(&json!({
+            "status": verdict(code),
+            "release": live.release,
+            "slot": live.slot,
+            "url": live.url,
+            "live": live.describe(),
+            "slots": slots_json,
+        }))?;
+    } else {
+        println!("{}", live.describe());
+        for (slot, status) in &slots {
+            println!(
+                "[{}] {} {}",
+                slot.role.as_str(),
+                slot.slot,
+                slot.release.as_deref().unwrap_or("-")
+            );
+            match status {
+                Ok(status) => print_status(status),
+                Err(err) => println!("{}: unknown ({err})", slot.name),
+            }
+        }
+    }
+    Ok(code)
 }
 
 fn logs(
