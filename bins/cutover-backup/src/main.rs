@@ -1,7 +1,7 @@
 //! `cutover-backup`: create, verify, list, restore and prune cutover backups.
 //!
 //! Reads `[backup]` from cutover.toml (or `--manifest PATH`) for defaults; every value can also
-//! be given by flags. When the manifest describes a deployment (it has `[service]`), the
+//! be given by flags. When the manifest describes a deployment (it has `[layout]`), the
 //! defaults are the pipeline's own: `dest` is `[backup] dest`, else `<root>/backups`, and the
 //! sources are `[backup] paths`, else `<root>/shared` (live-deployment holds the rule, so
 //! `cutover-backup list` shows exactly the backups a deploy made). Without a deployment, `dest`

@@ -63,6 +63,11 @@ impl Demo {
     /// `env` goes into `[service] env`; `deploy` into `[deploy]` (its keys win over the
     /// defaults here); `build` is the build argv.
     fn write_manifest_with(&self, env: &str, deploy: &str, build: &str) {
+        self.write_manifest_full(env, deploy, build, "");
+    }
+
+    /// As [`Self::write_manifest_with`], with `extra` tables appended.
+    fn write_manifest_full(&self, env: &str, deploy: &str, build: &str, extra: &str) {
         let mut defaults = String::new();
         for (key, value) in [("ready_timeout", "\"15s\""), ("drain", "\"200ms\"")] {
             if !deploy.contains(key) {
@@ -100,6 +105,7 @@ expect_json = ['/state == "ready"']
 name = "tools"
 url = "/api/tools"
 expect_json = ["/tools nonempty"]
+{extra}
 [deploy]
 strategy = "{strategy}"
 validate_timeout = "5s"
@@ -503,4 +509,212 @@ fn a_release_that_cannot_start_fails_fast_instead_of_waiting_for_the_ready_timeo
         "the failed start was noticed after {took:?}: {reason}"
     );
     assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+}
+
+/// Runs a workspace binary with `--manifest` and `--json`, returning its exit code and document.
+fn tool(demo: &Demo, bin: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(workspace_bin(bin))
+        .arg("--manifest")
+        .arg(demo.manifest())
+        .arg("--json")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+/// The slot that `cutover-proc status` marks live, with its release and pid.
+fn live_slot(status: &Value) -> (String, String, u64) {
+    let live = status["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "live")
+        .unwrap_or_else(|| panic!("no live slot: {status:#}"));
+    (
+        live["name"].as_str().unwrap().to_owned(),
+        live["release"].as_str().unwrap().to_owned(),
+        live["service"]["pid"].as_u64().unwrap_or(0),
+    )
+}
+
+/// An operator's day: after a deploy, every per-phase binary finds the deployment with nothing
+/// but `--manifest`, and follows it after a deploy to the other slot.
+#[test]
+fn an_operators_day_every_binary_finds_the_live_deployment_from_the_manifest() {
+    let demo = Demo::new("blue-green");
+    let hub = workspace_bin("cutover-demo-hub");
+    let build = format!(r#"["install", "-D", "{}", "bin/hub"]"#, hub.display());
+    let extra = r#"
+[[probe]]
+name = "fast"
+suite = "slo"
+url = "/api/health"
+max_latency = "250ms"
+
+[[alert]]
+name = "slow"
+source = { http = "/api/stats", pointer = "/latency_ms/p95" }
+crit = "> 200"
+for = "1s"
+"#;
+    demo.write_manifest_full("", "", &build, extra);
+    let public = format!("http://{}", demo.http);
+    let blue = format!("http://127.0.0.1:{}", demo.blue);
+    let green = format!("http://127.0.0.1:{}", demo.green);
+
+    // Nothing deployed yet: the tools say so instead of probing a guessed port.
+    let (code, json, stderr) = tool(&demo, "cutover-probe", &["run"]);
+    assert_eq!(code, 3, "{json:#}\n{stderr}");
+    assert!(
+        format!("{json}{stderr}").contains("nothing is deployed"),
+        "{json:#}\n{stderr}"
+    );
+
+    let r1 = demo.deploy_ok();
+    std::fs::write(
+        demo.root().join("shared/data/notes.txt"),
+        "kept across releases",
+    )
+    .unwrap();
+
+    // cutover-deploy status: the release, where users reach it, the slot, the process.
+    let (code, status, _) = demo.run(&["status"]);
+    assert_eq!(code, 0, "{status:#}");
+    assert_eq!(status["release"], r1.as_str(), "{status:#}");
+    assert_eq!(status["url"], public.as_str(), "{status:#}");
+    assert_eq!(status["slot_url"], blue.as_str(), "{status:#}");
+    assert_eq!(status["service"]["state"], "running", "{status:#}");
+    let pid1 = status["service"]["pid"].as_u64().unwrap();
+
+    // The probes run against the public URL, through nginx.
+    let (code, json, stderr) = tool(&demo, "cutover-probe", &["run"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(json["status"], "ok", "{json:#}");
+    assert!(
+        json.to_string().contains(&public),
+        "probed elsewhere: {json:#}"
+    );
+    let (code, json, stderr) = tool(&demo, "cutover-probe", &["run", "--via", "release"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert!(json.to_string().contains(&blue), "not the slot: {json:#}");
+
+    // The monitor: the live release, its pid and URL.
+    let (code, json, stderr) = tool(&demo, "cutover-monitor", &["--once"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let text = json.to_string();
+    assert!(text.contains(&r1), "{json:#}");
+    assert!(text.contains(&pid1.to_string()), "{json:#}");
+    assert!(text.contains(&public), "{json:#}");
+
+    // cutover-proc status lists both slots, blue live running r1.
+    let (code, json, stderr) = tool(&demo, "cutover-proc", &["status"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(json["slots"].as_array().unwrap().len(), 2, "{json:#}");
+    assert_eq!(live_slot(&json), ("hub-blue".to_owned(), r1.clone(), pid1));
+
+    // cutover-backup list finds the pipeline's pre-deploy backup in <root>/backups.
+    let (code, json, stderr) = tool(&demo, "cutover-backup", &["list"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(json["dir"], demo.root().join("backups").to_str().unwrap());
+    assert_eq!(json["backups"].as_array().unwrap().len(), 1, "{json:#}");
+
+    // cutover-edge check renders and checks the proxy the manifest describes.
+    let (code, json, stderr) = tool(&demo, "cutover-edge", &["check"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+
+    // A release with a fault knob, deployed to the other slot: extra environment for this
+    // release only, recorded in its record so a rollback to it runs it the same way.
+    let (code, json, out) = demo.run(&["deploy", "--set-env", "CUTOVER_DEMO_LATENCY=400ms"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r2 = json["release"].as_str().unwrap().to_owned();
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(demo.root().join("releases").join(&r2).join("release.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["set_env"]["CUTOVER_DEMO_LATENCY"], "400ms",
+        "{record:#}"
+    );
+    // Secrets never come from the command line.
+    let (code, _, out) = demo.run(&["deploy", "--set-env", "API_KEY=x"]);
+    assert_eq!(code, 78, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Everything follows the new live slot.
+    let (code, status, _) = demo.run(&["status"]);
+    assert_eq!(code, 0, "{status:#}");
+    assert_eq!(status["release"], r2.as_str());
+    assert_eq!(status["slot_url"], green.as_str());
+    assert_eq!(status["url"], public.as_str());
+    let pid2 = status["service"]["pid"].as_u64().unwrap();
+    assert_ne!(pid1, pid2);
+
+    let (code, json, stderr) = tool(&demo, "cutover-proc", &["status"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(live_slot(&json), ("hub-green".to_owned(), r2.clone(), pid2));
+    let standby = json["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "standby")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(standby["release"], r1.as_str());
+
+    let (_, json, stderr) = tool(&demo, "cutover-monitor", &["--once"]);
+    let text = json.to_string();
+    assert!(
+        text.contains(&r2) && text.contains(&pid2.to_string()),
+        "{json:#}\n{stderr}"
+    );
+
+    // The slow release fails the latency probe (through nginx) ...
+    let (code, json, stderr) = tool(&demo, "cutover-probe", &["run"]);
+    assert_eq!(code, 2, "{json:#}\n{stderr}");
+
+    // ... and the alert with `for` fires on the second cron-style run, its state kept in
+    // <root>/state/alerts.json.
+    let (first, json1, stderr) = tool(&demo, "cutover-alerts", &["check"]);
+    assert_ne!(first, 2, "fired before its `for`: {json1:#}\n{stderr}");
+    assert!(demo.root().join("state/alerts.json").is_file());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (second, json2, stderr) = tool(&demo, "cutover-alerts", &["check"]);
+    assert_eq!(second, 2, "{json2:#}\n{stderr}");
+    assert!(json2.to_string().contains("slow"), "{json2:#}");
+
+    let (code, json, _) = tool(&demo, "cutover-backup", &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(json["backups"].as_array().unwrap().len(), 2, "{json:#}");
+
+    // cutover-edge finds the pipeline's nginx in <root>/proxy.
+    let (code, json, stderr) = tool(&demo, "cutover-edge", &["down"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(json["was_running"], true, "{json:#}");
+    assert_eq!(json["dir"], demo.root().join("proxy").to_str().unwrap());
+}
+
+#[test]
+fn an_unknown_placeholder_is_refused_at_load_with_its_line_and_column() {
+    let demo = Demo::new("blue-green");
+    let text = std::fs::read_to_string(demo.manifest())
+        .unwrap()
+        .replace("\"{release_id}\"", "\"{relase_id}\"");
+    std::fs::write(demo.manifest(), text).unwrap();
+    let (code, _, out) = demo.run(&["plan"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("unknown placeholder `{relase_id}`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cutover.toml:7:"), "{stderr}");
+    assert!(!demo.root().exists(), "nothing may be touched");
 }

@@ -11,7 +11,7 @@
 //! pipeline wrote): the service is the live slot's (`NAME-blue`/`NAME-green` under
 //! blue-green), `status` without `--name` lists every slot, and the placeholders of `start`,
 //! `env` and the command after `--` are the pipeline's: `{release}` the live release's
-//! directory, `{release_id}`, `{port}` the live slot's port (else `[service].port`), `{host}`,
+//! directory (with nothing live, `<root>/current`, the directory it will name), `{release_id}`, `{port}` the live slot's port (else `[service].port`), `{host}`,
 //! `{root}`, `{shared}`. An unknown placeholder is an error (78 in the manifest, 64 in flags).
 //! A relative program path after `--` (`target/release/app`) is resolved against the current
 //! directory before the supervisor starts.
@@ -233,7 +233,7 @@ struct FromManifest {
     secrets: BTreeMap<String, SecretRef>,
     port: Option<u16>,
     root: Option<PathBuf>,
-    /// The deployment the manifest describes (it has `[service]`): the live slot is the
+    /// The deployment the manifest describes (it has `[layout]`): the live slot is the
     /// default service, and the live release fills the placeholders.
     deployment: Option<Deployment>,
 }
@@ -274,10 +274,13 @@ impl FromManifest {
         let live = self.live()?;
         let layout = live_deployment::ReleaseLayout::new(root);
         let release = live.as_ref().and_then(|l| l.release.clone());
+        // With nothing live, `{release}` is the directory `current` will name.
+        let release_dir = match &release {
+            Some(id) => layout.release_dir(id),
+            None => layout.current_link(),
+        };
         Ok(Placeholders {
-            release: release
-                .as_ref()
-                .map(|id| layout.release_dir(id).to_string_lossy().into_owned()),
+            release: Some(release_dir.to_string_lossy().into_owned()),
             release_id: release,
             port: live
                 .as_ref()
@@ -317,22 +320,25 @@ impl SpecArgs {
     /// Builds the spec: the manifest first, then the flags over it.
     fn spec(&self, name: &str, root: &Path, from: &FromManifest) -> anyhow::Result<ServiceSpec> {
         let values = from.placeholders(root)?;
-        let nothing_live = || {
-            if values.release.is_none() {
-                "; nothing is deployed, so {release} and {release_id} have no value (deploy first, or give the command after --)"
-            } else {
-                ""
+        // What to do about a placeholder that has no value here.
+        let nothing_live = |e: &template::TemplateError| match e.name.as_str() {
+            "port" => "; set [service].port",
+            "release_id" => {
+                "; nothing is deployed, so {release_id} has no value (deploy first, or give the command after --)"
             }
+            "host" => "; set [service] (host defaults to 127.0.0.1 there)",
+            _ => "",
         };
         let argv = if self.argv.is_empty() {
             let start = from.start.as_ref().ok_or_else(|| {
                 anyhow::anyhow!("--: no command: give it after -- or as [service].start")
             })?;
             template::fill_all(start, &values)
-                .map_err(|e| config_value(format!("[service].start: {e}{}", nothing_live())))?
+                .map_err(|e| config_value(format!("[service].start: {e}{}", nothing_live(&e))))?
         } else {
-            let mut argv = template::fill_all(&self.argv, &values)
-                .map_err(|e| anyhow::anyhow!("--: the command after --: {e}{}", nothing_live()))?;
+            let mut argv = template::fill_all(&self.argv, &values).map_err(|e| {
+                anyhow::anyhow!("--: the command after --: {e}{}", nothing_live(&e))
+            })?;
             // A relative program path means what it means in the caller's shell: the
             // supervisor runs from another directory.
             if let Some(program) = argv.first_mut()
@@ -348,7 +354,7 @@ impl SpecArgs {
         let mut spec = ServiceSpec::new(name, argv);
         for (k, v) in &from.env {
             let value = template::fill(v, &values)
-                .map_err(|e| config_value(format!("[service].env {k}: {e}{}", nothing_live())))?;
+                .map_err(|e| config_value(format!("[service].env {k}: {e}{}", nothing_live(&e))))?;
             spec.environment.insert(k.clone(), value);
         }
         spec.secrets = from.secrets.clone();
@@ -356,7 +362,7 @@ impl SpecArgs {
 
         for (k, v) in &self.env {
             let value = template::fill(v, &values)
-                .map_err(|e| anyhow::anyhow!("--env {k}: {e}{}", nothing_live()))?;
+                .map_err(|e| anyhow::anyhow!("--env {k}: {e}{}", nothing_live(&e)))?;
             spec.environment.insert(k.clone(), value);
         }
         for (k, reference) in &self.secrets {

@@ -264,13 +264,13 @@ fn unknown_keys_in_process_are_configuration_errors_with_line_and_column() {
     )
     .unwrap();
     assert_eq!(run(&["unit", "--manifest", m]).0, 0);
-    // {port} without [service].port is a usage error naming the key.
+    // {port} without [service].port is a configuration error naming the key.
     std::fs::write(
         &manifest,
         "[service]\nname = \"hub\"\nstart = [\"/bin/hub\", \"--port\", \"{port}\"]\n",
     )
     .unwrap();
     let (code, _, err) = run(&["unit", "--manifest", m]);
-    assert_eq!(code, 64, "{err}");
+    assert_eq!(code, 78, "{err}");
     assert!(err.contains("[service].port"), "{err}");
 }

@@ -883,3 +883,70 @@ fn resource_limits_are_in_effect_in_the_service_process() {
     assert_eq!(svc.cli("stop", &["--grace", "5s"]).0, 0);
     assert_eq!(plain.cli("stop", &["--grace", "5s"]).0, 0);
 }
+
+#[test]
+fn a_relative_program_path_is_resolved_against_the_callers_directory() {
+    let svc = Svc::new("relative");
+    let bin = svc.path("work/target/release");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(hub(), bin.join("app")).unwrap();
+    let addr_file = svc.path("addr");
+    let root = svc.root().to_str().unwrap().to_owned();
+    let status = Command::new(proc_bin())
+        .current_dir(svc.path("work"))
+        .args(["start", "--name", "relative", "--root", &root, "--"])
+        .args([
+            "target/release/app",
+            "--listen",
+            "127.0.0.1:0",
+            "--addr-file",
+        ])
+        .arg(&addr_file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let addr = wait_for_addr_file(&addr_file, DEADLINE).expect("the relative program runs");
+    assert_eq!(http_get(addr, "/api/health").unwrap().status, 200);
+    let plan = plan(&svc);
+    let argv0 = plan["spec"]["argv"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        Path::new(&argv0).is_absolute() && argv0.ends_with("work/target/release/app"),
+        "{plan:#}"
+    );
+    assert_eq!(svc.cli("stop", &[]).0, 0);
+}
+
+#[test]
+fn placeholders_in_flags_are_filled_and_an_unknown_one_is_a_usage_error() {
+    let svc = Svc::new("templated");
+    let (code, out, err) = svc.cli(
+        "start",
+        &[
+            "--env",
+            "WHERE={root}/x",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"$WHERE {shared} ${HOME:-}\"; sleep 300",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let root = svc.root().to_str().unwrap().to_owned();
+    assert!(
+        wait_until(DEADLINE, || svc
+            .log()
+            .contains(&format!("{root}/x {root}/shared"))),
+        "{}",
+        svc.log()
+    );
+    assert_eq!(svc.cli("stop", &[]).0, 0);
+    let (code, _, err) = svc.cli("start", &["--", "/bin/echo", "{relase}"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("unknown placeholder `{relase}`"), "{err}");
+    let (code, _, err) = svc.cli("start", &["--", "/bin/echo", "{release_id}"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("nothing is deployed"), "{err}");
+}

@@ -137,16 +137,15 @@ impl Deployment {
         ))
     }
 
-    /// The deployment of `manifest` when it describes one (it has a `[service]` table);
-    /// `Ok(None)` for a manifest that only configures one tool.
+    /// The deployment of `manifest` when it describes one (it has a `[layout]` table, as a
+    /// manifest the deploy pipeline runs does); `Ok(None)` for a manifest that only
+    /// configures one tool.
     ///
     /// # Errors
-    /// As [`Self::from_manifest`] when there is a `[service]` table.
+    /// As [`Self::from_manifest`] when there is a `[layout]` table: its `[service]` must then
+    /// be whole.
     pub fn of(manifest: &Manifest) -> Result<Option<Self>, LiveError> {
-        if manifest
-            .table::<serde::de::IgnoredAny>("service")?
-            .is_none()
-        {
+        if manifest.table::<serde::de::IgnoredAny>("layout")?.is_none() {
             return Ok(None);
         }
         Self::from_manifest(manifest).map(Some)
