@@ -65,13 +65,19 @@ pub mod env;
 mod error;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fakes;
+mod hooks;
 mod journal;
 mod layout;
 mod lock;
 mod manifest;
+mod operation;
 mod phase;
-mod pipeline;
+mod phases;
 mod real;
+mod recovery;
+mod running;
+mod strategy;
+mod views;
 
 pub use env::{Environment, NoPerfGate, NoTraffic};
 pub use error::DeployError;
@@ -84,14 +90,13 @@ pub use manifest::{
     ArtifactConfig, DEFAULT_HOOK_TIMEOUT, DeployConfig, DeployManifest, HooksConfig, LayoutConfig,
     ServiceConfig, StrategyKind, json_schema,
 };
+pub use operation::{DeployReport, Deployer, Outcome};
 pub use phase::{Phase, Slot};
-pub use pipeline::{
-    DeployReport, Deployer, Outcome, Plan, PlannedPhase, RecoverReport, ReleaseInfo,
-    ServiceProcess, StandbyInfo, StatusReport,
-};
 pub use real::{
     BaselineGate, NginxTraffic, ProbeHealth, SystemClock, SystemRunner, real_environment,
 };
+pub use recovery::RecoverReport;
+pub use views::{Plan, PlannedPhase, ReleaseInfo, ServiceProcess, StandbyInfo, StatusReport};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,349 @@
+//! Undoing and finishing: the automatic rollback, `recover` after an interruption, and `down`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use process_control::ProcessManager;
+use serde::Serialize;
+
+use crate::DeployError;
+use crate::audit::{self, AuditRecord, PhaseRecord};
+use crate::journal::{JournalEntry, Operation};
+use crate::lock::{DeployLock, LockOwner, hostname, user_name};
+use crate::manifest::StrategyKind;
+use crate::operation::{Deployer, millis};
+use crate::phase::Slot;
+
+/// What `recover` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoverReport {
+    /// Whether the state was consistent already.
+    pub was_consistent: bool,
+    /// What was done, in one sentence.
+    pub action: String,
+    /// What is live now.
+    pub live: String,
+    /// Whether the live release answers ready.
+    pub healthy: bool,
+}
+
+impl Deployer {
+    /// Puts `previous` back live (idempotent, so that recovery can run it again), stops the
+    /// failed release, and validates `previous`. Ok holds what was done; Err what failed.
+    pub(crate) fn roll_back(
+        &self,
+        op: Operation,
+        failed: &str,
+        previous: Option<&str>,
+        from_slot: Option<Slot>,
+        to_slot: Slot,
+        backup: Option<&Path>,
+    ) -> Result<String, String> {
+        let name = &self.manifest.service.name;
+        let mut done = Vec::new();
+        let Some(previous) = previous else {
+            let svc = to_slot.service_name(name);
+            self.env
+                .procs
+                .stop(&svc, None)
+                .map_err(|e| format!("cannot stop {svc}: {e}"))?;
+            self.layout.clear_current().map_err(|e| e.to_string())?;
+            self.forget_failed(op, failed)?;
+            return Ok(format!(
+                "no earlier release: stopped {svc}, nothing is deployed"
+            ));
+        };
+        if let (true, Some(archive)) = (self.manifest.deploy.restore_shared_on_rollback, backup) {
+            self.restore_shared(archive)?;
+            done.push(format!("restored shared data from {}", archive.display()));
+        }
+        let from = from_slot.unwrap_or(to_slot);
+        match self.strategy() {
+            StrategyKind::Restart => {
+                self.layout
+                    .set_current(previous)
+                    .map_err(|e| e.to_string())?;
+                self.ensure_running(previous, from, true)?;
+                done.push(format!("{previous} running again"));
+            }
+            StrategyKind::BlueGreen => {
+                self.ensure_running(previous, from, true)?;
+                let upstream = self.addr(from);
+                if self.env.traffic.is_running() {
+                    if self.env.traffic.current()? != Some(upstream) {
+                        self.env
+                            .traffic
+                            .switch(upstream, self.release_check(previous))?;
+                        done.push(format!("traffic back on {upstream}"));
+                    }
+                } else {
+                    self.env.traffic.start(upstream)?;
+                    done.push(format!("proxy started on {upstream}"));
+                }
+                self.layout
+                    .set_current(previous)
+                    .map_err(|e| e.to_string())?;
+                if to_slot != from {
+                    let svc = to_slot.service_name(name);
+                    self.clear_standby().map_err(|e| e.to_string())?;
+                    self.env
+                        .procs
+                        .stop(&svc, None)
+                        .map_err(|e| format!("cannot stop {svc}: {e}"))?;
+                    done.push(format!("stopped {svc}"));
+                }
+            }
+        }
+        self.env
+            .health
+            .validate(
+                &self.target(previous, from),
+                self.manifest.deploy.validate_timeout,
+            )
+            .map_err(|e| format!("{previous} is back but fails validation: {e}"))?;
+        let mut state = self.layout.load_state().map_err(|e| e.to_string())?;
+        state.slot = Some(from);
+        // The other slot was stopped above (or is the same slot): nothing waits there.
+        state.standby = None;
+        self.layout.save_state(&state).map_err(|e| e.to_string())?;
+        self.forget_failed(op, failed)?;
+        done.push(format!("{previous} validated"));
+        Ok(done.join("; "))
+    }
+
+    pub(crate) fn forget_failed(&self, op: Operation, failed: &str) -> Result<(), String> {
+        if op == Operation::Rollback {
+            // A rollback target that failed is an old good release: it stays, not marked.
+            return Ok(());
+        }
+        if self.layout.is_complete(failed) {
+            let mut state = self.layout.load_state().map_err(|e| e.to_string())?;
+            state.mark_failed(failed);
+            self.layout.save_state(&state).map_err(|e| e.to_string())
+        } else {
+            self.layout
+                .remove_release(failed)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    pub(crate) fn restore_shared(&self, archive: &Path) -> Result<(), String> {
+        let staging = self.layout.state_dir().join("restore");
+        let _ = std::fs::remove_dir_all(&staging);
+        let mut opts = backup_archive::RestoreOptions::new(&staging);
+        if let Some(b) = &self.manifest.backup {
+            opts.limits = b.limits();
+        }
+        backup_archive::restore(archive, &opts, &backup_archive::NoProgress)
+            .map_err(|e| format!("restore of {} failed: {e}", archive.display()))?;
+        let restored = staging.join("shared");
+        if !restored.is_dir() {
+            return Err(format!("{} holds no shared/ directory", archive.display()));
+        }
+        // One atomic exchange: the service never sees a half-restored directory.
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &restored,
+            rustix::fs::CWD,
+            self.layout.shared_dir(),
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot exchange {} with the restored copy: {e}",
+                self.layout.shared_dir().display()
+            )
+        })?;
+        let _ = std::fs::remove_dir_all(&staging);
+        Ok(())
+    }
+
+    /// Finishes or undoes an interrupted operation. Takes the lock.
+    ///
+    /// # Errors
+    /// [`DeployError::Locked`], or state files that cannot be written.
+    #[tracing::instrument(skip_all)]
+    pub fn recover(&self, lock_wait: Duration) -> Result<RecoverReport, DeployError> {
+        self.layout.ensure_dirs()?;
+        let _lock = DeployLock::acquire(
+            &self.layout.lock_file(),
+            lock_wait,
+            &LockOwner::current("recover", None),
+        )?;
+        if let Some(report) = self.recover_locked()? {
+            return Ok(report);
+        }
+        // Nothing interrupted: make sure the current release is the one answering.
+        let state = self.layout.load_state()?;
+        let Some(current) = self.current() else {
+            return Ok(RecoverReport {
+                was_consistent: true,
+                action: "nothing deployed".to_owned(),
+                live: self.describe_live(),
+                healthy: false,
+            });
+        };
+        let slot = state.slot.unwrap_or(match self.strategy() {
+            StrategyKind::Restart => Slot::Single,
+            StrategyKind::BlueGreen => Slot::Blue,
+        });
+        let target = self.target(&current, slot);
+        if self
+            .env
+            .health
+            .wait_ready(&target, Duration::from_secs(2))
+            .is_ok()
+            && self.traffic_on(slot)
+        {
+            return Ok(RecoverReport {
+                was_consistent: true,
+                action: "consistent: nothing to do".to_owned(),
+                live: self.describe_live(),
+                healthy: true,
+            });
+        }
+        let result = self.ensure_running(&current, slot, false).and_then(|()| {
+            if self.strategy() == StrategyKind::BlueGreen {
+                self.ensure_traffic(slot, &current)
+            } else {
+                Ok(())
+            }
+        });
+        Ok(RecoverReport {
+            was_consistent: false,
+            action: match &result {
+                Ok(()) => format!("restarted {current} in slot {slot}"),
+                Err(e) => format!("could not bring {current} back: {e}"),
+            },
+            live: self.describe_live(),
+            healthy: result.is_ok(),
+        })
+    }
+
+    pub(crate) fn recover_locked(&self) -> Result<Option<RecoverReport>, DeployError> {
+        let Some(i) = self.journal.interrupted()? else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let at = self.now();
+        tracing::warn!(release = %i.release, op = i.op.as_str(), commit_started = i.commit_started, "recovering an interrupted operation");
+        let result = if i.commit_started && self.layout.is_complete(&i.release) {
+            self.ensure_running(&i.release, i.to_slot, true)
+                .and_then(|()| {
+                    if self.strategy() == StrategyKind::BlueGreen {
+                        self.ensure_traffic(i.to_slot, &i.release)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| {
+                    self.layout
+                        .set_current(&i.release)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|()| {
+                    self.commit(&i.release, i.to_slot, i.from_slot, i.previous.as_deref())
+                        .map_err(|e| e.to_string())
+                })
+                .map(|d| format!("rolled forward to {} ({d})", i.release))
+        } else {
+            self.roll_back(
+                i.op,
+                &i.release,
+                i.previous.as_deref(),
+                i.from_slot,
+                i.to_slot,
+                i.backup.as_deref(),
+            )
+            .map(|d| match &i.previous {
+                Some(p) => format!("rolled back to {p} ({d})"),
+                None => format!("undid the first deploy of {} ({d})", i.release),
+            })
+        };
+        let healthy = result.is_ok();
+        let action = result.unwrap_or_else(|e| format!("recovery of {} failed: {e}", i.release));
+        self.journal(JournalEntry::End {
+            at: self.now(),
+            outcome: if healthy {
+                "recovered"
+            } else {
+                "recovery-failed"
+            }
+            .to_owned(),
+        })?;
+        audit::append(
+            &self.layout.audit_file(),
+            &AuditRecord {
+                at,
+                user: user_name(),
+                host: hostname(),
+                operation: "recover".to_owned(),
+                service: self.manifest.service.name.clone(),
+                release: Some(i.release.clone()),
+                previous: i.previous.clone(),
+                commit: None,
+                strategy: self.strategy().as_str().to_owned(),
+                phases: vec![PhaseRecord {
+                    phase: "recover".to_owned(),
+                    outcome: if healthy { "ok" } else { "failed" }.to_owned(),
+                    duration_ms: millis(started.elapsed()),
+                    detail: Some(action.clone()),
+                }],
+                outcome: if healthy {
+                    "recovered"
+                } else {
+                    "recovery-failed"
+                }
+                .to_owned(),
+                reason: (!healthy).then(|| action.clone()),
+                duration_ms: millis(started.elapsed()),
+            },
+        )?;
+        Ok(Some(RecoverReport {
+            was_consistent: false,
+            action,
+            live: self.describe_live(),
+            healthy,
+        }))
+    }
+
+    /// Stops every slot's service and the proxy (`current` and the releases stay; `recover`
+    /// or the next deploy starts the service again). Takes the lock.
+    ///
+    /// # Errors
+    /// [`DeployError::Locked`], or [`DeployError::Step`] naming what could not be stopped.
+    #[tracing::instrument(skip_all)]
+    pub fn down(&self, lock_wait: Duration) -> Result<String, DeployError> {
+        self.layout.ensure_dirs()?;
+        let _lock = DeployLock::acquire(
+            &self.layout.lock_file(),
+            lock_wait,
+            &LockOwner::current("down", None),
+        )?;
+        let mut stopped = Vec::new();
+        for slot in self.slots() {
+            let name = slot.service_name(&self.manifest.service.name);
+            let outcome = self
+                .env
+                .procs
+                .stop(&name, None)
+                .map_err(|e| DeployError::step(format!("stop {name}"), e))?;
+            if outcome.was_running {
+                stopped.push(name);
+            }
+        }
+        self.clear_standby()?;
+        if self.env.traffic.is_running() {
+            self.env
+                .traffic
+                .stop()
+                .map_err(|e| DeployError::step("stop the proxy", e))?;
+            stopped.push("proxy".to_owned());
+        }
+        Ok(if stopped.is_empty() {
+            "nothing was running".to_owned()
+        } else {
+            format!("stopped {}", stopped.join(", "))
+        })
+    }
+}
