@@ -31,7 +31,7 @@ impl Deployer {
             ("CUTOVER_SERVICE".into(), self.manifest.service.name.clone()),
             (
                 "CUTOVER_STRATEGY".into(),
-                self.strategy().as_str().to_owned(),
+                self.strategy().kind().as_str().to_owned(),
             ),
         ]
     }

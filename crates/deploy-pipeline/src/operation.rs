@@ -17,6 +17,8 @@ use crate::layout::ReleaseLayout;
 use crate::lock::{DeployLock, LockOwner, hostname, user_name};
 use crate::manifest::{DeployManifest, StrategyKind};
 use crate::phase::{Phase, Slot};
+use crate::phases::{Course, Step, steps};
+use crate::strategy::Strategy;
 
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,8 +162,9 @@ impl Deployer {
         &self.manifest
     }
 
-    pub(crate) fn strategy(&self) -> StrategyKind {
-        self.manifest.strategy()
+    /// The strategy: slots, the next slot, switching and restoring.
+    pub(crate) fn strategy(&self) -> &'static dyn Strategy {
+        crate::strategy::for_kind(self.manifest.strategy())
     }
 
     pub(crate) fn port(&self, slot: Slot) -> u16 {
@@ -273,16 +276,8 @@ impl Deployer {
         let at = self.now();
         let state = self.layout.load_state()?;
         let previous = self.current();
-        let from_slot = previous.as_ref().map(|_| {
-            state.slot.unwrap_or(match self.strategy() {
-                StrategyKind::Restart => Slot::Single,
-                StrategyKind::BlueGreen => Slot::Blue,
-            })
-        });
-        let to_slot = match self.strategy() {
-            StrategyKind::Restart => Slot::Single,
-            StrategyKind::BlueGreen => from_slot.map_or(Slot::Blue, Slot::other),
-        };
+        let from_slot = previous.as_ref().map(|_| self.strategy().live_slot(&state));
+        let to_slot = self.strategy().next_slot(from_slot);
         self.journal.begin(&JournalEntry::Begin {
             at: at.clone(),
             op,
@@ -297,22 +292,16 @@ impl Deployer {
             backup: None,
             commit: commit.clone(),
         };
-        let mut phases = Vec::new();
-        if op == Operation::Deploy {
-            phases.extend([Phase::Preflight, Phase::Backup, Phase::Build]);
-        }
-        phases.extend([Phase::Switch, Phase::Validate]);
-        if self.manifest.deploy.perf_gate && op == Operation::Deploy {
-            phases.push(Phase::Perf);
-        }
-        phases.push(Phase::Commit);
-
+        let course = Course {
+            id,
+            previous: previous.as_deref(),
+            to: to_slot,
+            from: from_slot,
+        };
         let mut failure: Option<(Phase, String)> = None;
-        for phase in phases {
-            let result =
-                self.run_phase(&mut run, phase, id, previous.as_deref(), to_slot, from_slot);
-            if let Err(reason) = result {
-                failure = Some((phase, reason));
+        for step in steps(self, op) {
+            if let Err(reason) = self.run_phase(&mut run, step, &course) {
+                failure = Some((step.phase(), reason));
                 break;
             }
         }
@@ -381,7 +370,7 @@ impl Deployer {
             outcome,
             release: id.to_owned(),
             previous: previous.clone(),
-            strategy: self.strategy(),
+            strategy: self.strategy().kind(),
             slot: to_slot,
             phases: run.phases,
             reason,
@@ -422,12 +411,10 @@ impl Deployer {
     pub(crate) fn run_phase(
         &self,
         run: &mut Run,
-        phase: Phase,
-        id: &str,
-        previous: Option<&str>,
-        to_slot: Slot,
-        from_slot: Option<Slot>,
+        step: &dyn Step,
+        course: &Course<'_>,
     ) -> Result<(), String> {
+        let (phase, id, previous) = (step.phase(), course.id, course.previous);
         let t = Instant::now();
         let journal_err = |e: DeployError| e.to_string();
         self.journal(JournalEntry::PhaseStarted {
@@ -437,7 +424,7 @@ impl Deployer {
         .map_err(journal_err)?;
         let result = self
             .run_hook(phase, true, id, previous)
-            .and_then(|()| self.phase_body(run, phase, id, to_slot, from_slot, previous))
+            .and_then(|()| step.run(self, course, run))
             .and_then(|detail| self.run_hook(phase, false, id, previous).map(|()| detail));
         let duration_ms = millis(t.elapsed());
         match result {

@@ -1,58 +1,222 @@
-//! The phases before the switch: preflight, backup, build and stage.
+//! The phases as values ([`Step`]): each describes itself for `plan` and runs for `deploy`,
+//! from the one list [`steps`]; and the work of the phases before the switch (preflight,
+//! backup, build and stage).
 
 use std::path::{Path, PathBuf};
 
 use process_control::template;
 
 use crate::env::CommandRequest;
-use crate::journal::JournalEntry;
+use crate::journal::{JournalEntry, Operation};
 use crate::layout::ReleaseRecord;
 use crate::operation::{Deployer, Run, describe_exit, tail};
 use crate::phase::{Phase, Slot};
 
-impl Deployer {
-    pub(crate) fn phase_body(
-        &self,
-        run: &mut Run,
-        phase: Phase,
-        id: &str,
-        to_slot: Slot,
-        from_slot: Option<Slot>,
-        previous: Option<&str>,
-    ) -> Result<Option<String>, String> {
-        match phase {
-            Phase::Preflight => self.preflight(),
-            Phase::Backup => {
-                let made = self.backup(id)?;
-                if let Some(archive) = &made {
-                    self.journal(JournalEntry::BackupMade {
-                        at: self.now(),
-                        archive: archive.clone(),
-                    })
-                    .map_err(|e| e.to_string())?;
-                }
-                let detail = made.as_ref().map(|p| p.display().to_string());
-                run.backup = made;
-                Ok(detail.or(Some("skipped".to_owned())))
-            }
-            Phase::Build => self.build_and_stage(id, run.commit.as_deref()).map(Some),
-            Phase::Switch => self.switch_to(id, to_slot, from_slot).map(Some),
-            Phase::Validate => self
-                .env
-                .health
-                .validate(
-                    &self.target(id, to_slot),
-                    self.manifest.deploy.validate_timeout,
-                )
-                .map(|()| None),
-            Phase::Perf => self.env.perf.check(&self.target(id, to_slot)).map(Some),
-            Phase::Commit => self
-                .commit(id, to_slot, from_slot, previous)
-                .map(Some)
-                .map_err(|e| e.to_string()),
+/// Where an operation is going: what each step describes and acts on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Course<'a> {
+    /// The release brought live.
+    pub(crate) id: &'a str,
+    /// The release live before.
+    pub(crate) previous: Option<&'a str>,
+    /// The slot the release runs in.
+    pub(crate) to: Slot,
+    /// The slot the previous release runs in.
+    pub(crate) from: Option<Slot>,
+}
+
+/// One phase as a value: it says what it would do (for `plan`) and does it (for `deploy`), so
+/// the two cannot drift apart.
+pub(crate) trait Step: Sync {
+    /// Which phase it is (journal, hooks, reports).
+    fn phase(&self) -> Phase;
+    /// What it would do, in one sentence.
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String;
+    /// Does it: Ok with a detail for the report (`"skipped"` when it did nothing).
+    fn run(&self, d: &Deployer, c: &Course<'_>, run: &mut Run) -> Result<Option<String>, String>;
+}
+
+/// The steps of `op`, in order: the one list `plan` describes and `deploy` runs.
+pub(crate) fn steps(d: &Deployer, op: Operation) -> Vec<&'static dyn Step> {
+    let mut steps: Vec<&'static dyn Step> = Vec::new();
+    if op == Operation::Deploy {
+        steps.extend([&Preflight as &dyn Step, &Backup, &Build]);
+    }
+    steps.extend([&Switch as &dyn Step, &Validate]);
+    if op == Operation::Deploy && d.manifest.deploy.perf_gate {
+        steps.push(&Perf);
+    }
+    steps.push(&Commit);
+    steps
+}
+
+struct Preflight;
+
+impl Step for Preflight {
+    fn phase(&self) -> Phase {
+        Phase::Preflight
+    }
+    fn describe(&self, d: &Deployer, _c: &Course<'_>) -> String {
+        match (&d.manifest.preflight, d.manifest.deploy.preflight) {
+            (Some(p), true) => format!(
+                "{} configured checks (the default set when none)",
+                p.check.len()
+            ),
+            _ => "skipped (no [preflight] table or deploy.preflight = false)".to_owned(),
         }
     }
+    fn run(&self, d: &Deployer, _c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.preflight()
+    }
+}
 
+struct Backup;
+
+impl Step for Backup {
+    fn phase(&self) -> Phase {
+        Phase::Backup
+    }
+    fn describe(&self, d: &Deployer, _c: &Course<'_>) -> String {
+        if !d.manifest.deploy.backup {
+            return "skipped (deploy.backup = false)".to_owned();
+        }
+        let (sources, dest) = d.backup_target();
+        format!(
+            "archive {} to {}",
+            sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            dest.display()
+        )
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, run: &mut Run) -> Result<Option<String>, String> {
+        let made = d.backup(c.id)?;
+        if let Some(archive) = &made {
+            d.journal(JournalEntry::BackupMade {
+                at: d.now(),
+                archive: archive.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        let detail = made.as_ref().map(|p| p.display().to_string());
+        run.backup = made;
+        Ok(detail.or(Some("skipped".to_owned())))
+    }
+}
+
+struct Build;
+
+impl Step for Build {
+    fn phase(&self) -> Phase {
+        Phase::Build
+    }
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
+        let s = &d.manifest.service;
+        format!(
+            "{} in {}; stage {}{}",
+            if s.build.is_empty() {
+                "no build command".to_owned()
+            } else {
+                format!("run {:?}", s.build)
+            },
+            s.source.display(),
+            d.layout.release_dir(c.id).display(),
+            s.artifact
+                .as_ref()
+                .map(|a| format!("; check artifact {}", a.path.display()))
+                .unwrap_or_default()
+        )
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, run: &mut Run) -> Result<Option<String>, String> {
+        d.build_and_stage(c.id, run.commit.as_deref()).map(Some)
+    }
+}
+
+struct Switch;
+
+impl Step for Switch {
+    fn phase(&self) -> Phase {
+        Phase::Switch
+    }
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
+        let service = c.to.service_name(&d.manifest.service.name);
+        d.strategy().describe_switch(d, c.id, &service, c.to)
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.strategy().switch(d, c.id, c.to, c.from).map(Some)
+    }
+}
+
+struct Validate;
+
+impl Step for Validate {
+    fn phase(&self) -> Phase {
+        Phase::Validate
+    }
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
+        format!(
+            "suite {:?} against {}",
+            d.manifest.deploy.validate_suite,
+            d.target(c.id, c.to).base_url
+        )
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.env
+            .health
+            .validate(&d.target(c.id, c.to), d.manifest.deploy.validate_timeout)
+            .map(|()| None)
+    }
+}
+
+struct Perf;
+
+impl Step for Perf {
+    fn phase(&self) -> Phase {
+        Phase::Perf
+    }
+    fn describe(&self, _d: &Deployer, _c: &Course<'_>) -> String {
+        "load the new release and compare with the baseline".to_owned()
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.env.perf.check(&d.target(c.id, c.to)).map(Some)
+    }
+}
+
+struct Commit;
+
+impl Step for Commit {
+    fn phase(&self) -> Phase {
+        Phase::Commit
+    }
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
+        let name = &d.manifest.service.name;
+        format!(
+            "record {} as good{}; keep {} releases",
+            c.id,
+            c.from
+                .filter(|f| *f != c.to)
+                .map(|f| if d.keeps_standby() {
+                    format!(
+                        ", keep {} running as the warm standby",
+                        f.service_name(name)
+                    )
+                } else {
+                    format!(", drain and stop {}", f.service_name(name))
+                })
+                .unwrap_or_default(),
+            d.manifest.layout.keep_releases
+        )
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.commit(c.id, c.to, c.from, c.previous)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Deployer {
     pub(crate) fn preflight(&self) -> Result<Option<String>, String> {
         let Some(config) = self
             .manifest

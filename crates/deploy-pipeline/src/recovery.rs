@@ -10,7 +10,6 @@ use crate::DeployError;
 use crate::audit::{self, AuditRecord, PhaseRecord};
 use crate::journal::{JournalEntry, Operation};
 use crate::lock::{DeployLock, LockOwner, hostname, user_name};
-use crate::manifest::StrategyKind;
 use crate::operation::{Deployer, millis};
 use crate::phase::Slot;
 
@@ -58,42 +57,7 @@ impl Deployer {
             done.push(format!("restored shared data from {}", archive.display()));
         }
         let from = from_slot.unwrap_or(to_slot);
-        match self.strategy() {
-            StrategyKind::Restart => {
-                self.layout
-                    .set_current(previous)
-                    .map_err(|e| e.to_string())?;
-                self.ensure_running(previous, from, true)?;
-                done.push(format!("{previous} running again"));
-            }
-            StrategyKind::BlueGreen => {
-                self.ensure_running(previous, from, true)?;
-                let upstream = self.addr(from);
-                if self.env.traffic.is_running() {
-                    if self.env.traffic.current()? != Some(upstream) {
-                        self.env
-                            .traffic
-                            .switch(upstream, self.release_check(previous))?;
-                        done.push(format!("traffic back on {upstream}"));
-                    }
-                } else {
-                    self.env.traffic.start(upstream)?;
-                    done.push(format!("proxy started on {upstream}"));
-                }
-                self.layout
-                    .set_current(previous)
-                    .map_err(|e| e.to_string())?;
-                if to_slot != from {
-                    let svc = to_slot.service_name(name);
-                    self.clear_standby().map_err(|e| e.to_string())?;
-                    self.env
-                        .procs
-                        .stop(&svc, None)
-                        .map_err(|e| format!("cannot stop {svc}: {e}"))?;
-                    done.push(format!("stopped {svc}"));
-                }
-            }
-        }
+        done.extend(self.strategy().restore(self, previous, from, to_slot)?);
         self.env
             .health
             .validate(
@@ -183,17 +147,14 @@ impl Deployer {
                 healthy: false,
             });
         };
-        let slot = state.slot.unwrap_or(match self.strategy() {
-            StrategyKind::Restart => Slot::Single,
-            StrategyKind::BlueGreen => Slot::Blue,
-        });
+        let slot = self.strategy().live_slot(&state);
         let target = self.target(&current, slot);
         if self
             .env
             .health
             .wait_ready(&target, Duration::from_secs(2))
             .is_ok()
-            && self.traffic_on(slot)
+            && self.strategy().traffic_on(self, slot)
         {
             return Ok(RecoverReport {
                 was_consistent: true,
@@ -202,13 +163,9 @@ impl Deployer {
                 healthy: true,
             });
         }
-        let result = self.ensure_running(&current, slot, false).and_then(|()| {
-            if self.strategy() == StrategyKind::BlueGreen {
-                self.ensure_traffic(slot, &current)
-            } else {
-                Ok(())
-            }
-        });
+        let result = self
+            .ensure_running(&current, slot, false)
+            .and_then(|()| self.strategy().ensure_traffic(self, slot, &current));
         Ok(RecoverReport {
             was_consistent: false,
             action: match &result {
@@ -229,13 +186,7 @@ impl Deployer {
         tracing::warn!(release = %i.release, op = i.op.as_str(), commit_started = i.commit_started, "recovering an interrupted operation");
         let result = if i.commit_started && self.layout.is_complete(&i.release) {
             self.ensure_running(&i.release, i.to_slot, true)
-                .and_then(|()| {
-                    if self.strategy() == StrategyKind::BlueGreen {
-                        self.ensure_traffic(i.to_slot, &i.release)
-                    } else {
-                        Ok(())
-                    }
-                })
+                .and_then(|()| self.strategy().ensure_traffic(self, i.to_slot, &i.release))
                 .and_then(|()| {
                     self.layout
                         .set_current(&i.release)
@@ -282,7 +233,7 @@ impl Deployer {
                 release: Some(i.release.clone()),
                 previous: i.previous.clone(),
                 commit: None,
-                strategy: self.strategy().as_str().to_owned(),
+                strategy: self.strategy().kind().as_str().to_owned(),
                 phases: vec![PhaseRecord {
                     phase: "recover".to_owned(),
                     outcome: if healthy { "ok" } else { "failed" }.to_owned(),

@@ -1,4 +1,10 @@
-//! How traffic moves: the switch to a new release, the warm standby, the commit and retention.
+//! How a new release replaces the old one: the [`Strategy`] owns the slots, which slot a
+//! release goes to next, which one is live, moving traffic there and back; and, shared by
+//! every strategy, the warm standby, the commit and retention.
+//!
+//! `restart` runs one slot and restarts it in place; `blue-green` runs two behind nginx and
+//! moves the upstream. A canary strategy (traffic split by weight across both slots) is one
+//! more implementation of the same trait.
 
 use std::time::Duration;
 
@@ -10,59 +16,251 @@ use crate::manifest::StrategyKind;
 use crate::operation::Deployer;
 use crate::phase::Slot;
 
-impl Deployer {
-    pub(crate) fn switch_to(
+/// How a new release replaces the old one.
+pub(crate) trait Strategy: Sync {
+    /// The manifest's name for it.
+    fn kind(&self) -> StrategyKind;
+
+    /// The slots a release can run in.
+    fn slots(&self) -> &'static [Slot];
+
+    /// The slot the live release runs in: the one place that says it (from
+    /// `deploy-state.json`, else the first slot).
+    fn live_slot(&self, state: &DeployState) -> Slot {
+        state
+            .slot
+            .filter(|s| self.slots().contains(s))
+            .unwrap_or(self.slots()[0])
+    }
+
+    /// The slot a new release starts in, given the live one.
+    fn next_slot(&self, live: Option<Slot>) -> Slot;
+
+    /// Whether a warm standby may be kept in the other slot.
+    fn keeps_standby(&self, d: &Deployer) -> bool;
+
+    /// Starts `id` in `to` and moves users to it (and `current`). Ok says what was done.
+    fn switch(
         &self,
+        d: &Deployer,
         id: &str,
-        to_slot: Slot,
-        from_slot: Option<Slot>,
+        to: Slot,
+        from: Option<Slot>,
+    ) -> Result<String, String>;
+
+    /// Puts `previous` back live in `from` after `failed_slot` served it (idempotent, so that
+    /// recovery can run it again). Ok lists what was done.
+    fn restore(
+        &self,
+        d: &Deployer,
+        previous: &str,
+        from: Slot,
+        failed_slot: Slot,
+    ) -> Result<Vec<String>, String>;
+
+    /// Whether users reach `slot` now.
+    fn traffic_on(&self, d: &Deployer, slot: Slot) -> bool;
+
+    /// Makes sure users reach `release` in `slot`.
+    fn ensure_traffic(&self, d: &Deployer, slot: Slot, release: &str) -> Result<(), String>;
+
+    /// What `switch` would do, for `plan`.
+    fn describe_switch(&self, d: &Deployer, id: &str, service: &str, slot: Slot) -> String;
+}
+
+/// The strategy of `kind`.
+pub(crate) fn for_kind(kind: StrategyKind) -> &'static dyn Strategy {
+    match kind {
+        StrategyKind::Restart => &Restart,
+        StrategyKind::BlueGreen => &BlueGreen,
+    }
+}
+
+/// Stop the old release, start the new one in place (short downtime; no proxy).
+struct Restart;
+
+impl Strategy for Restart {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Restart
+    }
+
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::Single]
+    }
+
+    fn next_slot(&self, _live: Option<Slot>) -> Slot {
+        Slot::Single
+    }
+
+    fn keeps_standby(&self, _d: &Deployer) -> bool {
+        false
+    }
+
+    fn switch(
+        &self,
+        d: &Deployer,
+        id: &str,
+        to: Slot,
+        _from: Option<Slot>,
     ) -> Result<String, String> {
-        match self.strategy() {
-            StrategyKind::Restart => {
-                self.layout.set_current(id).map_err(|e| e.to_string())?;
-                self.ensure_running(id, to_slot, false)?;
-                Ok(format!(
-                    "restarted {} on port {}",
-                    to_slot.service_name(&self.manifest.service.name),
-                    self.port(to_slot)
-                ))
+        d.layout.set_current(id).map_err(|e| e.to_string())?;
+        d.ensure_running(id, to, false)?;
+        Ok(format!(
+            "restarted {} on port {}",
+            to.service_name(&d.manifest.service.name),
+            d.port(to)
+        ))
+    }
+
+    fn restore(
+        &self,
+        d: &Deployer,
+        previous: &str,
+        from: Slot,
+        _failed_slot: Slot,
+    ) -> Result<Vec<String>, String> {
+        d.layout.set_current(previous).map_err(|e| e.to_string())?;
+        d.ensure_running(previous, from, true)?;
+        Ok(vec![format!("{previous} running again")])
+    }
+
+    fn traffic_on(&self, _d: &Deployer, _slot: Slot) -> bool {
+        true
+    }
+
+    fn ensure_traffic(&self, _d: &Deployer, _slot: Slot, _release: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe_switch(&self, d: &Deployer, id: &str, service: &str, slot: Slot) -> String {
+        format!(
+            "stop {service}, point current at {id}, start {service} on port {}, wait until ready",
+            d.port(slot)
+        )
+    }
+}
+
+/// Start the new release in the idle slot, switch the nginx upstream, keep the old one warm
+/// (or drain and stop it).
+struct BlueGreen;
+
+impl Strategy for BlueGreen {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::BlueGreen
+    }
+
+    fn slots(&self) -> &'static [Slot] {
+        &[Slot::Blue, Slot::Green]
+    }
+
+    fn next_slot(&self, live: Option<Slot>) -> Slot {
+        live.map_or(Slot::Blue, Slot::other)
+    }
+
+    fn keeps_standby(&self, d: &Deployer) -> bool {
+        d.manifest.deploy.keep_standby
+    }
+
+    fn switch(
+        &self,
+        d: &Deployer,
+        id: &str,
+        to: Slot,
+        from: Option<Slot>,
+    ) -> Result<String, String> {
+        let warm = d.warm_standby(id, to);
+        if !warm {
+            // Whatever waited in that slot is stopped now: forget it first, so that the state
+            // never names a standby that is not there.
+            d.clear_standby().map_err(|e| e.to_string())?;
+            d.ensure_running(id, to, false)?;
+        }
+        let upstream = d.addr(to);
+        if d.env.traffic.is_running() {
+            d.env.traffic.switch(upstream, d.release_check(id))?;
+        } else {
+            d.env.traffic.start(upstream)?;
+        }
+        d.layout.set_current(id).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{id} {} in slot {to}; traffic moved to {upstream}{}",
+            if warm {
+                "was the warm standby, healthy"
+            } else {
+                "ready"
+            },
+            from.map(|s| format!(" from slot {s}")).unwrap_or_default()
+        ))
+    }
+
+    fn restore(
+        &self,
+        d: &Deployer,
+        previous: &str,
+        from: Slot,
+        failed_slot: Slot,
+    ) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        d.ensure_running(previous, from, true)?;
+        let upstream = d.addr(from);
+        if d.env.traffic.is_running() {
+            if d.env.traffic.current()? != Some(upstream) {
+                d.env.traffic.switch(upstream, d.release_check(previous))?;
+                done.push(format!("traffic back on {upstream}"));
             }
-            StrategyKind::BlueGreen => {
-                let warm = self.warm_standby(id, to_slot);
-                if !warm {
-                    // Whatever waited in that slot is stopped now: forget it first, so that
-                    // the state never names a standby that is not there.
-                    self.clear_standby().map_err(|e| e.to_string())?;
-                    self.ensure_running(id, to_slot, false)?;
-                }
-                let upstream = self.addr(to_slot);
-                if self.env.traffic.is_running() {
-                    self.env.traffic.switch(upstream, self.release_check(id))?;
-                } else {
-                    self.env.traffic.start(upstream)?;
-                }
-                self.layout.set_current(id).map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "{id} {} in slot {to_slot}; traffic moved to {upstream}{}",
-                    if warm {
-                        "was the warm standby, healthy"
-                    } else {
-                        "ready"
-                    },
-                    from_slot
-                        .map(|s| format!(" from slot {s}"))
-                        .unwrap_or_default()
-                ))
-            }
+        } else {
+            d.env.traffic.start(upstream)?;
+            done.push(format!("proxy started on {upstream}"));
+        }
+        d.layout.set_current(previous).map_err(|e| e.to_string())?;
+        if failed_slot != from {
+            let svc = failed_slot.service_name(&d.manifest.service.name);
+            d.clear_standby().map_err(|e| e.to_string())?;
+            d.env
+                .procs
+                .stop(&svc, None)
+                .map_err(|e| format!("cannot stop {svc}: {e}"))?;
+            done.push(format!("stopped {svc}"));
+        }
+        Ok(done)
+    }
+
+    fn traffic_on(&self, d: &Deployer, slot: Slot) -> bool {
+        d.env.traffic.is_running() && d.env.traffic.current().ok().flatten() == Some(d.addr(slot))
+    }
+
+    fn ensure_traffic(&self, d: &Deployer, slot: Slot, release: &str) -> Result<(), String> {
+        let upstream = d.addr(slot);
+        if !d.env.traffic.is_running() {
+            d.env.traffic.start(upstream)
+        } else if d.env.traffic.current()? != Some(upstream) {
+            d.env.traffic.switch(upstream, d.release_check(release))
+        } else {
+            Ok(())
         }
     }
 
+    fn describe_switch(&self, d: &Deployer, id: &str, service: &str, slot: Slot) -> String {
+        format!(
+            "start {service} on port {}, wait until ready, {} nginx upstream to {}, point current at {id}",
+            d.port(slot),
+            if d.env.traffic.is_running() {
+                "switch"
+            } else {
+                "start nginx with"
+            },
+            d.addr(slot)
+        )
+    }
+}
+
+impl Deployer {
     pub(crate) fn release_check<'a>(&self, id: &'a str) -> Option<&'a str> {
         self.manifest.deploy.verify_release.then_some(id)
     }
 
     pub(crate) fn keeps_standby(&self) -> bool {
-        self.strategy() == StrategyKind::BlueGreen && self.manifest.deploy.keep_standby
+        self.strategy().keeps_standby(self)
     }
 
     /// Whether `id` already runs warm in `slot` as the recorded standby: the process manager
@@ -202,25 +400,6 @@ impl Deployer {
             self.layout.save_state(&state)?;
         }
         Ok(victims)
-    }
-
-    pub(crate) fn traffic_on(&self, slot: Slot) -> bool {
-        self.strategy() == StrategyKind::Restart
-            || (self.env.traffic.is_running()
-                && self.env.traffic.current().ok().flatten() == Some(self.addr(slot)))
-    }
-
-    pub(crate) fn ensure_traffic(&self, slot: Slot, release: &str) -> Result<(), String> {
-        let upstream = self.addr(slot);
-        if !self.env.traffic.is_running() {
-            self.env.traffic.start(upstream)
-        } else if self.env.traffic.current()? != Some(upstream) {
-            self.env
-                .traffic
-                .switch(upstream, self.release_check(release))
-        } else {
-            Ok(())
-        }
     }
 }
 

@@ -12,11 +12,13 @@ use crate::DeployError;
 use crate::audit::{self};
 use crate::env::CommandRequest;
 use crate::journal::Interrupted;
+use crate::journal::Operation;
 use crate::layout::{DeployState, ReleaseRecord, release_id};
 use crate::lock::DeployLock;
 use crate::manifest::StrategyKind;
 use crate::operation::Deployer;
 use crate::phase::{Phase, Slot};
+use crate::phases::{Course, steps};
 
 /// One release as `releases` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +155,7 @@ impl Deployer {
     pub fn describe_live(&self) -> String {
         let current = self.layout.current().unwrap_or_else(|| "(none)".to_owned());
         let mut parts = vec![format!("current -> {current}")];
-        if self.strategy() == StrategyKind::BlueGreen {
+        if self.strategy().kind() == StrategyKind::BlueGreen {
             parts.push(match self.env.traffic.current() {
                 Ok(Some(a)) if self.env.traffic.is_running() => format!("proxy upstream {a}"),
                 Ok(_) => "proxy not running".to_owned(),
@@ -167,10 +169,7 @@ impl Deployer {
     }
 
     pub(crate) fn slots(&self) -> Vec<Slot> {
-        match self.strategy() {
-            StrategyKind::Restart => vec![Slot::Single],
-            StrategyKind::BlueGreen => vec![Slot::Blue, Slot::Green],
-        }
+        self.strategy().slots().to_vec()
     }
 
     pub(crate) fn slot_states(&self) -> BTreeMap<String, String> {
@@ -238,7 +237,7 @@ impl Deployer {
         Ok(StatusReport {
             service_name: self.manifest.service.name.clone(),
             root: self.layout.root().to_path_buf(),
-            strategy: self.strategy(),
+            strategy: self.strategy().kind(),
             rollback_target: state
                 .last_good_before(current.as_deref())
                 .map(str::to_owned),
@@ -343,11 +342,8 @@ impl Deployer {
         let previous = self.current();
         let commit = self.source_commit();
         let id = self.new_release_id(commit.as_deref());
-        let from_slot = previous.as_ref().map(|_| state.slot.unwrap_or(Slot::Blue));
-        let slot = match self.strategy() {
-            StrategyKind::Restart => Slot::Single,
-            StrategyKind::BlueGreen => from_slot.map_or(Slot::Blue, Slot::other),
-        };
+        let from_slot = previous.as_ref().map(|_| self.strategy().live_slot(&state));
+        let slot = self.strategy().next_slot(from_slot);
         let s = &self.manifest.service;
         let record = ReleaseRecord {
             id: id.clone(),
@@ -366,7 +362,6 @@ impl Deployer {
                 id: id.clone(),
                 reason,
             })?;
-        let d = &self.manifest.deploy;
         let mut phases = Vec::new();
         let mut add = |phase: Phase, action: String| {
             let hooks = [true, false]
@@ -383,103 +378,15 @@ impl Deployer {
                 hooks,
             });
         };
-        add(
-            Phase::Preflight,
-            match (&self.manifest.preflight, d.preflight) {
-                (Some(p), true) => format!(
-                    "{} configured checks (the default set when none)",
-                    p.check.len()
-                ),
-                _ => "skipped (no [preflight] table or deploy.preflight = false)".to_owned(),
-            },
-        );
-        add(
-            Phase::Backup,
-            if d.backup {
-                let (sources, dest) = self.backup_target();
-                format!(
-                    "archive {} to {}",
-                    sources
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    dest.display()
-                )
-            } else {
-                "skipped (deploy.backup = false)".to_owned()
-            },
-        );
-        add(
-            Phase::Build,
-            format!(
-                "{} in {}; stage {}{}",
-                if s.build.is_empty() {
-                    "no build command".to_owned()
-                } else {
-                    format!("run {:?}", s.build)
-                },
-                s.source.display(),
-                self.layout.release_dir(&id).display(),
-                s.artifact
-                    .as_ref()
-                    .map(|a| format!("; check artifact {}", a.path.display()))
-                    .unwrap_or_default()
-            ),
-        );
-        add(
-            Phase::Switch,
-            match self.strategy() {
-                StrategyKind::Restart => format!(
-                    "stop {0}, point current at {id}, start {0} on port {1}, wait until ready",
-                    spec.name,
-                    self.port(slot)
-                ),
-                StrategyKind::BlueGreen => format!(
-                    "start {} on port {}, wait until ready, {} nginx upstream to {}, point current at {id}",
-                    spec.name,
-                    self.port(slot),
-                    if self.env.traffic.is_running() {
-                        "switch"
-                    } else {
-                        "start nginx with"
-                    },
-                    self.addr(slot)
-                ),
-            },
-        );
-        add(
-            Phase::Validate,
-            format!(
-                "suite {:?} against {}",
-                d.validate_suite,
-                self.target(&id, slot).base_url
-            ),
-        );
-        if d.perf_gate {
-            add(
-                Phase::Perf,
-                "load the new release and compare with the baseline".to_owned(),
-            );
+        let course = Course {
+            id: &id,
+            previous: previous.as_deref(),
+            to: slot,
+            from: from_slot,
+        };
+        for step in steps(self, Operation::Deploy) {
+            add(step.phase(), step.describe(self, &course));
         }
-        add(
-            Phase::Commit,
-            format!(
-                "record {id} as good{}; keep {} releases",
-                from_slot
-                    .filter(|f| *f != slot)
-                    .map(|f| if self.keeps_standby() {
-                        format!(
-                            ", keep {} running as the warm standby",
-                            f.service_name(&s.name)
-                        )
-                    } else {
-                        format!(", drain and stop {}", f.service_name(&s.name))
-                    })
-                    .unwrap_or_default(),
-                self.manifest.layout.keep_releases
-            ),
-        );
         let mut prune = self.prune_candidates(&state, previous.as_deref().unwrap_or(""))?;
         let complete = self
             .layout
@@ -493,7 +400,7 @@ impl Deployer {
         Ok(Plan {
             service: s.name.clone(),
             root: self.layout.root().to_path_buf(),
-            strategy: self.strategy(),
+            strategy: self.strategy().kind(),
             release: id,
             commit,
             previous,
