@@ -3,7 +3,30 @@
 //! 3 unknown), continuously (`watch`), lists them (`list`) and exports the Prometheus-sourced
 //! ones as a Prometheus alerting-rules file (`export --prometheus OUT`).
 //!
-//! This file is argument parsing and glue; the work is in the `alert-rules` crate.
+//! ```text
+//! cutover-alerts check --manifest target/cutover-demo/cutover.toml   # the live deployment
+//! cutover-alerts check --via release                 # the live slot itself, not the proxy
+//! cutover-alerts check --target http://127.0.0.1:7000 --state /var/lib/hub/alerts.json
+//! cutover-alerts watch --interval 10s
+//! ```
+//!
+//! Where sources go: a source URL written as a path (`/api/stats`) or as `{url}/api/stats`,
+//! and the default rules, read the service's base URL: `--target` when given; else, when the
+//! manifest describes a deployment (it has a `[service]` table), the live release as
+//! live-deployment reads it from `<root>/current` and `<root>/state`: with `--via public` (the
+//! default) its public URL, what users reach through the proxy (over TLS when it is on,
+//! trusting the proxy's own self-signed certificate when it made one), or with `--via release`
+//! the live slot's own address; else `http://127.0.0.1:7000`. When the sources need the live
+//! deployment and nothing is deployed, `check` and `watch` exit 3 with a sentence saying so;
+//! `watch` re-reads the live release at every evaluation, so it follows a new deploy.
+//!
+//! `for` across one-shot runs needs the state file: `--state` (or `CUTOVER_ALERTS_STATE`),
+//! else, when the manifest describes a deployment, `<root>/state/alerts.json`. With `--json`,
+//! `check` prints `{status, target, alerts, transitions, errors}`; `target` is `{url, via,
+//! release}`, present when a source went to the base URL.
+//!
+//! This file is argument parsing and glue; the work is in the `alert-rules` and
+//! `live-deployment` crates.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,13 +36,26 @@ use alert_rules::{
     AlertRuleConfig, AlertState, AnyNotifier, CommandNotifier, Engine, EngineState, Evaluation,
     LineNotifier, Notifier, RuleStatus, Severity, WebhookFormat, WebhookNotifier,
 };
-use clap::{Args, Parser, Subcommand};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Status};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Manifest, Status};
+use live_deployment::{Deployment, LiveError};
 use serde::Serialize;
+
+/// The service's base URL when none is given and the manifest describes no deployment.
+const DEFAULT_TARGET: &str = "http://127.0.0.1:7000";
 
 /// Alert rules over the metrics a service really exposes.
 #[derive(Debug, Parser)]
-#[command(name = "cutover-alerts", version, about, long_about = None)]
+#[command(
+    name = "cutover-alerts",
+    version,
+    about,
+    long_about = None,
+    after_help = "Sources written as a path or as {url}/... (and the default rules) read --target; else the \
+live deployment when the manifest has a [service] table (its public URL, or with --via release the \
+live slot; exit 3 when nothing is deployed); else http://127.0.0.1:7000. --state defaults to the \
+deployment's <root>/state/alerts.json."
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -57,22 +93,49 @@ enum Command {
     },
 }
 
-/// Where the rules come from.
+/// Where the rules come from, and the service they read.
 #[derive(Debug, Clone, Args)]
 struct RuleArgs {
     /// Use the default rules even when the manifest has [[alert]] entries.
     #[arg(long)]
     defaults: bool,
-    /// The service the default rules read (used when no [[alert]] entries are configured).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7000")]
-    target: String,
+    /// The service's base URL: what the default rules read (used when no [[alert]] entries are
+    /// configured) and what sources written as a path or as `{url}/…` resolve against.
+    /// Default: the live deployment when the manifest describes one (see --via), else
+    /// http://127.0.0.1:7000.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Which address of the live deployment the service is read at (default public). Needs a
+    /// manifest with a [service] table.
+    #[arg(long, value_enum, value_name = "WHERE", conflicts_with = "target")]
+    via: Option<Via>,
+}
+
+/// Which address of the live deployment `--via` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// What users reach: the proxy's HTTPS listener when TLS is on (trusting the proxy's own
+    /// self-signed certificate when it made one), else its plain listener, else the slot
+    Public,
+    /// The live release's own slot address, bypassing the proxy
+    Release,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Public => "public",
+            Via::Release => "release",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 struct EvalArgs {
     #[command(flatten)]
     rules: RuleArgs,
-    /// The state file that carries `for` timers across runs (written atomically).
+    /// The state file that carries `for` timers across runs (written atomically). Default:
+    /// `<root>/state/alerts.json` when the manifest describes a deployment.
     #[arg(long, value_name = "FILE", env = "CUTOVER_ALERTS_STATE")]
     state: Option<PathBuf>,
     /// POST transitions to this webhook as JSON; write `${VAR}` to read the URL from the
@@ -104,34 +167,241 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> i32 {
-    let rule_args = match &cli.command {
-        Command::Check(e) | Command::Watch { eval: e, .. } => e.rules.clone(),
-        Command::List(r) | Command::Export { rules: r, .. } => r.clone(),
+    let (rule_args, default_state) = match &cli.command {
+        Command::Check(e) | Command::Watch { eval: e, .. } => (e.rules.clone(), e.state.is_none()),
+        Command::List(r) | Command::Export { rules: r, .. } => (r.clone(), false),
     };
-    let rules = match load_rules(&cli.common, &rule_args) {
+    let manifest = match cli.common.manifest() {
+        Ok(m) => m,
+        Err(e) => return cutover_cli::report_manifest_error(&e),
+    };
+    let templates = match load_rules(manifest.as_ref(), &rule_args) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match cli.command {
-        Command::Check(eval) => check(&cli.common, &eval, rules).await,
+    let needs_base = templates.iter().any(|r| r.source.needs_base_url());
+    // The deployment is read when something needs it: the default state file of `check` and
+    // `watch`, or a source written against the base URL with no --target.
+    let deployment = match &manifest {
+        Some(m) if default_state || (needs_base && rule_args.target.is_none()) => {
+            match Deployment::of(m) {
+                Ok(d) => d,
+                Err(e) => return report(&cli.common, &Stop::live(&e)),
+            }
+        }
+        _ => None,
+    };
+    let base = if needs_base {
+        match BaseSource::new(&rule_args, deployment.as_ref()) {
+            Ok(b) => Some(b),
+            Err(stop) => return report(&cli.common, &stop),
+        }
+    } else {
+        None
+    };
+    let (eval, repeat) = match cli.command {
+        Command::Check(eval) => (eval, None),
         Command::Watch {
             interval,
             count,
             eval,
-        } => watch(&cli.common, &eval, rules, interval, count).await,
-        Command::List(_) => list(&cli.common, &rules),
+        } => (eval, Some((interval, count))),
+        // Listing and exporting describe the configuration: when nothing is deployed, sources
+        // written against the base URL are shown as written.
+        Command::List(_) => {
+            let target = base.as_ref().and_then(|b| b.current().ok());
+            return list(&cli.common, &resolve(&templates, target.as_ref()));
+        }
         Command::Export {
             prometheus, group, ..
-        } => export(&cli.common, &rules, &prometheus, &group),
+        } => {
+            let target = base.as_ref().and_then(|b| b.current().ok());
+            let rules = resolve(&templates, target.as_ref());
+            return export(&cli.common, &rules, &prometheus, &group);
+        }
+    };
+    // Evaluating needs the base now: nothing deployed is "cannot evaluate" (exit 3).
+    let target = match base.as_ref().map(BaseSource::current).transpose() {
+        Ok(target) => target,
+        Err(stop) => return report(&cli.common, &stop),
+    };
+    let rules = resolve(&templates, target.as_ref());
+    let state = state_file(&eval, deployment.as_ref());
+    let run = Evaluate {
+        common: &cli.common,
+        eval: &eval,
+        state: state.as_deref(),
+        templates: &templates,
+        base: base.as_ref(),
+        target,
+    };
+    match repeat {
+        Some((interval, count)) => watch(run, rules, interval, count).await,
+        None => check(run, rules).await,
     }
 }
 
-/// The manifest's `[[alert]]` entries, or the default rules against `--target`.
-fn load_rules(common: &CommonArgs, args: &RuleArgs) -> Result<Vec<AlertRuleConfig>, i32> {
-    let manifest = common
-        .manifest()
-        .map_err(|e| cutover_cli::report_manifest_error(&e))?;
-    let configured = match (&manifest, args.defaults) {
+/// Why a command cannot go on.
+#[derive(Debug)]
+enum Stop {
+    /// Exit 64.
+    Usage(String),
+    /// Exit 78.
+    Config(String),
+    /// Exit 3: the rules cannot be evaluated (nothing deployed, damaged state).
+    Unknown(String),
+}
+
+impl Stop {
+    /// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
+    fn live(err: &LiveError) -> Self {
+        if err.exit_code() == EXIT_CONFIG {
+            Stop::Config(err.to_string())
+        } else {
+            Stop::Unknown(err.to_string())
+        }
+    }
+}
+
+/// Reports `stop` (on stderr, and as the JSON document with `--json` when it is "unknown") and
+/// returns its exit code.
+fn report(common: &CommonArgs, stop: &Stop) -> i32 {
+    let (code, message) = match stop {
+        Stop::Usage(m) => (cutover_cli::EXIT_USAGE, m),
+        Stop::Config(m) => (EXIT_CONFIG, m),
+        Stop::Unknown(m) => (EXIT_UNKNOWN, m),
+    };
+    if common.json && code == EXIT_UNKNOWN {
+        let doc = serde_json::json!({
+            "status": Status::Unknown,
+            "reason": message,
+            "alerts": [],
+            "transitions": [],
+        });
+        let _ = cutover_cli::print_json(&doc);
+    }
+    eprintln!("error: {message}");
+    code
+}
+
+/// Where sources written against the base URL went: the `target` of the JSON document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct BaseTarget {
+    /// The base URL.
+    url: String,
+    /// `public` or `release` (the live deployment), `target` (the flag) or `default`.
+    via: &'static str,
+    /// The live release, when the base is the live deployment.
+    release: Option<String>,
+    /// The CA the base's certificate is trusted by (the proxy's own), when there is one.
+    #[serde(skip)]
+    ca_file: Option<PathBuf>,
+}
+
+/// Where the base URL comes from: fixed (`--target`, the default), or the live deployment,
+/// read again at each [`BaseSource::current`] so that `watch` follows a new deploy.
+#[derive(Debug)]
+enum BaseSource {
+    Fixed(BaseTarget),
+    Live(Box<Deployment>, Via),
+}
+
+impl BaseSource {
+    /// `--target`, else the live deployment (as `--via` asks), else [`DEFAULT_TARGET`].
+    fn new(args: &RuleArgs, deployment: Option<&Deployment>) -> Result<Self, Stop> {
+        let fixed = |url: &str, via| {
+            BaseSource::Fixed(BaseTarget {
+                url: url.to_owned(),
+                via,
+                release: None,
+                ca_file: None,
+            })
+        };
+        match (&args.target, deployment) {
+            (Some(url), _) => Ok(fixed(url, "target")),
+            (None, Some(d)) => Ok(BaseSource::Live(
+                Box::new(d.clone()),
+                args.via.unwrap_or(Via::Public),
+            )),
+            (None, None) => match args.via {
+                Some(via) => Err(Stop::Usage(format!(
+                    "--via {} needs a manifest with a [service] table (the deployment to read); give --target instead",
+                    via.as_str()
+                ))),
+                None => Ok(fixed(DEFAULT_TARGET, "default")),
+            },
+        }
+    }
+
+    /// The base URL now; for the live deployment, exit 3 with a sentence when nothing is
+    /// deployed.
+    fn current(&self) -> Result<BaseTarget, Stop> {
+        let (deployment, via) = match self {
+            BaseSource::Fixed(t) => return Ok(t.clone()),
+            BaseSource::Live(d, via) => (d, *via),
+        };
+        let live = deployment.live().map_err(|e| Stop::live(&e))?;
+        let (url, ca_file) = match via {
+            Via::Public => (live.url.clone(), live.proxy_ca.clone()),
+            Via::Release => (live.slot_url.clone(), None),
+        };
+        let (Some(release), Some(url)) = (live.release.clone(), url) else {
+            return Err(Stop::Unknown(live.describe()));
+        };
+        Ok(BaseTarget {
+            ca_file: ca_file.filter(|_| url.starts_with("https://")),
+            url,
+            via: via.as_str(),
+            release: Some(release),
+        })
+    }
+}
+
+/// The rules with their sources written against the base URL joined to `target` (left as
+/// written without one).
+fn resolve(templates: &[AlertRuleConfig], target: Option<&BaseTarget>) -> Vec<AlertRuleConfig> {
+    let mut rules = templates.to_vec();
+    if let Some(t) = target {
+        for r in &mut rules {
+            r.source.resolve_base_url(&t.url, t.ca_file.as_deref());
+        }
+    }
+    rules
+}
+
+/// The state file: `--state`, else the deployment's `<root>/state/alerts.json` (its directory
+/// made when missing; a deploy makes it).
+fn state_file(eval: &EvalArgs, deployment: Option<&Deployment>) -> Option<PathBuf> {
+    if let Some(path) = &eval.state {
+        return Some(path.clone());
+    }
+    let path = deployment?.alerts_state_file();
+    if let Some(dir) = path.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        // Saving the state then fails and says so; the evaluation itself goes on.
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the alert state directory");
+    }
+    Some(path)
+}
+
+/// What `check` and `watch` share.
+struct Evaluate<'a> {
+    common: &'a CommonArgs,
+    eval: &'a EvalArgs,
+    /// The state file, when there is one.
+    state: Option<&'a std::path::Path>,
+    /// The rules as configured (sources not yet joined to a base URL).
+    templates: &'a [AlertRuleConfig],
+    /// Where the base URL comes from, when a source needs one.
+    base: Option<&'a BaseSource>,
+    /// The base URL the rules were resolved against.
+    target: Option<BaseTarget>,
+}
+
+/// The manifest's `[[alert]]` entries, or the default rules (written against the base URL).
+fn load_rules(manifest: Option<&Manifest>, args: &RuleArgs) -> Result<Vec<AlertRuleConfig>, i32> {
+    let configured = match (manifest, args.defaults) {
         (Some(m), false) => m
             .table::<Vec<AlertRuleConfig>>("alert")
             .map_err(|e| cutover_cli::report_manifest_error(&e))?,
@@ -140,8 +410,9 @@ fn load_rules(common: &CommonArgs, args: &RuleArgs) -> Result<Vec<AlertRuleConfi
     let mut rules = match configured {
         Some(rules) => rules,
         None => {
-            tracing::info!(target = %args.target, "no [[alert]] entries configured; using the default rules");
-            alert_rules::default_rules(&args.target).map_err(|e| {
+            tracing::info!("no [[alert]] entries configured; using the default rules");
+            // `{url}`: resolved against --target or the live deployment like any such source.
+            alert_rules::default_rules("{url}").map_err(|e| {
                 eprintln!("error: {e}");
                 EXIT_CONFIG
             })?
@@ -151,7 +422,7 @@ fn load_rules(common: &CommonArgs, args: &RuleArgs) -> Result<Vec<AlertRuleConfi
         eprintln!("error: {e}");
         return Err(EXIT_CONFIG);
     }
-    if let Some(m) = &manifest {
+    if let Some(m) = manifest {
         let dir = m.dir();
         for r in &mut rules {
             r.source.resolve_paths(&dir);
@@ -209,6 +480,8 @@ struct AlertRow<'a> {
 #[derive(Serialize)]
 struct CheckReport<'a> {
     status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a BaseTarget>,
     alerts: Vec<AlertRow<'a>>,
     transitions: &'a [alert_rules::Transition],
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -264,9 +537,10 @@ fn open_state(path: Option<&Path>, rules: &[AlertRuleConfig]) -> Result<EngineSt
     }
 }
 
-async fn check(common: &CommonArgs, eval: &EvalArgs, rules: Vec<AlertRuleConfig>) -> i32 {
+async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
+    let (common, eval) = (run.common, run.eval);
     let mut errors = Vec::new();
-    let state = open_state(eval.state.as_deref(), &rules).unwrap_or_else(|e| {
+    let state = open_state(run.state, &rules).unwrap_or_else(|e| {
         errors.push(e);
         EngineState::default()
     });
@@ -275,7 +549,7 @@ async fn check(common: &CommonArgs, eval: &EvalArgs, rules: Vec<AlertRuleConfig>
         evaluate_once(&mut engine, &rules, &shared_notifiers(eval)).await;
     errors.extend(notify_errors);
     let mut status = verdict(&evaluation.statuses);
-    if let Some(path) = &eval.state
+    if let Some(path) = run.state
         && let Err(e) = alert_rules::save_state(path, engine.state())
     {
         errors.push(e.to_string());
@@ -288,6 +562,7 @@ async fn check(common: &CommonArgs, eval: &EvalArgs, rules: Vec<AlertRuleConfig>
     if common.json {
         let report = CheckReport {
             status,
+            target: run.target.as_ref(),
             alerts: rows(&evaluation),
             transitions: &evaluation.transitions,
             errors,
@@ -296,6 +571,14 @@ async fn check(common: &CommonArgs, eval: &EvalArgs, rules: Vec<AlertRuleConfig>
             eprintln!("error: cannot write to stdout: {e}");
         }
     } else {
+        if let Some(t) = run.target.as_ref().filter(|t| t.release.is_some()) {
+            println!(
+                "target: {} (via {}, release {})",
+                t.url,
+                t.via,
+                t.release.as_deref().unwrap_or("?")
+            );
+        }
         print_table(&evaluation);
         for t in &evaluation.transitions {
             if t.kind.notifies() {
@@ -339,13 +622,13 @@ fn print_table(evaluation: &Evaluation) {
 }
 
 async fn watch(
-    common: &CommonArgs,
-    eval: &EvalArgs,
-    rules: Vec<AlertRuleConfig>,
+    mut run: Evaluate<'_>,
+    mut rules: Vec<AlertRuleConfig>,
     interval: Duration,
     count: Option<u64>,
 ) -> i32 {
-    let state = match open_state(eval.state.as_deref(), &rules) {
+    let (common, eval) = (run.common, run.eval);
+    let state = match open_state(run.state, &rules) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -370,10 +653,27 @@ async fn watch(
             _ = tokio::signal::ctrl_c() => break,
             Some(()) = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => break,
         }
+        // Follow a new deploy (blue-green moves the live slot): read the live release again.
+        if let Some(base) = run.base {
+            match base.current() {
+                Ok(target) if run.target.as_ref() != Some(&target) => {
+                    tracing::info!(url = %target.url, release = ?target.release, "the live deployment changed");
+                    rules = resolve(run.templates, Some(&target));
+                    run.target = Some(target);
+                }
+                Ok(_) => {}
+                Err(stop) => {
+                    tracing::warn!(
+                        ?stop,
+                        "cannot read the live deployment; keeping the last target"
+                    )
+                }
+            }
+        }
         let (evaluation, errors) = evaluate_once(&mut engine, &rules, &notifiers).await;
         done += 1;
         status = verdict(&evaluation.statuses);
-        if let Some(path) = &eval.state
+        if let Some(path) = run.state
             && let Err(e) = alert_rules::save_state(path, engine.state())
         {
             tracing::error!(error = %e, "cannot save the alert state");
@@ -382,6 +682,7 @@ async fn watch(
             // One compact JSON document per evaluation (JSON lines), since watch runs on.
             let report = CheckReport {
                 status,
+                target: run.target.as_ref(),
                 alerts: rows(&evaluation),
                 transitions: &evaluation.transitions,
                 errors,

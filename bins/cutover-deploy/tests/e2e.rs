@@ -313,7 +313,7 @@ fn blue_green_under_load_bad_release_rollback_and_the_read_only_views() {
         .collect();
     assert_eq!(
         outcomes,
-        ["deployed", "deployed", "rolled-back", "deployed"]
+        ["deployed", "deployed", "rolled-back", "restored"]
     );
 
     // plan names the secret, never its value (nor does anything else print it).
@@ -717,4 +717,45 @@ fn an_unknown_placeholder_is_refused_at_load_with_its_line_and_column() {
     );
     assert!(stderr.contains("cutover.toml:7:"), "{stderr}");
     assert!(!demo.root().exists(), "nothing may be touched");
+}
+
+#[test]
+fn a_never_ready_release_is_waited_for_the_whole_ready_timeout_and_the_message_says_so() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    demo.write_manifest(
+        r#"CUTOVER_DEMO_HEALTH_STATE = "starting""#,
+        r#"ready_timeout = "3s""#,
+    );
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(
+        code,
+        2,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let switch = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "switch")
+        .unwrap_or_else(|| panic!("{json:#}"))
+        .clone();
+    let took = switch["duration_ms"].as_u64().unwrap();
+    // [budget, budget + one period + 1 s]; the switch also starts the process first.
+    assert!(
+        (3000..=3000 + 300 + 1000 + 500).contains(&took),
+        "{took} ms: {switch:#}"
+    );
+    let detail = switch["detail"].as_str().unwrap();
+    assert!(detail.contains("(ready_timeout 3s)"), "{detail}");
+    let attempts: u32 = detail
+        .split("not ready after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(attempts >= 5, "{detail}");
+    assert!(detail.contains("in 3."), "elapsed is the budget: {detail}");
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
 }

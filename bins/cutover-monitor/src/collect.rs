@@ -1,20 +1,32 @@
-//! Taking one evaluation: read `/api/health` and `/api/stats`, measure the process, sample and
+//! Taking one evaluation: look at the deployment (what is live, in which slot, under which
+//! pid), read `/api/health` and `/api/stats` at the target, measure the process, sample and
 //! evaluate the alert rules. Rules that read the same statistics document are fed from the one
 //! read the screen shows, so the numbers and the markers beside them come from one snapshot.
+//!
+//! The target and the process are resolved again at every evaluation: `--target` and
+//! `--pid`/`--pid-file` when given, else the live slot of the manifest's deployment, else
+//! [`DEFAULT_TARGET`] and no process. So after a deploy to the other slot the next evaluation
+//! reads the new live slot and measures its process.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alert_rules::{AlertRuleConfig, Engine, EngineState, Sample, Source};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
+use live_deployment::Deployment;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
+use crate::deployment::{self, Reading};
 use crate::snapshot::{self, AlertView, Health, ProcessView, Reach, Snapshot, Stats};
 
 /// Bodies larger than this are refused: a health or stats document is far smaller.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The target without `--target` and without a deployment in the manifest.
+pub(crate) const DEFAULT_TARGET: &str = "http://127.0.0.1:7000";
 
 /// Which process to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,49 +36,233 @@ pub(crate) enum ProcessTarget {
     /// A file holding `PID` or `PID START_TIME` (clock ticks since boot, field 22 of
     /// `/proc/PID/stat`); with a start time, a reused pid is reported, not measured.
     PidFile(PathBuf),
+    /// The live slot's process, as its process manager reports it: with its start time, a
+    /// reused pid is reported, not measured.
+    Live {
+        /// The pid.
+        pid: u32,
+        /// Its start time in clock ticks since boot.
+        start_time: Option<u64>,
+        /// The slot's process-manager service name (`hub`, `hub-blue`, …).
+        name: String,
+    },
+}
+
+/// The alert rules: the manifest's, or the default rules against the current target (built
+/// again when the target moves to another slot).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RuleSet {
+    /// `[[alert]]` entries: their sources name their own URLs.
+    Configured(Vec<AlertRuleConfig>),
+    /// [`alert_rules::default_rules`] against the resolved target.
+    Defaults,
+}
+
+/// What a collector is told once: the flags and the deployment.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    /// `--target`, when given explicitly: it wins over the deployment.
+    pub(crate) target: Option<String>,
+    /// How long each HTTP read may take.
+    pub(crate) timeout: Duration,
+    /// The alert rules.
+    pub(crate) rules: RuleSet,
+    /// `--pid` or `--pid-file`, when given: it wins over the live slot's process.
+    pub(crate) process: Option<ProcessTarget>,
+    /// The manifest's deployment, when it describes one (it has a `[service]` table).
+    pub(crate) deployment: Option<Deployment>,
 }
 
 /// Everything an evaluation needs, kept across evaluations (alert timers, CPU counters).
 #[derive(Debug)]
 pub(crate) struct Collector {
-    target: String,
+    explicit_target: Option<String>,
+    explicit_process: bool,
+    deployment: Option<Arc<Deployment>>,
+    defaults: bool,
+    /// The base URL read now; `None` when nothing is deployed.
+    target: Option<String>,
     health_url: String,
     stats_url: String,
     timeout: Duration,
     rules: Vec<AlertRuleConfig>,
+    /// The manifest's `[[alert]]` entries as written: sources written against the service
+    /// (`/api/stats`, `{url}/…`) are joined to the target at each retarget.
+    configured: Vec<AlertRuleConfig>,
     engine: Engine,
     process: Option<ProcessWatch>,
 }
 
 impl Collector {
-    /// A collector for the service at `target` (`http://127.0.0.1:7000`).
-    pub(crate) fn new(
-        target: &str,
-        timeout: Duration,
-        rules: Vec<AlertRuleConfig>,
-        process: Option<ProcessTarget>,
-    ) -> Collector {
-        let base = target.trim_end_matches('/').to_owned();
+    /// A collector; the target is resolved at each evaluation.
+    pub(crate) fn new(setup: Setup) -> Collector {
+        let (defaults, rules) = match setup.rules {
+            RuleSet::Configured(rules) => (false, rules),
+            RuleSet::Defaults => (true, Vec::new()),
+        };
         let engine = Engine::new(
             rules.iter().map(|r| r.rule.clone()).collect(),
             EngineState::default(),
         );
         Collector {
-            health_url: format!("{base}/api/health"),
-            stats_url: format!("{base}/api/stats"),
-            target: base,
-            timeout,
+            explicit_target: setup.target.map(|t| base_url(&t)),
+            explicit_process: setup.process.is_some(),
+            deployment: setup.deployment.map(Arc::new),
+            defaults,
+            target: None,
+            health_url: String::new(),
+            stats_url: String::new(),
+            timeout: setup.timeout,
+            configured: rules.clone(),
             rules,
             engine,
-            process: process.map(ProcessWatch::new),
+            process: setup.process.map(ProcessWatch::new),
         }
     }
 
+    /// The target this evaluation reads: `--target`, else the live slot's own base URL
+    /// (`None` when nothing is deployed), else [`DEFAULT_TARGET`].
+    fn resolve_target(&self, reading: Option<&Reading>) -> Option<String> {
+        match (&self.explicit_target, reading) {
+            (Some(target), _) => Some(target.clone()),
+            (None, Some(reading)) => reading.target().map(|t| base_url(&t)),
+            (None, None) => Some(DEFAULT_TARGET.to_owned()),
+        }
+    }
+
+    /// Points the reads (and the default rules) at `target`. Default rules whose source did
+    /// not change (the host's disk) keep their state; the others start afresh, since they now
+    /// watch another process.
+    fn retarget(&mut self, target: Option<String>) {
+        if target == self.target {
+            return;
+        }
+        if let Some(base) = &target {
+            tracing::info!(url = %base, "monitoring target");
+            self.health_url = format!("{base}/api/health");
+            self.stats_url = format!("{base}/api/stats");
+            if self.defaults {
+                match alert_rules::default_rules(base) {
+                    Ok(rules) => {
+                        let mut state = self.engine.state().clone();
+                        state.rules.retain(|name, _| {
+                            let source = |rules: &[AlertRuleConfig]| {
+                                rules
+                                    .iter()
+                                    .find(|r| &r.rule.name == name)
+                                    .map(|r| r.source.clone())
+                            };
+                            source(&rules).is_some() && source(&rules) == source(&self.rules)
+                        });
+                        self.engine =
+                            Engine::new(rules.iter().map(|r| r.rule.clone()).collect(), state);
+                        self.rules = rules;
+                    }
+                    Err(e) => tracing::error!("the default rules do not build: {e}"),
+                }
+            } else if self.configured.iter().any(|r| r.source.needs_base_url()) {
+                // The same rules, pointed at the new target: their state carries over.
+                self.rules = self
+                    .configured
+                    .iter()
+                    .cloned()
+                    .map(|mut r| {
+                        if r.source.needs_base_url() {
+                            r.source.resolve_base_url(base, None);
+                        }
+                        r
+                    })
+                    .collect();
+            }
+        }
+        self.target = target;
+    }
+
+    /// Measures the live slot's process unless `--pid` or `--pid-file` named one, or
+    /// `--target` names something other than the live slot.
+    fn follow_process(&mut self, reading: Option<&Reading>) {
+        if self.explicit_process {
+            return;
+        }
+        let live_target = reading.and_then(Reading::target).map(|t| base_url(&t));
+        let wanted = match &self.explicit_target {
+            Some(target) if Some(target) != live_target.as_ref() => None,
+            _ => reading.and_then(Reading::process_target),
+        };
+        match (wanted, self.process.as_mut()) {
+            (Some(target), Some(watch)) => watch.retarget(target),
+            (Some(target), None) => self.process = Some(ProcessWatch::new(target)),
+            (None, _) => self.process = None,
+        }
+    }
+
+    /// Looks at the deployment, off the async threads (state files, the process manager,
+    /// the logs).
+    async fn read_deployment(&self) -> Option<Reading> {
+        let deployment = Arc::clone(self.deployment.as_ref()?);
+        let task = Arc::clone(&deployment);
+        Some(
+            match tokio::task::spawn_blocking(move || deployment::read(&task)).await {
+                Ok(reading) => reading,
+                Err(e) => Reading::failed(
+                    &deployment,
+                    format!("reading the deployment failed: {e}"),
+                    None,
+                    Vec::new(),
+                ),
+            },
+        )
+    }
+
     /// Takes one evaluation.
-    #[tracing::instrument(skip_all, fields(target = %self.target))]
+    #[tracing::instrument(skip_all)]
     pub(crate) async fn collect(&mut self) -> Snapshot {
         let at = jiff::Timestamp::now();
         let started = Instant::now();
+        let reading = self.read_deployment().await;
+        let target = self.resolve_target(reading.as_ref());
+        self.retarget(target);
+        self.follow_process(reading.as_ref());
+        let (health, stats, process, alerts) = match &self.target {
+            Some(_) => self.read_target(at).await,
+            None => {
+                // Nothing is deployed (or the deployment cannot be read): there is nothing to
+                // read, and that is not a connection error.
+                let why = reading
+                    .as_ref()
+                    .map_or_else(String::new, Reading::no_target_reason);
+                let process = match self.process.as_mut() {
+                    Some(p) => Some(p.sample().await),
+                    None => None,
+                };
+                (
+                    Health::unread(Reach::NoTarget, why.clone()),
+                    Stats::unread(Reach::NoTarget, why),
+                    process,
+                    Vec::new(),
+                )
+            }
+        };
+        let (status, reasons) = snapshot::verdict(&health, &stats, process.as_ref(), &alerts);
+        Snapshot {
+            status,
+            target: self.target.clone(),
+            at,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            deployment: reading.map(|r| r.view),
+            health,
+            stats,
+            process,
+            alerts,
+            reasons,
+        }
+    }
+
+    /// Reads the target, measures the process and evaluates the rules.
+    async fn read_target(
+        &mut self,
+        at: jiff::Timestamp,
+    ) -> (Health, Stats, Option<ProcessView>, Vec<AlertView>) {
         let (health_doc, stats_doc) = tokio::join!(
             get_json(&self.health_url, self.timeout),
             get_json(&self.stats_url, self.timeout)
@@ -106,19 +302,13 @@ impl Collector {
             .iter()
             .map(AlertView::from_status)
             .collect();
-        let (status, reasons) = snapshot::verdict(&health, &stats, process.as_ref(), &alerts);
-        Snapshot {
-            status,
-            target: self.target.clone(),
-            at,
-            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            health,
-            stats,
-            process,
-            alerts,
-            reasons,
-        }
+        (health, stats, process, alerts)
     }
+}
+
+/// `http://host:port` without a trailing `/`.
+fn base_url(target: &str) -> String {
+    target.trim_end_matches('/').to_owned()
 }
 
 /// A rule's sample from an already fetched document, with the JSON source's own meaning: an
@@ -249,10 +439,19 @@ impl ProcessWatch {
         }
     }
 
+    /// Measures `target` from now on (the live slot moved, or its process restarted).
+    fn retarget(&mut self, target: ProcessTarget) {
+        if target != self.target {
+            self.target = target;
+            self.last_pid = None;
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.target {
             ProcessTarget::Pid(_) => "--pid".to_owned(),
             ProcessTarget::PidFile(path) => path.display().to_string(),
+            ProcessTarget::Live { name, .. } => format!("the live slot {name}"),
         }
     }
 
@@ -327,6 +526,16 @@ impl ProcessWatch {
     async fn resolve_pid(&self) -> Result<u32, (String, cutover_cli::Status)> {
         let file = match &self.target {
             ProcessTarget::Pid(pid) => return Ok(*pid),
+            ProcessTarget::Live {
+                pid,
+                start_time,
+                name,
+            } => {
+                if let Some(expected) = start_time {
+                    same_process(*pid, *expected, &format!("the live slot {name}")).await?;
+                }
+                return Ok(*pid);
+            }
             ProcessTarget::PidFile(file) => file,
         };
         let text = tokio::fs::read_to_string(file).await.map_err(|e| {
@@ -343,26 +552,29 @@ impl ProcessWatch {
             )
         })?;
         if let Some(expected) = words.next().and_then(|w| w.parse::<u64>().ok()) {
-            match start_time(pid).await {
-                Some(actual) if actual == expected => {}
-                Some(_) => {
-                    return Err((
-                        format!(
-                            "pid {pid} from {} now belongs to another process",
-                            file.display()
-                        ),
-                        cutover_cli::Status::Fail,
-                    ));
-                }
-                None => {
-                    return Err((
-                        format!("process {pid} is not running"),
-                        cutover_cli::Status::Fail,
-                    ));
-                }
-            }
+            same_process(pid, expected, &file.display().to_string()).await?;
         }
         Ok(pid)
+    }
+}
+
+/// Checks that `pid` (named by `from`) is still the process that started at `expected`: a
+/// reused pid or a gone process fails.
+async fn same_process(
+    pid: u32,
+    expected: u64,
+    from: &str,
+) -> Result<(), (String, cutover_cli::Status)> {
+    match start_time(pid).await {
+        Some(actual) if actual == expected => Ok(()),
+        Some(_) => Err((
+            format!("pid {pid} from {from} now belongs to another process"),
+            cutover_cli::Status::Fail,
+        )),
+        None => Err((
+            format!("process {pid} is not running"),
+            cutover_cli::Status::Fail,
+        )),
     }
 }
 
@@ -435,6 +647,82 @@ mod tests {
         let view = watch.sample().await;
         assert_eq!(view.marker, cutover_cli::Status::Unknown);
         assert!(view.error.unwrap().contains("pid file"));
+    }
+
+    #[tokio::test]
+    async fn the_live_slot_is_measured_by_pid_and_start_time() {
+        let pid = std::process::id();
+        let start = start_time(pid).await.unwrap();
+        let live = crate::deployment::tests::live_state(Some(pid), Some(start));
+        let target = crate::deployment::process_target(&live).unwrap();
+        let mut watch = ProcessWatch::new(target);
+        let view = watch.sample().await;
+        assert_eq!(view.marker, cutover_cli::Status::Ok, "{view:?}");
+        assert_eq!(view.pid, Some(pid));
+        assert_eq!(view.source, "the live slot hub-green");
+
+        // The pid now belongs to another process: reported, not measured.
+        let reused = crate::deployment::tests::live_state(Some(pid), Some(start + 1));
+        watch.retarget(crate::deployment::process_target(&reused).unwrap());
+        let view = watch.sample().await;
+        assert_eq!(view.marker, cutover_cli::Status::Fail, "{view:?}");
+        assert!(
+            view.error
+                .unwrap()
+                .contains("now belongs to another process")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_target_follows_the_live_slot_and_the_defaults_follow_the_target() {
+        let mut collector = Collector::new(Setup {
+            target: None,
+            timeout: Duration::from_secs(1),
+            rules: RuleSet::Defaults,
+            process: None,
+            deployment: None,
+        });
+        // Without a deployment: the old default.
+        assert_eq!(
+            collector.resolve_target(None).as_deref(),
+            Some(DEFAULT_TARGET)
+        );
+        collector.retarget(Some("http://127.0.0.1:7101".into()));
+        let urls = |c: &Collector| -> Vec<String> {
+            c.rules
+                .iter()
+                .filter_map(|r| match &r.source {
+                    Source::Http(s) => Some(s.url.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(!collector.rules.is_empty());
+        assert!(
+            urls(&collector)
+                .iter()
+                .all(|u| u == "http://127.0.0.1:7101/api/stats")
+        );
+        assert_eq!(collector.stats_url, "http://127.0.0.1:7101/api/stats");
+        collector.retarget(Some("http://127.0.0.1:7100".into()));
+        assert!(
+            urls(&collector)
+                .iter()
+                .all(|u| u == "http://127.0.0.1:7100/api/stats")
+        );
+
+        // An explicit --target wins over the live slot.
+        let explicit = Collector::new(Setup {
+            target: Some("http://127.0.0.1:9000/".into()),
+            timeout: Duration::from_secs(1),
+            rules: RuleSet::Defaults,
+            process: None,
+            deployment: None,
+        });
+        assert_eq!(
+            explicit.resolve_target(None).as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
     }
 
     #[test]

@@ -1,8 +1,19 @@
 //! `cutover-monitor`: a live view of one service, redrawn at an interval (5 s by default):
-//! `/api/health` (state and version), `/api/stats` (success rate, p50/p95/p99 latency, cache
-//! hit rate, queue depth, circuit breaker), the process's resident memory and CPU use (by
-//! `--pid` or `--pid-file`), and the state of every alert rule (cutover.toml's `[[alert]]`
-//! entries, or the default rules for the demo service) with alert markers.
+//! what is deployed (the live release, its slot and URLs, the live slot's pid and start time,
+//! the warm standby, the last operation in the audit log, the tail of the live slot's log with
+//! a count of lines that mention an error), `/api/health` (state and version), `/api/stats`
+//! (success rate, p50/p95/p99 latency, cache hit rate, queue depth, circuit breaker), the
+//! process's resident memory and CPU use, and the state of every alert rule (cutover.toml's
+//! `[[alert]]` entries, or the default rules for the demo service) with alert markers.
+//!
+//! When the manifest describes a deployment (it has a `[service]` table), it needs nothing
+//! else: the target is the live slot's own address (the service's own routes are read there;
+//! what users reach through the proxy is the probes' concern), and the process is the live
+//! slot's, by pid and start time as its process manager reports them. Both are looked up again
+//! at every evaluation, so after a deploy to the other slot the monitor follows the new live
+//! slot without restarting. `--target` and `--pid`/`--pid-file` override them; without a
+//! deployment the target is `http://127.0.0.1:7000`. When nothing is deployed it says so and
+//! the verdict is `unknown`: there is nothing to read, which is not a connection error.
 //!
 //! It replaces a bash loop that redrew the same metrics every 5 s and, reading fields the
 //! service never returned, was always green. Here anything that could not be read is shown as
@@ -10,22 +21,24 @@
 //!
 //! On a terminal it is a full-screen view (q quits, r refreshes now). Otherwise it prints the
 //! same view as text per evaluation; `--json` prints one JSON document per evaluation with a
-//! top-level `status`; `--once` evaluates once and exits with the Nagios code (0 ok, 1 warning,
-//! 2 critical, 3 unknown):
+//! top-level `status` (and a `deployment` object when the manifest describes one); `--once`
+//! evaluates once and exits with the Nagios code (0 ok, 1 warning, 2 critical, 3 unknown):
 //!
 //! ```text
-//! cutover-monitor --target http://127.0.0.1:7000 --pid-file /opt/hub/state/service.pid
-//! cutover-monitor --once --json --target http://127.0.0.1:7000 | jq .status
+//! cutover-monitor --manifest /opt/hub/cutover.toml
+//! cutover-monitor --once --json --manifest cutover.toml | jq '.status, .deployment.release'
+//! cutover-monitor --target http://127.0.0.1:7000 --pid-file /run/hub.pid
 //! ```
 //!
 //! The verdict judges what it sees: a threshold crossed now marks its severity while the rule
 //! still waits out its `for` (shown as `pending`), so a dashboard never looks greener than the
 //! numbers on it. `cutover-alerts check` is the one that honours `for` before paging anyone.
 //!
-//! This file is argument parsing and the loops; [`collect`] takes an evaluation, [`snapshot`]
-//! holds and judges it, [`view`] draws it.
+//! This file is argument parsing and the loops; [`collect`] takes an evaluation (with
+//! [`deployment`] reading what is live), [`snapshot`] holds and judges it, [`view`] draws it.
 
 mod collect;
+mod deployment;
 mod snapshot;
 mod view;
 
@@ -38,7 +51,7 @@ use alert_rules::AlertRuleConfig;
 use clap::Parser;
 use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Status};
 
-use crate::collect::{Collector, ProcessTarget};
+use crate::collect::{Collector, DEFAULT_TARGET, ProcessTarget, RuleSet, Setup};
 use crate::view::ViewOptions;
 
 /// A live view of a service's health, statistics, process and alert states.
@@ -47,9 +60,11 @@ use crate::view::ViewOptions;
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
-    /// The service's base URL (plain HTTP; /api/health and /api/stats are read).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7000")]
-    target: String,
+    /// The service's base URL (plain HTTP; /api/health and /api/stats are read) (default: the
+    /// live slot's own address when the manifest describes a deployment, followed across
+    /// deploys; else http://127.0.0.1:7000)
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
     /// Time between evaluations.
     #[arg(long, value_parser = parse_interval, default_value = "5s")]
     interval: Duration,
@@ -62,7 +77,8 @@ struct Cli {
     /// How long each HTTP read may take.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     timeout: Duration,
-    /// The service's pid, to show its memory and CPU use.
+    /// The service's pid, to show its memory and CPU use (default: the live slot's, checked
+    /// against its start time)
     #[arg(long, value_name = "PID", conflicts_with = "pid_file")]
     pid: Option<u32>,
     /// A file holding the service's pid (`PID` or `PID START_TIME`).
@@ -89,7 +105,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> i32 {
-    let rules = match load_rules(&cli) {
+    let manifest = match cli.common.manifest() {
+        Ok(m) => m,
+        Err(e) => return cutover_cli::report_manifest_error(&e),
+    };
+    let deployment = match manifest.as_ref().map(live_deployment::Deployment::of) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+        None => None,
+    };
+    let rules = match load_rules(&cli, manifest.as_ref()) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -98,7 +126,13 @@ fn run(cli: Cli) -> i32 {
         (None, Some(file)) => Some(ProcessTarget::PidFile(file.clone())),
         (None, None) => None,
     };
-    let collector = Collector::new(&cli.target, cli.timeout, rules, process);
+    let collector = Collector::new(Setup {
+        target: cli.target.clone(),
+        timeout: cli.timeout,
+        rules,
+        process,
+        deployment,
+    });
     // One worker: evaluations are a few small requests; the worker also watches for SIGTERM
     // while the terminal view waits for keys.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -125,36 +159,39 @@ fn run(cli: Cli) -> i32 {
     }
 }
 
-/// The manifest's `[[alert]]` entries, or the default rules against `--target`.
-fn load_rules(cli: &Cli) -> Result<Vec<AlertRuleConfig>, i32> {
-    let manifest = cli
-        .common
-        .manifest()
-        .map_err(|e| cutover_cli::report_manifest_error(&e))?;
-    let configured = match (&manifest, cli.defaults) {
+/// The manifest's `[[alert]]` entries, or the default rules, which the collector points at
+/// the resolved target (`--target`, else the live slot, else the default) at each evaluation.
+fn load_rules(cli: &Cli, manifest: Option<&cutover_cli::Manifest>) -> Result<RuleSet, i32> {
+    let configured = match (manifest, cli.defaults) {
         (Some(m), false) => m
             .table::<Vec<AlertRuleConfig>>("alert")
             .map_err(|e| cutover_cli::report_manifest_error(&e))?,
         _ => None,
     };
-    let mut rules = match configured {
-        Some(rules) => rules,
-        None => alert_rules::default_rules(&cli.target).map_err(|e| {
+    let Some(mut rules) = configured else {
+        // The defaults are built again for each target; check them once now.
+        let rules = alert_rules::default_rules(cli.target.as_deref().unwrap_or(DEFAULT_TARGET))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                EXIT_CONFIG
+            })?;
+        if let Err(e) = alert_rules::validate_rules(&rules) {
             eprintln!("error: {e}");
-            EXIT_CONFIG
-        })?,
+            return Err(EXIT_CONFIG);
+        }
+        return Ok(RuleSet::Defaults);
     };
     if let Err(e) = alert_rules::validate_rules(&rules) {
         eprintln!("error: {e}");
         return Err(EXIT_CONFIG);
     }
-    if let Some(m) = &manifest {
+    if let Some(m) = manifest {
         let dir = m.dir();
         for r in &mut rules {
             r.source.resolve_paths(&dir);
         }
     }
-    Ok(rules)
+    Ok(RuleSet::Configured(rules))
 }
 
 /// `--json`, `--once`, or stdout not a terminal: one document (or text block) per evaluation.

@@ -1,22 +1,29 @@
-//! What one evaluation saw, as plain data: the service's health, its statistics, its process,
-//! its alert rules, and the verdict over all of them. Rendering (terminal view, text, JSON)
+//! What one evaluation saw, as plain data: the deployment (what is live, where, its standby,
+//! the last operation, the log), the service's health, its statistics, its process, its alert
+//! rules, and the verdict over all of them. Rendering (terminal view, text, JSON)
 //! reads this and nothing else, so what the screen shows and what `--json` prints agree.
 
 use alert_rules::{AlertState, RuleStatus, Severity, Value};
 use cutover_cli::Status;
 use serde::Serialize;
 
+use crate::deployment::DeploymentView;
+
 /// One evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Snapshot {
     /// The verdict: the worst of health, process and alert markers.
     pub(crate) status: Status,
-    /// The service's base URL.
-    pub(crate) target: String,
+    /// The base URL read: `--target`, else the live slot's own address, else the default;
+    /// `null` when nothing is deployed.
+    pub(crate) target: Option<String>,
     /// When the evaluation started.
     pub(crate) at: jiff::Timestamp,
     /// How long the evaluation took, in milliseconds.
     pub(crate) took_ms: u64,
+    /// What is live, when the manifest describes a deployment (a `[service]` table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deployment: Option<DeploymentView>,
     /// `/api/health`.
     pub(crate) health: Health,
     /// `/api/stats`.
@@ -30,7 +37,8 @@ pub(crate) struct Snapshot {
     pub(crate) reasons: Vec<String>,
 }
 
-/// How a reading went: read, unreachable (no answer), or a bad answer (status, not JSON).
+/// How a reading went: read, unreachable (no answer), a bad answer (status, not JSON), or not
+/// attempted because there is no target (nothing is deployed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Reach {
@@ -40,6 +48,8 @@ pub(crate) enum Reach {
     Unreachable,
     /// Something answered, but not with what was asked for.
     BadAnswer,
+    /// Nothing to read: the deployment has no live release (or cannot be read).
+    NoTarget,
 }
 
 /// The service's health endpoint.
@@ -245,6 +255,8 @@ pub(crate) fn verdict(
     let mut status = Status::Ok;
     let mut reasons = Vec::new();
     match &health.error {
+        // Nothing is deployed: the one sentence says so, once.
+        Some(e) if health.reach == Reach::NoTarget => reasons.push(e.clone()),
         Some(e) => reasons.push(format!("health: {} ({e})", reach_word(&health.reach))),
         None if health.marker != Status::Ok => reasons.push(format!(
             "health: status {}, state {}",
@@ -255,7 +267,9 @@ pub(crate) fn verdict(
     }
     status = status.worst(health.marker);
     if let Some(e) = &stats.error {
-        reasons.push(format!("stats: {} ({e})", reach_word(&stats.reach)));
+        if stats.reach != Reach::NoTarget {
+            reasons.push(format!("stats: {} ({e})", reach_word(&stats.reach)));
+        }
         status = status.worst(Status::Unknown);
     }
     if let Some(p) = process {
@@ -290,12 +304,13 @@ pub(crate) fn verdict(
     (status, reasons)
 }
 
-/// `unreachable` or `bad answer`.
+/// `unreachable`, `bad answer` or `not deployed`.
 pub(crate) fn reach_word(reach: &Reach) -> &'static str {
     match reach {
         Reach::Ok => "read",
         Reach::Unreachable => "unreachable",
         Reach::BadAnswer => "bad answer",
+        Reach::NoTarget => "not deployed",
     }
 }
 
@@ -383,5 +398,19 @@ mod tests {
         assert_eq!(reasons.len(), 2);
         let (status, _) = verdict(&health, &stats, None, &[]);
         assert_eq!(status, Status::Ok);
+    }
+
+    #[test]
+    fn nothing_deployed_is_unknown_in_one_sentence_not_a_connection_error() {
+        let why = "nothing is deployed under /srv/hub (/srv/hub/current names no complete release); run `cutover-deploy deploy`";
+        let health = Health::unread(Reach::NoTarget, why.into());
+        let stats = Stats::unread(Reach::NoTarget, why.into());
+        let (status, reasons) = verdict(&health, &stats, None, &[]);
+        assert_eq!(status, Status::Unknown);
+        assert_eq!(reasons, [why]);
+        assert_eq!(
+            serde_json::to_value(&health.reach).unwrap(),
+            json!("no_target")
+        );
     }
 }

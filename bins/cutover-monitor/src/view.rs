@@ -15,6 +15,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
+use crate::deployment::DeploymentView;
 use crate::snapshot::{AlertView, Reach, Snapshot, Stats, reach_word};
 
 /// What the view shows besides the snapshot.
@@ -34,7 +35,7 @@ pub(crate) fn draw(frame: &mut Frame<'_>, snapshot: Option<&Snapshot>, options: 
     let status = snapshot.map(|s| s.status);
     let title = format!(
         " cutover-monitor · {} ",
-        snapshot.map_or("", |s| s.target.as_str())
+        snapshot.map_or("", |s| s.target.as_deref().unwrap_or("nothing deployed"))
     );
     let mut block = Block::default().borders(Borders::ALL).title(title);
     if let Some(status) = status {
@@ -157,8 +158,15 @@ fn lines(snapshot: Option<&Snapshot>, options: &ViewOptions) -> Vec<Line<'static
     )));
     out.push(Line::default());
 
+    if let Some(d) = &s.deployment {
+        out.extend(deployment_lines(d, colours));
+        out.push(Line::default());
+    }
+
     out.push(heading("SERVICE", colours));
     let health = match &s.health.error {
+        // The deployment section and the status line say why, once each.
+        Some(_) if s.health.reach == Reach::NoTarget => "not deployed".to_owned(),
         Some(e) => format!("{} ({e})", reach_word(&s.health.reach)),
         None => format!(
             "state {} (status {}) · version {}",
@@ -196,7 +204,9 @@ fn lines(snapshot: Option<&Snapshot>, options: &ViewOptions) -> Vec<Line<'static
         "  {:<17} MARK  {:<9} {:<9} {:>12}  DETAIL",
         "RULE", "STATE", "SEVERITY", "VALUE"
     )));
-    if s.alerts.is_empty() {
+    if s.alerts.is_empty() && s.health.reach == Reach::NoTarget {
+        out.push(Line::from("  (not evaluated: nothing is deployed)"));
+    } else if s.alerts.is_empty() {
         out.push(Line::from("  (no rules)"));
     }
     for a in &s.alerts {
@@ -213,6 +223,91 @@ fn lines(snapshot: Option<&Snapshot>, options: &ViewOptions) -> Vec<Line<'static
                 alert_detail(a)
             )),
         ]));
+    }
+    if let Some(log) = s.deployment.as_ref().and_then(|d| d.log.as_ref()) {
+        out.push(Line::default());
+        out.push(heading(
+            &format!(
+                "LOG  {} · {} of the last {} lines mention an error",
+                log.path.display(),
+                log.errors,
+                log.window
+            ),
+            colours,
+        ));
+        if log.tail.is_empty() {
+            out.push(Line::from("  (empty)"));
+        }
+        for line in &log.tail {
+            out.push(Line::from(format!("  {line}")));
+        }
+    }
+    out
+}
+
+/// What is live: release and slot, the URLs, the live slot's process, the standby and the
+/// last operation in the audit log.
+fn deployment_lines(d: &DeploymentView, colours: bool) -> Vec<Line<'static>> {
+    let mut out = vec![heading(
+        &format!("DEPLOYMENT  {} · {}", d.service, d.strategy.as_str()),
+        colours,
+    )];
+    let none = || marker(None, colours);
+    match &d.release {
+        Some(release) => {
+            let slot = d.slot.map_or("?", |s| s.as_str());
+            out.push(row("release", none(), format!("{release} in slot {slot}")));
+            let or_none = |url: &Option<String>| url.clone().unwrap_or_else(|| "-".to_owned());
+            out.push(row("slot url", none(), or_none(&d.slot_url)));
+            out.push(row("url", none(), or_none(&d.url)));
+            let mut process = match (d.pid, d.start_time) {
+                (Some(pid), Some(start)) => format!("pid {pid} · start time {start}"),
+                (Some(pid), None) => format!("pid {pid}"),
+                (None, _) => "no pid".to_owned(),
+            };
+            if let Some(state) = &d.process_state {
+                process.push_str(&format!(" · {state}"));
+            }
+            if let Some(n) = d.restart_count {
+                process.push_str(&format!(" · {n} restarts"));
+            }
+            out.push(row("live process", none(), process));
+        }
+        None => out.push(row("release", none(), d.description.clone())),
+    }
+    if let Some(standby) = &d.standby {
+        out.push(row(
+            "standby",
+            none(),
+            format!(
+                "{} in slot {} · {}",
+                standby.release.as_deref().unwrap_or("?"),
+                standby.slot,
+                standby.state
+            ),
+        ));
+    }
+    let last = match &d.last_operation {
+        Some(op) => {
+            let mut text = format!(
+                "{} {}: {} at {}",
+                op.operation,
+                op.release.as_deref().unwrap_or("-"),
+                op.outcome,
+                op.at
+            );
+            if let Some(reason) = &op.reason {
+                text.push_str(&format!(" ({reason})"));
+            }
+            text
+        }
+        None => "none recorded".to_owned(),
+    };
+    out.push(row("last operation", none(), last));
+    for e in &d.errors {
+        if d.release.is_some() || e != &d.description {
+            out.push(Line::from(format!("  ({e})")));
+        }
     }
     out
 }
@@ -282,7 +377,11 @@ fn stats_lines(stats: &Stats, alerts: &[AlertView], colours: bool) -> Vec<Line<'
         mark("circuit-breaker"),
         shown(stats.circuit_breaker.clone()),
     ));
-    if let Some(e) = &stats.error {
+    if let Some(e) = stats
+        .error
+        .as_ref()
+        .filter(|_| stats.reach != Reach::NoTarget)
+    {
         out.push(Line::from(format!("  ({e})")));
     }
     out
@@ -336,9 +435,10 @@ mod tests {
         let (status, reasons) = snapshot::verdict(&health, &stats, process.as_ref(), &alerts);
         Snapshot {
             status,
-            target: "http://127.0.0.1:7000".into(),
+            target: Some("http://127.0.0.1:7000".into()),
             at: "2025-06-01T12:00:00Z".parse().unwrap(),
             took_ms: 7,
+            deployment: None,
             health,
             stats,
             process,
@@ -411,8 +511,62 @@ mod tests {
         }
     }
 
+    /// `failing()` as the live release r2 in slot green of a blue-green deployment, with r1
+    /// the standby, a rollback the last operation and errors in its log.
+    fn deployed() -> Snapshot {
+        let live = crate::deployment::tests::live_state(Some(4242), Some(99));
+        let window: Vec<String> = (1..=14)
+            .map(|i| match i {
+                9 => "2025-06-01T11:59:09Z ERROR upstream timed out".to_owned(),
+                _ => format!("2025-06-01T11:59:{i:02}Z INFO GET /api/tools 200"),
+            })
+            .collect();
+        let log = crate::deployment::log_view(
+            live.process.as_ref().unwrap().log.as_deref().unwrap(),
+            &window,
+        );
+        let op = crate::deployment::OperationView {
+            operation: "deploy".into(),
+            release: Some("r2".into()),
+            outcome: "deployed".into(),
+            at: "2025-06-01T11:58:00Z".into(),
+            reason: None,
+        };
+        let mut s = failing();
+        s.target = live.slot_url.clone();
+        s.deployment = Some(DeploymentView::new(&live, Some(op), Some(log), Vec::new()));
+        s
+    }
+
+    /// A deployment with nothing live.
+    fn nothing_deployed() -> Snapshot {
+        let mut live = crate::deployment::tests::live_state(None, None);
+        live.release = None;
+        live.slot = None;
+        live.slot_addr = None;
+        live.slot_url = None;
+        live.url = None;
+        live.process = None;
+        live.live = None;
+        live.standby = None;
+        let why = live.describe();
+        let mut s = snapshot_of(
+            Health::unread(Reach::NoTarget, why.clone()),
+            Stats::unread(Reach::NoTarget, why),
+            Vec::new(),
+            false,
+        );
+        s.target = None;
+        s.deployment = Some(DeploymentView::new(&live, None, None, Vec::new()));
+        s
+    }
+
     fn screen(snapshot: Option<&Snapshot>) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(110, 30)).unwrap();
+        screen_of(snapshot, 110, 30)
+    }
+
+    fn screen_of(snapshot: Option<&Snapshot>, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal
             .draw(|frame| draw(frame, snapshot, &options()))
             .unwrap();
@@ -442,6 +596,34 @@ mod tests {
             "nothing unread is shown as healthy:\n{s}"
         );
         insta::assert_snapshot!("unreachable", s);
+    }
+
+    #[test]
+    fn a_deployment_shows_what_is_live_and_its_log() {
+        let s = screen_of(Some(&deployed()), 110, 50);
+        assert!(s.contains("cutover-monitor · http://127.0.0.1:7101"), "{s}");
+        assert!(s.contains("r2 in slot green"), "{s}");
+        assert!(s.contains("pid 4242 · start time 99 · running"), "{s}");
+        assert!(s.contains("r1 in slot blue · running"), "{s}");
+        assert!(
+            s.contains("deploy r2: deployed at 2025-06-01T11:58:00Z"),
+            "{s}"
+        );
+        assert!(s.contains("1 of the last 14 lines mention an error"), "{s}");
+        insta::assert_snapshot!("deployed", s);
+    }
+
+    #[test]
+    fn nothing_deployed_says_so_and_is_unknown() {
+        let s = screen(Some(&nothing_deployed()));
+        assert!(s.contains("cutover-monitor · nothing deployed"), "{s}");
+        assert!(
+            s.contains("UNKNOWN  nothing is deployed under /srv/hub"),
+            "{s}"
+        );
+        assert!(s.contains("(not evaluated: nothing is deployed)"), "{s}");
+        assert!(!s.contains("unreachable"), "{s}");
+        insta::assert_snapshot!("nothing_deployed", s);
     }
 
     #[test]

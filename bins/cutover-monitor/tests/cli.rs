@@ -1,5 +1,7 @@
 //! `cutover-monitor` as a process against a real demo hub: healthy is ok, failing is critical,
-//! a dead address is unknown (never ok); manifests, pids, JSON lines and text output.
+//! a dead address is unknown (never ok); manifests, pids, JSON lines and text output; a
+//! deployment found from the manifest alone (made by hand here, without the pipeline), nothing
+//! deployed, and a deploy to the other slot followed without a restart.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -133,19 +135,27 @@ fn manifest_rules_replace_the_defaults_and_bad_ones_are_config_errors() {
         format!(
             r#"
 [service]
-name = "ignored-by-the-monitor"
+name = "hub"
+start = ["/bin/true"]
+port = {port}
+[layout]
+root = "srv"
 
 [[alert]]
 name = "queue-depth-always"
 source = {{ http = "{url}/api/stats", pointer = "/queue_depth" }}
 warn = ">= 0"
 "#,
-            url = hub.base_url()
+            url = hub.base_url(),
+            port = cutover_tests::free_port(),
         ),
     )
     .unwrap();
     let m = manifest.to_str().unwrap();
     let (code, doc) = once_json(&["--manifest", m, "--target", &hub.base_url()]);
+    // An explicit --target wins; the deployment (nothing deployed) is shown, not judged.
+    assert_eq!(doc["target"], hub.base_url());
+    assert_eq!(doc["deployment"]["deployed"], false);
     assert_eq!(doc["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(doc["alerts"][0]["name"], "queue-depth-always");
     assert_eq!(doc["alerts"][0]["state"], "firing");
@@ -232,4 +242,255 @@ fn sigterm_stops_a_running_monitor() {
     guard.signal(15);
     let status = guard.wait_timeout(Duration::from_secs(20));
     assert!(status.is_some(), "the monitor stopped on SIGTERM");
+}
+
+/// Writes `cutover.toml` for a service on `port` (and `standby_port` under blue-green) with
+/// its layout in `<dir>/srv`, and returns the manifest's path and its deployment.
+fn hand_made(
+    dir: &std::path::Path,
+    port: u16,
+    blue_green: Option<u16>,
+) -> (String, live_deployment::Deployment) {
+    let manifest = dir.join("cutover.toml");
+    let extra = match blue_green {
+        Some(standby) => format!("standby_port = {standby}\n[deploy]\nstrategy = \"blue-green\"\n"),
+        None => String::new(),
+    };
+    std::fs::write(
+        &manifest,
+        format!(
+            "[service]\nname = \"hub\"\nstart = [\"/bin/true\"]\nport = {port}\n{extra}[layout]\nroot = \"srv\"\n"
+        ),
+    )
+    .expect("the manifest is written");
+    let deployment =
+        live_deployment::Deployment::load(&manifest).expect("the manifest describes a deployment");
+    deployment
+        .layout()
+        .ensure_dirs()
+        .expect("the layout's directories are made");
+    let path = manifest
+        .to_str()
+        .expect("a UTF-8 temporary path")
+        .to_owned();
+    (path, deployment)
+}
+
+/// Stages release `id` and makes it live in `slot`, as the pipeline's commit does.
+fn make_live(
+    deployment: &live_deployment::Deployment,
+    id: &str,
+    slot: live_deployment::Slot,
+    standby: Option<&str>,
+) {
+    let layout = deployment.layout();
+    std::fs::create_dir_all(layout.release_dir(id)).expect("the release directory is made");
+    layout
+        .write_record(&live_deployment::ReleaseRecord {
+            id: id.to_owned(),
+            service: "hub".into(),
+            commit: None,
+            created: "2025-06-01T12:00:00Z".into(),
+            start: vec!["/bin/true".into()],
+            env: Default::default(),
+            set_env: Default::default(),
+            secrets: Default::default(),
+            artifact: None,
+        })
+        .expect("release.json is written");
+    layout.set_current(id).expect("current is switched");
+    layout
+        .save_state(&live_deployment::DeployState {
+            slot: Some(slot),
+            good: vec![id.to_owned()],
+            standby: standby.map(str::to_owned),
+            ..Default::default()
+        })
+        .expect("deploy-state.json is written");
+}
+
+#[test]
+fn a_deployment_is_monitored_from_the_manifest_alone() {
+    let hub = DemoHub::start(&["--release-id", "r-hand"]);
+    hub.wait_ready();
+    let dir = temp_dir();
+    let (manifest, deployment) = hand_made(dir.path(), hub.addr.port(), None);
+    make_live(&deployment, "r-hand", live_deployment::Slot::Single, None);
+    let audit = deployment.layout().audit_file();
+    std::fs::write(
+        &audit,
+        concat!(
+            r#"{"at":"2025-06-01T11:00:00Z","user":"ci","host":"h","operation":"deploy","service":"hub","release":"r-old","previous":null,"commit":null,"strategy":"restart","phases":[],"outcome":"deployed","duration_ms":900}"#,
+            "\n",
+            r#"{"at":"2025-06-01T12:00:00Z","user":"ci","host":"h","operation":"deploy","service":"hub","release":"r-hand","previous":"r-old","commit":null,"strategy":"restart","phases":[{"phase":"commit","outcome":"ok","duration_ms":3}],"outcome":"deployed","duration_ms":1200}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    // The live slot's log, where its supervisor would write it.
+    let live = deployment.live().unwrap();
+    let log = live.process.as_ref().unwrap().log.clone().unwrap();
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let lines: String = (1..=12)
+        .map(|i| match i {
+            4 => "WARN retrying: error connecting to cache\n".to_owned(),
+            11 => "{\"level\":\"ERROR\",\"msg\":\"upstream failed\"}\n".to_owned(),
+            _ => format!("INFO request {i} served\n"),
+        })
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+
+    let (code, doc) = once_json(&["--manifest", &manifest]);
+    assert_eq!(doc["status"], "ok", "{}", reasons(&doc));
+    assert_eq!(code, 0);
+    // The target is the live slot's own address, and the default rules read it.
+    assert_eq!(doc["target"], hub.base_url());
+    assert_eq!(doc["health"]["version"], "r-hand");
+    let breaker = doc["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "circuit-breaker")
+        .unwrap();
+    assert_eq!(breaker["value"], "closed", "{breaker}");
+
+    let d = &doc["deployment"];
+    assert_eq!(d["deployed"], true);
+    assert_eq!(d["release"], "r-hand");
+    assert_eq!(d["slot"], "single");
+    assert_eq!(d["slot_url"], hub.base_url());
+    assert_eq!(d["url"], hub.base_url(), "no proxy: users reach the slot");
+    assert!(
+        d["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("r-hand is live in slot single")
+    );
+    // No supervisor runs it: no pid, so nothing to measure.
+    assert_eq!(d["pid"], Value::Null);
+    assert!(doc.get("process").is_none(), "{doc}");
+    assert_eq!(d["last_operation"]["operation"], "deploy");
+    assert_eq!(d["last_operation"]["release"], "r-hand");
+    assert_eq!(d["last_operation"]["outcome"], "deployed");
+    assert_eq!(d["last_operation"]["at"], "2025-06-01T12:00:00Z");
+    assert_eq!(d["log"]["path"], log.to_str().unwrap());
+    assert_eq!(d["log"]["window"], 12);
+    assert_eq!(d["log"]["errors"], 2);
+    let tail = d["log"]["tail"].as_array().unwrap();
+    assert_eq!(tail.len(), 10);
+    assert_eq!(tail[9], "INFO request 12 served");
+
+    // As text: the deployment section.
+    let out = monitor(&["--once", "--manifest", &manifest]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "DEPLOYMENT  hub · restart",
+        "r-hand in slot single",
+        "deploy r-hand: deployed at 2025-06-01T12:00:00Z",
+        "2 of the last 12 lines mention an error",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+}
+
+#[test]
+fn nothing_deployed_is_unknown_and_says_so() {
+    let dir = temp_dir();
+    let (manifest, _) = hand_made(dir.path(), cutover_tests::free_port(), None);
+    let (code, doc) = once_json(&["--manifest", &manifest]);
+    assert_eq!(doc["status"], "unknown", "{}", reasons(&doc));
+    assert_eq!(code, 3);
+    let why = doc["reasons"][0].as_str().unwrap();
+    assert!(why.starts_with("nothing is deployed under "), "{why}");
+    assert!(why.ends_with("run `cutover-deploy deploy`"), "{why}");
+    assert_eq!(
+        doc["reasons"].as_array().unwrap().len(),
+        1,
+        "{}",
+        reasons(&doc)
+    );
+    assert_eq!(doc["target"], Value::Null);
+    assert_eq!(doc["health"]["reach"], "no_target");
+    assert_eq!(doc["deployment"]["deployed"], false);
+    assert_eq!(doc["deployment"]["description"], why);
+
+    let out = monitor(&["--once", "--manifest", &manifest]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("UNKNOWN  nothing is deployed under"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("unreachable") && !text.contains("refused"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_deploy_to_the_other_slot_is_followed_without_a_restart() {
+    let blue = DemoHub::start(&["--release-id", "r1"]);
+    let green = DemoHub::start(&["--release-id", "r2"]);
+    blue.wait_ready();
+    green.wait_ready();
+    let dir = temp_dir();
+    let (manifest, deployment) = hand_made(dir.path(), blue.addr.port(), Some(green.addr.port()));
+    make_live(&deployment, "r1", live_deployment::Slot::Blue, None);
+
+    let mut command = Command::new(workspace_bin("cutover-monitor"));
+    command
+        .args(["--json", "--interval", "200ms", "--manifest", &manifest])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut guard = ChildGuard::spawn(command).unwrap();
+    let stdout = guard.child().stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx
+                .send(serde_json::from_str(&line).expect("a JSON line"))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        let mut last = Value::Null;
+        while std::time::Instant::now() < end {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(doc) if pred(&doc) => return doc,
+                Ok(doc) => last = doc,
+                Err(_) => {}
+            }
+        }
+        panic!("no evaluation showed {what}; the last was {last}");
+    };
+
+    let before = wait_for("r1 live in blue", &|d| d["health"]["version"] == "r1");
+    assert_eq!(before["target"], blue.base_url());
+    assert_eq!(before["deployment"]["slot"], "blue");
+    assert_eq!(before["status"], "ok", "{}", reasons(&before));
+
+    // The pipeline's commit, by hand: r2 goes live in green, r1 stays as the standby.
+    make_live(&deployment, "r2", live_deployment::Slot::Green, Some("r1"));
+    let after = wait_for("r2 live in green", &|d| d["health"]["version"] == "r2");
+    assert_eq!(after["target"], green.base_url());
+    let d = &after["deployment"];
+    assert_eq!(d["release"], "r2");
+    assert_eq!(d["slot"], "green");
+    assert_eq!(d["slot_url"], green.base_url());
+    assert_eq!(d["standby"]["release"], "r1");
+    assert_eq!(d["standby"]["slot"], "blue");
+    assert_eq!(after["stats"]["reach"], "ok");
+    assert_eq!(after["status"], "ok", "{}", reasons(&after));
+    assert!(
+        guard.child().try_wait().unwrap().is_none(),
+        "still the same monitor"
+    );
 }

@@ -3,37 +3,54 @@
 //! ```text
 //! cutover-probe run                               # every [[probe]] of ./cutover.toml
 //! cutover-probe run --suite smoke                 # the probes with suite = "smoke"
+//! cutover-probe run --manifest target/cutover-demo/cutover.toml   # against what is live there
+//! cutover-probe run --suite demo-hub --via release   # the live slot itself, not the proxy
 //! cutover-probe run --suite demo-hub --base-url http://127.0.0.1:7000
 //! cutover-probe run --url http://127.0.0.1:7000/api/health --expect-json '/state=="ready"'
 //! cutover-probe wait --suite demo-hub --period 1s --failure-threshold 30
 //! ```
 //!
+//! Where probe URLs written as a path (`url = "/api/health"`, and the built-in `demo-hub`
+//! suite) go: `--base-url` when given; else, when the manifest describes a deployment (it has
+//! a `[service]` table), the live release as live-deployment reads it from `<root>/current`
+//! and `<root>/state`: with `--via public` (the default) its public URL, what users reach
+//! through the proxy (over TLS when it is on, trusting the proxy's own self-signed
+//! certificate when it made one), or with `--via release` the live slot's own address; else
+//! `http://127.0.0.1:7000`. Nothing deployed is exit 3 with a sentence saying so, not a
+//! refused connection. Probes with an absolute URL go where they say.
+//!
 //! Exit codes: 0 every probe ok, 2 a probe failed (or the wait gave up), 3 the probes could not
-//! be run (bad URL, missing CA file, unresolvable secret), 64 usage, 78 invalid configuration.
-//! `--json` prints `{status, probes: [{name, status, reason, status_code, timings_ms}]}` (and,
-//! for `wait`, the attempt history). This binary is argument parsing and rendering only; the
-//! work is in the health-probe crate.
+//! be run (nothing is deployed, bad URL, missing CA file, unresolvable secret), 64 usage, 78
+//! invalid configuration. `--json` prints `{status, suite, target, probes: [{name, status,
+//! reason, status_code, timings_ms}]}` (and, for `wait`, the attempt history); `target` is
+//! `{url, via, release}`, present when a probe went to the base URL. This binary is argument
+//! parsing and rendering only; the work is in the health-probe and live-deployment crates.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, EXIT_USAGE, Status};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, EXIT_USAGE, Manifest, Status};
 use health_probe::{
     DEMO_SUITE, HeaderSource, HttpTarget, JsonAssertion, Outcome, PrepareOptions, ProbeConfig,
     ProbeError, ProbeResult, SecretRef, StatusSet, SuiteProbe, SuiteReport, WaitPolicy,
 };
+use live_deployment::{Deployment, LiveError};
 use serde::Serialize;
 
-/// The base URL of the demo suite and of probe URLs written as paths, when none is given.
+/// The base URL of the demo suite and of probe URLs written as paths, when none is given and
+/// the manifest describes no deployment.
 const DEFAULT_BASE_URL: &str = "http://127.0.0.1:7000";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cutover-probe",
     version,
-    about = "Health probes that tell \"ready\" from \"merely listening\"."
+    about = "Health probes that tell \"ready\" from \"merely listening\".",
+    after_help = "Probe URLs written as a path (and the demo-hub suite) go to --base-url; else to the live \
+deployment when the manifest has a [service] table (its public URL, or with --via release the live \
+slot; exit 3 when nothing is deployed); else to http://127.0.0.1:7000."
 )]
 struct Cli {
     #[command(flatten)]
@@ -61,11 +78,36 @@ struct Select {
     /// Run the probes of this suite: a `suite` named in the manifest, or the built-in `demo-hub`.
     #[arg(long, value_name = "NAME", conflicts_with = "url")]
     suite: Option<String>,
-    /// Base URL for the demo suite and for manifest probe URLs written as a path.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_BASE_URL)]
-    base_url: String,
+    /// Base URL for the demo suite and for manifest probe URLs written as a path. Default: the
+    /// live deployment when the manifest describes one (see --via), else
+    /// http://127.0.0.1:7000.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Which address of the live deployment paths go to (default public). Needs a manifest
+    /// with a [service] table.
+    #[arg(long, value_enum, value_name = "WHERE", conflicts_with_all = ["base_url", "url"])]
+    via: Option<Via>,
     #[command(flatten)]
     adhoc: AdHoc,
+}
+
+/// Which address of the live deployment `--via` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// What users reach: the proxy's HTTPS listener when TLS is on (trusting the proxy's own
+    /// self-signed certificate when it made one), else its plain listener, else the slot
+    Public,
+    /// The live release's own slot address, bypassing the proxy
+    Release,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Public => "public",
+            Via::Release => "release",
+        }
+    }
 }
 
 /// One ad hoc HTTP probe.
@@ -183,11 +225,96 @@ impl From<ProbeError> for Stop {
     }
 }
 
+impl Stop {
+    /// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
+    fn live(err: &LiveError) -> Self {
+        if err.exit_code() == EXIT_CONFIG {
+            Stop::Config(err.to_string())
+        } else {
+            Stop::CannotRun(err.to_string())
+        }
+    }
+}
+
 /// What was selected, ready to prepare.
 struct Plan {
     name: String,
     configs: Vec<ProbeConfig>,
     options: PrepareOptions,
+    /// Where probe URLs written as a path went, when one did.
+    target: Option<BaseTarget>,
+}
+
+/// Where probe URLs written as a path go, and why: the `target` of the JSON document.
+#[derive(Debug, Clone, Serialize)]
+struct BaseTarget {
+    /// The base URL.
+    url: String,
+    /// `public` or `release` (the live deployment), `base-url` (the flag) or `default`.
+    via: &'static str,
+    /// The live release, when the base is the live deployment.
+    release: Option<String>,
+    /// The CA the base's certificate is trusted by (the proxy's own), when there is one.
+    #[serde(skip)]
+    ca_file: Option<PathBuf>,
+}
+
+impl BaseTarget {
+    fn fixed(url: &str, via: &'static str) -> Self {
+        BaseTarget {
+            url: url.to_owned(),
+            via,
+            release: None,
+            ca_file: None,
+        }
+    }
+
+    /// Whether it is the live deployment (and worth a line in the table output).
+    fn is_live(&self) -> bool {
+        self.release.is_some()
+    }
+}
+
+/// The base for probe URLs written as a path: `--base-url`, else the live deployment the
+/// manifest describes (as `--via` asks), else [`DEFAULT_BASE_URL`].
+fn base_target(manifest: Option<&Manifest>, select: &Select) -> Result<BaseTarget, Stop> {
+    if let Some(url) = &select.base_url {
+        return Ok(BaseTarget::fixed(url, "base-url"));
+    }
+    let deployment = match manifest {
+        Some(m) => Deployment::of(m).map_err(|e| Stop::live(&e))?,
+        None => None,
+    };
+    let Some(deployment) = deployment else {
+        if let Some(via) = select.via {
+            return Err(Stop::Usage(format!(
+                "--via {} needs a manifest with a [service] table (the deployment to probe); give --base-url instead",
+                via.as_str()
+            )));
+        }
+        return Ok(BaseTarget::fixed(DEFAULT_BASE_URL, "default"));
+    };
+    let live = deployment.live().map_err(|e| Stop::live(&e))?;
+    let via = select.via.unwrap_or(Via::Public);
+    let (url, ca_file) = match via {
+        Via::Public => (live.url.clone(), live.proxy_ca.clone()),
+        Via::Release => (live.slot_url.clone(), None),
+    };
+    let (Some(release), Some(url)) = (live.release.clone(), url) else {
+        return Err(Stop::CannotRun(live.describe()));
+    };
+    tracing::info!(%url, via = via.as_str(), %release, "probing the live deployment");
+    Ok(BaseTarget {
+        ca_file: ca_file.filter(|_| url.starts_with("https://")),
+        url,
+        via: via.as_str(),
+        release: Some(release),
+    })
+}
+
+/// Whether a probe goes to the base URL (its URL is a path).
+fn needs_base(config: &ProbeConfig) -> bool {
+    matches!(&config.target, health_probe::Target::Http(http) if http.url.starts_with('/'))
 }
 
 fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
@@ -219,6 +346,7 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
             name: a.name.clone(),
             configs: vec![config],
             options: PrepareOptions::default(),
+            target: None,
         });
     }
 
@@ -235,34 +363,60 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
+    let (name, configs) = match &select.suite {
+        // The built-in suite is written as paths (an empty base), so that it goes to the base
+        // URL like any probe written as a path.
+        Some(name) => (
+            name.clone(),
+            health_probe::select_suite(&configs, name, "", None)?,
+        ),
+        None if configs.is_empty() => {
+            return Err(Stop::Usage(match manifest {
+                Some(m) => format!(
+                    "{} has no [[probe]] entries; give --url, --suite {DEMO_SUITE}, or add probes",
+                    m.path().display()
+                ),
+                None => format!(
+                    "nothing to probe: give --url URL, --suite {DEMO_SUITE}, or run where cutover.toml has [[probe]] entries"
+                ),
+            }));
+        }
+        None => ("all".to_owned(), configs),
+    };
+    // The deployment is read only when a probe goes to the base URL: probes with absolute
+    // URLs need nothing to be deployed.
+    let target = if configs.iter().any(needs_base) {
+        Some(base_target(manifest.as_ref(), select)?)
+    } else {
+        None
+    };
     let options = PrepareOptions {
         base_dir: manifest.as_ref().map(|m| m.dir()),
-        base_url: Some(select.base_url.clone()),
+        base_url: Some(
+            target
+                .as_ref()
+                .map_or_else(|| DEFAULT_BASE_URL.to_owned(), |t| t.url.clone()),
+        ),
+        base_ca_file: target.as_ref().and_then(|t| t.ca_file.clone()),
         ..PrepareOptions::default()
     };
-    match &select.suite {
-        Some(name) => {
-            let configs = health_probe::select_suite(&configs, name, &select.base_url, None)?;
-            Ok(Plan {
-                name: name.clone(),
-                configs,
-                options,
-            })
-        }
-        None if configs.is_empty() => Err(Stop::Usage(match manifest {
-            Some(m) => format!(
-                "{} has no [[probe]] entries; give --url, --suite {DEMO_SUITE}, or add probes",
-                m.path().display()
-            ),
-            None => format!(
-                "nothing to probe: give --url URL, --suite {DEMO_SUITE}, or run where cutover.toml has [[probe]] entries"
-            ),
-        })),
-        None => Ok(Plan {
-            name: "all".to_owned(),
-            configs,
-            options,
-        }),
+    Ok(Plan {
+        name,
+        configs,
+        options,
+        target,
+    })
+}
+
+/// The table output's first line when the probes went to the live deployment.
+fn print_target(target: Option<&BaseTarget>) {
+    if let Some(t) = target.filter(|t| t.is_live()) {
+        println!(
+            "target: {} (via {}, release {})",
+            t.url,
+            t.via,
+            t.release.as_deref().unwrap_or("?")
+        );
     }
 }
 
@@ -327,16 +481,20 @@ async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
         struct Doc<'a> {
             status: Status,
             suite: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            target: Option<&'a BaseTarget>,
             probes: Vec<ProbeJson<'a>>,
         }
         let doc = Doc {
             status,
             suite: &plan.name,
+            target: plan.target.as_ref(),
             probes: probes_json(&report.probes),
         };
         cutover_cli::print_json(&doc)
             .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
     } else {
+        print_target(plan.target.as_ref());
         print_table(&report.probes);
     }
     Ok(status.exit_code())
@@ -392,6 +550,8 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
         struct Doc<'a> {
             status: Status,
             suite: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            target: Option<&'a BaseTarget>,
             attempts: u32,
             elapsed_ms: f64,
             reason: &'a str,
@@ -401,6 +561,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
         let doc = Doc {
             status,
             suite: &plan.name,
+            target: plan.target.as_ref(),
             attempts,
             elapsed_ms,
             reason: &message,
@@ -418,6 +579,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
         cutover_cli::print_json(&doc)
             .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
     } else {
+        print_target(plan.target.as_ref());
         if status != Status::Ok {
             for a in &history {
                 println!(

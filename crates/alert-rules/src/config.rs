@@ -4,6 +4,8 @@
 //! [[alert]]
 //! name = "llm-cache-hit-rate"
 //! source = { http = "http://127.0.0.1:7000/api/filtering/stats", pointer = "/llmCacheHitRate", scale = 100 }
+//! # or, against the service's base URL (the live deployment, or cutover-alerts --target):
+//! # source = { http = "{url}/api/filtering/stats", … }   or   { http = "/api/filtering/stats", … }
 //! warn = "< 80"
 //! crit = "< 60"
 //! for = "2m"
@@ -221,7 +223,7 @@ impl RawSource {
         match kind {
             "http" => {
                 let url = self.http.unwrap_or_default();
-                crate::http::check_url(&url)?;
+                crate::http::check_source_url(&url)?;
                 let pointer = self
                     .pointer
                     .ok_or("an http source needs `pointer` (for example \"/latency_ms/p95\")")?;
@@ -237,11 +239,12 @@ impl RawSource {
                     scale: self.scale,
                     header,
                     timeout,
+                    ca_file: None,
                 }))
             }
             "prometheus" => {
                 let url = self.prometheus.unwrap_or_default();
-                crate::http::check_url(&url)?;
+                crate::http::check_source_url(&url)?;
                 let metric = self.metric.ok_or("a prometheus source needs `metric`")?;
                 if metric.is_empty()
                     || !metric
@@ -257,6 +260,7 @@ impl RawSource {
                     aggregate: self.aggregate,
                     scale: self.scale,
                     timeout,
+                    ca_file: None,
                 }))
             }
             "command" => {
@@ -417,6 +421,47 @@ crit = "> 0"
             let err = parse(&format!("name = \"x\"\n{body}\n")).unwrap_err();
             assert!(err.contains(want), "{body}\n => {err}");
         }
+    }
+
+    #[test]
+    fn sources_written_against_the_base_url_resolve_later() {
+        let mut a = parse(
+            "name = \"p95\"\nsource = { http = \"{url}/api/stats\", pointer = \"/latency_ms/p95\" }\nwarn = \"> 1\"\n",
+        )
+        .unwrap();
+        let mut b = parse(
+            "name = \"m\"\nsource = { prometheus = \"/metrics\", metric = \"up\" }\nwarn = \"> 1\"\n",
+        )
+        .unwrap();
+        assert!(a.source.needs_base_url() && b.source.needs_base_url());
+        assert_eq!(a.source.describe(), "json {url}/api/stats /latency_ms/p95");
+        let ca = std::path::Path::new("/root/proxy/conf/tls/cert.pem");
+        a.source
+            .resolve_base_url("https://127.0.0.1:8443", Some(ca));
+        b.source.resolve_base_url("http://127.0.0.1:7100/", None);
+        let (Source::Http(a), Source::Prometheus(b)) = (&a.source, &b.source) else {
+            panic!()
+        };
+        assert_eq!(a.url, "https://127.0.0.1:8443/api/stats");
+        assert_eq!(a.ca_file.as_deref(), Some(ca));
+        assert_eq!(
+            (b.url.as_str(), b.ca_file.as_deref()),
+            ("http://127.0.0.1:7100/metrics", None)
+        );
+
+        // An absolute URL is left alone; a URL that is neither is refused.
+        let mut c = parse(
+            "name = \"c\"\nsource = { http = \"http://h:1/x\", pointer = \"/a\" }\nwarn = \"> 1\"\n",
+        )
+        .unwrap();
+        assert!(!c.source.needs_base_url());
+        c.source.resolve_base_url("http://elsewhere:2", Some(ca));
+        assert_eq!(c.source.describe(), "json http://h:1/x /a");
+        let err = parse(
+            "name = \"d\"\nsource = { http = \"api/stats\", pointer = \"/a\" }\nwarn = \"> 1\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("http://"), "{err}");
     }
 
     #[test]

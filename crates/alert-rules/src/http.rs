@@ -2,6 +2,7 @@
 //! sources and the webhook notifier. One connection per request: these run every few seconds
 //! at most, and a fresh connection never trips over a keep-alive socket the server closed.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,11 +38,47 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the built-in roots (and `SSL_CERT_FILE`).
+    pub(crate) ca_file: Option<&'a Path>,
+}
+
+/// What a source URL written against the service's base URL starts with: `{url}/api/stats`.
+pub(crate) const BASE_PLACEHOLDER: &str = "{url}";
+
+/// Whether a source URL is written against the service's base URL: a path (`/api/stats`) or
+/// `{url}/api/stats`. The caller joins it to the base ([`join_base`]) before sampling.
+pub(crate) fn is_relative(url: &str) -> bool {
+    url.starts_with('/') || url.starts_with(BASE_PLACEHOLDER)
+}
+
+/// `base` + the path of a relative source URL (`{url}/x` or `/x`); other URLs unchanged.
+pub(crate) fn join_base(url: &str, base: &str) -> String {
+    let rest = url.strip_prefix(BASE_PLACEHOLDER).unwrap_or(url);
+    if is_relative(url) {
+        format!("{}{rest}", base.trim_end_matches('/'))
+    } else {
+        url.to_owned()
+    }
+}
+
+/// A relative URL for messages and listings: `{url}` (when written so) and the path, without
+/// the query string.
+fn relative_display(url: &str) -> String {
+    let (prefix, rest) = match url.strip_prefix(BASE_PLACEHOLDER) {
+        Some(rest) => (BASE_PLACEHOLDER, rest),
+        None => ("", url),
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    format!("{prefix}{path}")
 }
 
 /// `scheme://host:port` of a URL, for messages: the path and query stay out because webhook
 /// URLs carry their secret there.
 pub(crate) fn redacted_target(url: &str) -> String {
+    if is_relative(url) {
+        // Not yet joined to a base URL: there is no host to show.
+        return "(base URL)".to_owned();
+    }
     match url.parse::<Uri>() {
         Ok(uri) => {
             let scheme = uri.scheme_str().unwrap_or("http");
@@ -58,6 +95,9 @@ pub(crate) fn redacted_target(url: &str) -> String {
 /// `scheme://host:port/path` of a URL, for listings: the query string stays out because it
 /// may carry a token.
 pub(crate) fn display_url(url: &str) -> String {
+    if is_relative(url) {
+        return relative_display(url);
+    }
     let path = url
         .parse::<Uri>()
         .map(|u| u.path().to_owned())
@@ -71,6 +111,32 @@ pub(crate) fn serialize_url<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&display_url(url))
+}
+
+/// Checks a source URL once, at configuration time: as [`check_url`], or written against the
+/// service's base URL (`/api/stats`, `{url}/api/stats`).
+pub(crate) fn check_source_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix(BASE_PLACEHOLDER)
+        .or(url.strip_prefix('/').map(|_| url))
+    else {
+        if !url.contains("://") {
+            return Err(format!(
+                "a source URL starts with http:// or https://, or is written against the service's base URL as /path or {BASE_PLACEHOLDER}/path"
+            ));
+        }
+        return check_url(url);
+    };
+    if !(rest.is_empty() || rest.starts_with(['/', '?'])) {
+        return Err(format!(
+            "`{}` must go on with a path after {BASE_PLACEHOLDER} (\"{BASE_PLACEHOLDER}/api/stats\")",
+            relative_display(url)
+        ));
+    }
+    join_base(url, "http://base")
+        .parse::<Uri>()
+        .map(|_| ())
+        .map_err(|e| format!("`{}` is not a URL path: {e}", relative_display(url)))
 }
 
 /// Checks a URL once, at configuration time: http or https, with a host.
@@ -100,6 +166,12 @@ pub(crate) async fn send(out: Outgoing<'_>) -> Result<Response, Failure> {
         target: target.clone(),
         message,
     };
+    if is_relative(out.url) {
+        return Err(fail(format!(
+            "`{}` is relative: it needs the service's base URL (cutover-alerts --target, or a manifest describing the deployment)",
+            relative_display(out.url)
+        )));
+    }
     let timeout = out.timeout;
     match tokio::time::timeout(timeout, send_inner(out)).await {
         Ok(Ok(response)) => Ok(response),
@@ -130,6 +202,12 @@ async fn send_inner(out: Outgoing<'_>) -> Result<Response, String> {
         .map(|a| a.as_str().to_owned())
         .unwrap_or_else(|| host.clone());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    // Before connecting, so that an unreadable CA file is named as such.
+    let tls_config = if https {
+        Some(tls_config(out.ca_file)?)
+    } else {
+        None
+    };
 
     let mut builder = Request::builder()
         .method(out.method)
@@ -151,10 +229,10 @@ async fn send_inner(out: Outgoing<'_>) -> Result<Response, String> {
         .map_err(|e| format!("connect: {e}"))?;
     // Requests are small and latency matters more than packing.
     let _ = tcp.set_nodelay(true);
-    if https {
+    if let Some(config) = tls_config {
         let server_name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("invalid TLS server name `{host}`: {e}"))?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config());
+        let connector = tokio_rustls::TlsConnector::from(config);
         let tls = connector
             .connect(server_name, tcp)
             .await
@@ -191,34 +269,59 @@ where
 }
 
 /// The TLS client configuration: the Mozilla roots (webpki-roots), plus the PEM certificates
-/// in `SSL_CERT_FILE` when that variable names a file (a private CA, as OpenSSL honours it).
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// in `SSL_CERT_FILE` when that variable names a file (a private CA, as OpenSSL honours it),
+/// plus those of `ca_file` (a deployment's own proxy certificate), which must be readable.
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
-                add_pem_roots(&mut roots, std::path::Path::new(&file));
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-                // The ring provider supports the default versions; this arm keeps a library
-                // path free of panics all the same.
-                Err(_) => rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            };
-            Arc::new(config)
-        })
-        .clone()
+    let Some(ca_file) = ca_file else {
+        return Ok(CONFIG
+            .get_or_init(|| Arc::new(build_tls(base_roots())))
+            .clone());
+    };
+    // Built per request: sources are sampled every few seconds at most, and a CA file that a
+    // new deploy replaced is then read afresh.
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", ca_file.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    let mut roots = base_roots();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "the CA file {} holds no PEM certificate",
+            ca_file.display()
+        ));
+    }
+    Ok(Arc::new(build_tls(roots)))
 }
 
-fn add_pem_roots(roots: &mut rustls::RootCertStore, file: &std::path::Path) {
+fn base_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        add_pem_roots(&mut roots, Path::new(&file));
+    }
+    roots
+}
+
+fn build_tls(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        // The ring provider supports the default versions; this arm keeps a library
+        // path free of panics all the same.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    }
+}
+
+fn add_pem_roots(roots: &mut rustls::RootCertStore, file: &Path) {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     match CertificateDer::pem_file_iter(file) {
@@ -250,6 +353,56 @@ mod tests {
         assert!(check_url("http://127.0.0.1:1/").is_ok());
     }
 
+    #[test]
+    fn relative_source_urls_join_the_base_and_show_no_query() {
+        for url in ["/api/stats", "{url}/api/stats?token=x", "{url}"] {
+            assert!(check_source_url(url).is_ok(), "{url}");
+            assert!(is_relative(url));
+        }
+        assert!(check_source_url("{url}api").is_err());
+        assert!(check_source_url("api/stats").is_err());
+        assert!(check_url("/api/stats").is_err(), "webhooks stay absolute");
+        assert_eq!(
+            join_base("{url}/api/stats", "https://127.0.0.1:8443/"),
+            "https://127.0.0.1:8443/api/stats"
+        );
+        assert_eq!(join_base("/metrics", "http://h:1"), "http://h:1/metrics");
+        assert_eq!(join_base("http://a/x", "http://h:1"), "http://a/x");
+        assert_eq!(display_url("{url}/api/stats?token=x"), "{url}/api/stats");
+        assert_eq!(display_url("/api/stats?token=x"), "/api/stats");
+        assert_eq!(redacted_target("/api/stats"), "(base URL)");
+    }
+
+    #[tokio::test]
+    async fn an_unjoined_url_or_an_unreadable_ca_file_fails_without_connecting() {
+        let out = Outgoing {
+            method: Method::GET,
+            url: "/api/stats?token=sEcReT",
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        };
+        let err = send(out).await.unwrap_err();
+        assert!(err.message.contains("base URL"), "{}", err.message);
+        assert!(!err.message.contains("sEcReT"), "{}", err.message);
+
+        let out = Outgoing {
+            method: Method::GET,
+            url: "https://127.0.0.1:1/x",
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(5),
+            ca_file: Some(Path::new("/nonexistent/ca.pem")),
+        };
+        let err = send(out).await.unwrap_err();
+        assert!(
+            err.message.contains("/nonexistent/ca.pem"),
+            "{}",
+            err.message
+        );
+    }
+
     #[tokio::test]
     async fn refused_connection_and_silence_are_failures() {
         // A bound listener that never accepts: the connect succeeds (backlog) and nothing answers.
@@ -261,6 +414,7 @@ mod tests {
             headers: vec![],
             body: None,
             timeout: Duration::from_millis(300),
+            ca_file: None,
         };
         let err = send(out).await.unwrap_err();
         assert!(err.message.contains("within"), "{}", err.message);
@@ -279,6 +433,7 @@ mod tests {
             headers: vec![],
             body: None,
             timeout: Duration::from_secs(5),
+            ca_file: None,
         };
         let err = send(out).await.unwrap_err();
         assert!(err.message.contains("connect"), "{}", err.message);

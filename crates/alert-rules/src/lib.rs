@@ -7,8 +7,12 @@
 //! * **Sources** ([`sources`]) read a JSON endpoint through a JSON pointer (with a scale and
 //!   an optional secret header), one series of a Prometheus `/metrics` page (parsed properly),
 //!   a command's output, a process's memory and CPU (by pid file or pid), or a host fact
-//!   (disk free, memory available, load). Every sample is a value, *no data* (the endpoint
-//!   answered, the field is missing) or an *error* (the endpoint is down), kept distinct.
+//!   (disk free, memory available, load). A JSON or Prometheus URL may be written against the
+//!   service's base URL (`/api/stats`, `{url}/api/stats`), which the caller joins with
+//!   [`Source::resolve_base_url`] (the live deployment, in `cutover-alerts`), trusting the
+//!   deployment proxy's own certificate when it has one. Every sample is a value, *no data*
+//!   (the endpoint answered, the field is missing) or an *error* (the endpoint is down), kept
+//!   distinct.
 //! * **Rules** ([`Rule`], configured as cutover.toml's `[[alert]]` entries, [`AlertRuleConfig`])
 //!   have warning and critical conditions (`< 95`, `> 2000`, `== "open"`), `for`,
 //!   `keep_firing_for`, no-data and error policies (`alerting`, `ok`, `keep-last`, `unknown`),

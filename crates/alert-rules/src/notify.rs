@@ -225,6 +225,7 @@ impl Notifier for WebhookNotifier {
                 )],
                 body: Some(body.clone()),
                 timeout: self.timeout,
+                ca_file: None,
             };
             let (retryable, message) = match client::send(out).await {
                 Ok(r) if (200..300).contains(&r.status) => return Ok(()),

@@ -7,14 +7,114 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::DeployError;
+use crate::journal::Operation;
+use crate::manifest::StrategyKind;
+use crate::operation::Outcome;
+use crate::phase::Phase;
+
+/// What a [`PhaseRecord`] is about: a pipeline phase, the rollback after a failed one, or a
+/// recovery. Serialised as the same strings as ever (`build`, `rollback`, `recover`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The `[preflight]` checks.
+    Preflight,
+    /// The pre-deploy backup.
+    Backup,
+    /// Build and stage.
+    Build,
+    /// Start the release and move traffic.
+    Switch,
+    /// The validation suite.
+    Validate,
+    /// The perf gate.
+    Perf,
+    /// Record as good, retire the old release, prune.
+    Commit,
+    /// The automatic rollback after a failed phase.
+    Rollback,
+    /// `recover` finishing or undoing an interrupted operation.
+    Recover,
+}
+
+impl From<Phase> for Step {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Preflight => Self::Preflight,
+            Phase::Backup => Self::Backup,
+            Phase::Build => Self::Build,
+            Phase::Switch => Self::Switch,
+            Phase::Validate => Self::Validate,
+            Phase::Perf => Self::Perf,
+            Phase::Commit => Self::Commit,
+        }
+    }
+}
+
+impl Step {
+    /// The spelling in the audit log and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preflight => "preflight",
+            Self::Backup => "backup",
+            Self::Build => "build",
+            Self::Switch => "switch",
+            Self::Validate => "validate",
+            Self::Perf => "perf",
+            Self::Commit => "commit",
+            Self::Rollback => "rollback",
+            Self::Recover => "recover",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseOutcome {
+    /// It did its work.
+    Ok,
+    /// It had nothing to do (no `[preflight]`, backups off, …).
+    Skipped,
+    /// It failed.
+    Failed,
+}
+
+impl PhaseOutcome {
+    /// The spelling in the audit log and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// `Ok` or `Failed`.
+    pub fn of(ok: bool) -> Self {
+        if ok { Self::Ok } else { Self::Failed }
+    }
+}
+
+impl std::fmt::Display for PhaseOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One phase as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseRecord {
-    /// The phase (`preflight`, …, `commit`, or `rollback`).
-    pub phase: String,
+    /// The phase (`preflight`, …, `commit`, or `rollback`, `recover`).
+    pub phase: Step,
     /// `ok`, `skipped` or `failed`.
-    pub outcome: String,
+    pub outcome: PhaseOutcome,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
     /// What happened, in a few words.
@@ -22,7 +122,8 @@ pub struct PhaseRecord {
     pub detail: Option<String>,
 }
 
-/// One operation in the audit log.
+/// One operation in the audit log. `user` is the login name (from `USER`/`LOGNAME`, else the
+/// password database for the uid) and `host` the node name, so `who` reads `alice@web1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// When it started (RFC 3339).
@@ -32,7 +133,7 @@ pub struct AuditRecord {
     /// The host.
     pub host: String,
     /// `deploy`, `rollback` or `recover`.
-    pub operation: String,
+    pub operation: Operation,
     /// The service.
     pub service: String,
     /// The release brought live (or attempted).
@@ -42,11 +143,12 @@ pub struct AuditRecord {
     /// The source commit.
     pub commit: Option<String>,
     /// `restart` or `blue-green`.
-    pub strategy: String,
+    pub strategy: StrategyKind,
     /// The phases, in order.
     pub phases: Vec<PhaseRecord>,
-    /// `deployed`, `rolled-back`, `rollback-failed`, `aborted`, `recovered`, `noop`.
-    pub outcome: String,
+    /// `deployed`, `restored`, `rolled-back`, `rollback-failed`, `aborted`, `recovered`,
+    /// `recovery-failed`.
+    pub outcome: Outcome,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -14,6 +14,17 @@ use process_control::ProcessManager;
 pub trait Clock: Send + Sync {
     /// Now.
     fn now(&self) -> jiff::Timestamp;
+
+    /// Monotonic time since an arbitrary origin, for measuring waits.
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+    }
+
+    /// Sleeps for `duration` (a fake moves its time on instead).
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// A command to run: argv (never a shell string), directory, extra environment and a limit.
@@ -102,6 +113,15 @@ pub trait Health: Send + Sync {
     /// # Errors
     /// Why it is not ready, from the last attempt.
     fn wait_ready(&self, target: &Target, budget: Duration) -> Result<(), String>;
+    /// One attempt of the readiness suite against `target`, cut at `limit` (each probe keeps
+    /// its own timeout within it). The pipeline's readiness wait repeats it every period for
+    /// the whole `ready_timeout`, asking the process manager between attempts.
+    ///
+    /// # Errors
+    /// Why it is not ready.
+    fn check_ready(&self, target: &Target, limit: Duration) -> Result<(), String> {
+        self.wait_ready(target, limit)
+    }
     /// Runs the validation suite against `target`, retried until it passes or `budget` ends.
     ///
     /// # Errors

@@ -26,6 +26,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Debug, Default)]
 struct World {
+    /// The fake clock's monotonic time.
+    monotonic: Duration,
     running: BTreeMap<String, ServiceSpec>,
     events: Vec<String>,
     fail_start: BTreeSet<String>,
@@ -367,6 +369,16 @@ impl Clock for FakeClock {
         let now = w.now.unwrap_or_else(start_time);
         w.now = Some(now + jiff::SignedDuration::from_secs(1));
         now
+    }
+
+    /// Virtual: moves only when something sleeps.
+    fn monotonic(&self) -> Duration {
+        lock(&(self.0).0).monotonic
+    }
+
+    /// Moves the virtual time on at once.
+    fn sleep(&self, duration: Duration) {
+        lock(&(self.0).0).monotonic += duration;
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Operation {
     Deploy,
     /// A rollback to an existing release.
     Rollback,
+    /// `recover` finishing or undoing an interrupted operation (audit log only).
+    Recover,
 }
 
 impl Operation {
@@ -29,7 +31,14 @@ impl Operation {
         match self {
             Operation::Deploy => "deploy",
             Operation::Rollback => "rollback",
+            Operation::Recover => "recover",
         }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -92,8 +101,9 @@ pub enum JournalEntry {
     End {
         /// When.
         at: String,
-        /// `deployed`, `rolled-back`, `rollback-failed`, `aborted`, `recovered`.
-        outcome: String,
+        /// `deployed`, `restored`, `rolled-back`, `rollback-failed`, `aborted`, `recovered`,
+        /// `recovery-failed`.
+        outcome: crate::Outcome,
     },
 }
 
@@ -299,7 +309,7 @@ mod tests {
         journal
             .append(&JournalEntry::End {
                 at: at(),
-                outcome: "deployed".into(),
+                outcome: crate::Outcome::Deployed,
             })
             .unwrap();
         assert_eq!(journal.interrupted().unwrap(), None);

@@ -155,16 +155,53 @@ pub(crate) fn hostname() -> String {
         .into_owned()
 }
 
-/// The user name: `USER`, else `LOGNAME`, else the numeric uid.
+/// The user name: `USER`, else `LOGNAME`, else the password database's name for the uid
+/// (cron and CI often set neither), else the numeric uid.
 pub(crate) fn user_name() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string())
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.as_raw().to_string(), |u| u.name)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_is_named_even_without_user_in_the_environment() {
+        // What cron and CI give: no USER, no LOGNAME. The password database names the uid.
+        let name = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lock::tests::print_user_name", "--nocapture"])
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env("CUTOVER_PRINT_USER", "1")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&name.stdout);
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("user="))
+            .unwrap_or_else(|| panic!("{out}"));
+        let uid = nix::unistd::getuid();
+        let expected = nix::unistd::User::from_uid(uid).unwrap().unwrap().name;
+        assert_eq!(line, expected);
+        assert_ne!(line, uid.as_raw().to_string(), "a name, not the uid");
+    }
+
+    #[test]
+    fn print_user_name() {
+        if std::env::var_os("CUTOVER_PRINT_USER").is_some() {
+            println!("user={}", user_name());
+        }
+    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_owner_named_and_gets_it_after_release() {

@@ -10,7 +10,7 @@ use process_control::template;
 use serde::Serialize;
 
 use crate::DeployError;
-use crate::audit::{self, AuditRecord, PhaseRecord};
+use crate::audit::{self, AuditRecord, PhaseOutcome, PhaseRecord};
 use crate::env::{Environment, Target};
 use crate::journal::{Journal, JournalEntry, Operation};
 use crate::layout::ReleaseLayout;
@@ -21,17 +21,29 @@ use crate::phases::{Course, Step, steps};
 use crate::strategy::Strategy;
 
 /// How an operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The new release is live and validated (exit 0).
     Deployed,
+    /// A rollback brought the requested earlier release back, live and validated (exit 0).
+    Restored,
     /// It failed before changing anything; the previous release still serves (exit 2).
     Aborted,
     /// It failed and was rolled back; the previous release serves and is healthy (exit 2).
     RolledBack,
     /// It failed and so did the rollback; a person must look (exit 4).
     RollbackFailed,
+    /// `recover` finished or undid an interrupted operation (exit 0).
+    Recovered,
+    /// `recover` could not bring a consistent release back (exit 4).
+    RecoveryFailed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Outcome {
@@ -39,6 +51,9 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",
+            Outcome::Restored => "restored",
+            Outcome::Recovered => "recovered",
+            Outcome::RecoveryFailed => "recovery-failed",
             Outcome::Aborted => "aborted",
             Outcome::RolledBack => "rolled-back",
             Outcome::RollbackFailed => "rollback-failed",
@@ -48,9 +63,9 @@ impl Outcome {
     /// cutover-deploy's exit code: 0, 2 or 4.
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::Deployed => 0,
+            Outcome::Deployed | Outcome::Restored | Outcome::Recovered => 0,
             Outcome::Aborted | Outcome::RolledBack => 2,
-            Outcome::RollbackFailed => 4,
+            Outcome::RollbackFailed | Outcome::RecoveryFailed => 4,
         }
     }
 }
@@ -59,7 +74,7 @@ impl Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployReport {
     /// `deploy` or `rollback`.
-    pub operation: String,
+    pub operation: Operation,
     /// How it ended.
     pub outcome: Outcome,
     /// The release it brought live (or tried to).
@@ -307,12 +322,16 @@ impl Deployer {
         }
         let (outcome, reason, live) = match failure {
             None => {
+                let done = match op {
+                    Operation::Rollback => Outcome::Restored,
+                    _ => Outcome::Deployed,
+                };
                 self.journal(JournalEntry::End {
                     at: self.now(),
-                    outcome: Outcome::Deployed.as_str().to_owned(),
+                    outcome: done,
                 })?;
                 (
-                    Outcome::Deployed,
+                    done,
                     None,
                     format!("{id} serving at {}", self.target(id, to_slot).base_url),
                 )
@@ -323,7 +342,7 @@ impl Deployer {
                 if matches!(phase, Phase::Preflight | Phase::Backup) {
                     self.journal(JournalEntry::End {
                         at: self.now(),
-                        outcome: Outcome::Aborted.as_str().to_owned(),
+                        outcome: Outcome::Aborted,
                     })?;
                     if op == Operation::Deploy {
                         let _ = self.layout.remove_release(id);
@@ -345,14 +364,14 @@ impl Deployer {
                         Err(e) => (Outcome::RollbackFailed, e.clone()),
                     };
                     run.phases.push(PhaseRecord {
-                        phase: "rollback".to_owned(),
-                        outcome: if rolled.is_ok() { "ok" } else { "failed" }.to_owned(),
+                        phase: audit::Step::Rollback,
+                        outcome: PhaseOutcome::of(rolled.is_ok()),
                         duration_ms: millis(t.elapsed()),
                         detail: Some(detail.clone()),
                     });
                     self.journal(JournalEntry::End {
                         at: self.now(),
-                        outcome: outcome.as_str().to_owned(),
+                        outcome,
                     })?;
                     let live = match outcome {
                         Outcome::RollbackFailed => format!(
@@ -366,7 +385,7 @@ impl Deployer {
             }
         };
         let report = DeployReport {
-            operation: op.as_str().to_owned(),
+            operation: op,
             outcome,
             release: id.to_owned(),
             previous: previous.clone(),
@@ -394,14 +413,14 @@ impl Deployer {
                 at: at.to_owned(),
                 user: user_name(),
                 host: hostname(),
-                operation: report.operation.clone(),
+                operation: report.operation,
                 service: self.manifest.service.name.clone(),
                 release: Some(report.release.clone()),
                 previous: report.previous.clone(),
                 commit,
-                strategy: report.strategy.as_str().to_owned(),
+                strategy: report.strategy,
                 phases: report.phases.clone(),
-                outcome: report.outcome.as_str().to_owned(),
+                outcome: report.outcome,
                 reason: report.reason.clone(),
                 duration_ms: report.duration_ms,
             },
@@ -431,13 +450,12 @@ impl Deployer {
             Ok(detail) => {
                 tracing::info!(%phase, duration_ms, detail = detail.as_deref().unwrap_or(""), "phase done");
                 run.phases.push(PhaseRecord {
-                    phase: phase.as_str().to_owned(),
+                    phase: phase.into(),
                     outcome: if detail.as_deref() == Some("skipped") {
-                        "skipped"
+                        PhaseOutcome::Skipped
                     } else {
-                        "ok"
-                    }
-                    .to_owned(),
+                        PhaseOutcome::Ok
+                    },
                     duration_ms,
                     detail,
                 });
@@ -450,8 +468,8 @@ impl Deployer {
             Err(reason) => {
                 tracing::warn!(%phase, %reason, "phase failed");
                 run.phases.push(PhaseRecord {
-                    phase: phase.as_str().to_owned(),
-                    outcome: "failed".to_owned(),
+                    phase: phase.into(),
+                    outcome: PhaseOutcome::Failed,
                     duration_ms,
                     detail: Some(reason.clone()),
                 });

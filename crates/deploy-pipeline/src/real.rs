@@ -332,6 +332,40 @@ impl Health for ProbeHealth {
         self.wait(&self.ready, target, budget)
     }
 
+    fn check_ready(&self, target: &Target, limit: Duration) -> Result<(), String> {
+        let configs = self.probes(&self.ready, target);
+        let options = PrepareOptions {
+            base_dir: Some(self.base_dir.clone()),
+            base_url: Some(target.base_url.clone()),
+            ..PrepareOptions::default()
+        };
+        self.rt.block_on(async {
+            let attempt = async {
+                let prepared = prepare_all(&configs, &options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let report = health_probe::run_suite(&prepared).await;
+                let failed: Vec<String> = report
+                    .probes
+                    .iter()
+                    .filter(|p| !p.is_ok())
+                    .map(|p| format!("{}: {}", p.name, p.reason))
+                    .collect();
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("; "))
+                }
+            };
+            match tokio::time::timeout(limit, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "the attempt was cut at the end of the budget ({limit:.1?})"
+                )),
+            }
+        })
+    }
+
     fn validate(&self, target: &Target, budget: Duration) -> Result<(), String> {
         self.wait(&self.validate, target, budget)
     }

@@ -7,9 +7,10 @@ use process_control::ProcessManager;
 use serde::Serialize;
 
 use crate::DeployError;
-use crate::audit::{self, AuditRecord, PhaseRecord};
+use crate::audit::{self, AuditRecord, PhaseOutcome, PhaseRecord};
 use crate::journal::{JournalEntry, Operation};
 use crate::lock::{DeployLock, LockOwner, hostname, user_name};
+use crate::operation::Outcome;
 use crate::operation::{Deployer, millis};
 use crate::phase::Slot;
 
@@ -213,14 +214,14 @@ impl Deployer {
         };
         let healthy = result.is_ok();
         let action = result.unwrap_or_else(|e| format!("recovery of {} failed: {e}", i.release));
+        let outcome = if healthy {
+            Outcome::Recovered
+        } else {
+            Outcome::RecoveryFailed
+        };
         self.journal(JournalEntry::End {
             at: self.now(),
-            outcome: if healthy {
-                "recovered"
-            } else {
-                "recovery-failed"
-            }
-            .to_owned(),
+            outcome,
         })?;
         audit::append(
             &self.layout.audit_file(),
@@ -228,24 +229,19 @@ impl Deployer {
                 at,
                 user: user_name(),
                 host: hostname(),
-                operation: "recover".to_owned(),
+                operation: Operation::Recover,
                 service: self.manifest.service.name.clone(),
                 release: Some(i.release.clone()),
                 previous: i.previous.clone(),
                 commit: None,
-                strategy: self.strategy().kind().as_str().to_owned(),
+                strategy: self.strategy().kind(),
                 phases: vec![PhaseRecord {
-                    phase: "recover".to_owned(),
-                    outcome: if healthy { "ok" } else { "failed" }.to_owned(),
+                    phase: audit::Step::Recover,
+                    outcome: PhaseOutcome::of(healthy),
                     duration_ms: millis(started.elapsed()),
                     detail: Some(action.clone()),
                 }],
-                outcome: if healthy {
-                    "recovered"
-                } else {
-                    "recovery-failed"
-                }
-                .to_owned(),
+                outcome,
                 reason: (!healthy).then(|| action.clone()),
                 duration_ms: millis(started.elapsed()),
             },

@@ -1,7 +1,7 @@
 //! Running a release in a slot: its spec (placeholders filled), starting it and waiting until
 //! it is ready while watching its process.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use process_control::template;
 use process_control::{ProcessManager, ServiceSpec};
@@ -79,59 +79,84 @@ impl Deployer {
             .map_err(|e| format!("{id} did not become ready on {}: {e}", target.base_url))
     }
 
-    /// Waits for readiness in short slices and asks the process manager between them, so
-    /// that a release which exits (cannot start, crashes) fails at once rather than after
-    /// the whole `ready_timeout`. The loop is bounded by the number of slices, so a health
-    /// check that answers early (a fake) cannot make it spin.
+    /// Waits for readiness for the whole `budget`: one attempt of the ready suite every
+    /// [`READY_PERIOD`] (each probe with its own timeout, the last one cut at the budget's
+    /// end), asking the process manager between attempts, so that a release which exits
+    /// (cannot start, crashes) fails at once rather than after the whole budget. Time is the
+    /// environment's clock, so the message gives the real elapsed time and attempt count.
     pub(crate) fn wait_ready_watching(
         &self,
         service: &str,
         target: &Target,
         budget: Duration,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + budget;
-        let slices = budget.as_millis().div_ceil(READY_SLICE.as_millis()).max(1);
-        let mut last = String::from("not ready");
-        for _ in 0..slices {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.env.health.wait_ready(target, left.min(READY_SLICE)) {
+        let clock = &self.env.clock;
+        let start = clock.monotonic();
+        let mut attempts = 0u32;
+        let mut last = String::from("no attempt finished");
+        loop {
+            let begun = clock.monotonic();
+            let left = budget.saturating_sub(begun.saturating_sub(start));
+            if left.is_zero() && attempts > 0 {
+                break;
+            }
+            attempts += 1;
+            match self.env.health.check_ready(target, left.max(MIN_ATTEMPT)) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
-            if let Ok(status) = self.env.procs.status(service) {
-                use process_control::ServiceState as S;
-                if matches!(status.state, S::Failed | S::Stopped | S::CrashLooping) {
-                    // The manager's message often names the exit already.
-                    let exit = status
-                        .last_exit
-                        .as_ref()
-                        .filter(|x| {
-                            !status
-                                .message
-                                .as_ref()
-                                .is_some_and(|m| m.contains(&x.description))
-                        })
-                        .map(|x| format!(" ({})", x.description))
-                        .unwrap_or_default();
-                    let message = status
-                        .message
-                        .as_ref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "{service} is {} before it became ready{exit}{message} (last probe: {last})",
-                        status.state
-                    ));
-                }
+            if let Some(exited) = self.exited_before_ready(service, &last) {
+                return Err(exited);
             }
-            if Instant::now() >= deadline {
+            let now = clock.monotonic();
+            let spent = now.saturating_sub(start);
+            if spent >= budget {
                 break;
             }
+            let next = (begun + READY_PERIOD).saturating_sub(now);
+            clock.sleep(next.min(budget - spent));
         }
-        Err(last)
+        Err(format!(
+            "not ready after {attempts} attempts in {:.1?} (ready_timeout {}): {last}",
+            clock.monotonic().saturating_sub(start),
+            humantime::format_duration(budget)
+        ))
+    }
+
+    /// When the process manager says `service` is no longer running: why, with the last
+    /// probe's answer.
+    pub(crate) fn exited_before_ready(&self, service: &str, last: &str) -> Option<String> {
+        use process_control::ServiceState as S;
+        let status = self.env.procs.status(service).ok()?;
+        if !matches!(status.state, S::Failed | S::Stopped | S::CrashLooping) {
+            return None;
+        }
+        // The manager's message often names the exit already.
+        let exit = status
+            .last_exit
+            .as_ref()
+            .filter(|x| {
+                !status
+                    .message
+                    .as_ref()
+                    .is_some_and(|m| m.contains(&x.description))
+            })
+            .map(|x| format!(" ({})", x.description))
+            .unwrap_or_default();
+        let message = status
+            .message
+            .as_ref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        Some(format!(
+            "{service} is {} before it became ready{exit}{message} (last probe: {last})",
+            status.state
+        ))
     }
 }
 
-/// The readiness wait's slice: how often the process manager is asked whether the starting
-/// release still runs.
-const READY_SLICE: Duration = Duration::from_millis(300);
+/// How often the readiness wait tries again (from the start of one attempt to the next).
+pub(crate) const READY_PERIOD: Duration = Duration::from_millis(300);
+
+/// The shortest attempt: one that starts as the budget ends still gets this long.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);

@@ -89,7 +89,7 @@ fn blue_green_deploys_alternate_slots_and_stop_the_old_one() {
     assert!(second.release > first.release, "ids sort by time");
     let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
     assert_eq!(audit.len(), 2);
-    assert_eq!(audit[1].outcome, "deployed");
+    assert_eq!(audit[1].outcome, Outcome::Deployed);
     assert_eq!(audit[1].commit.as_deref(), Some("abc1234"));
 }
 
@@ -168,7 +168,10 @@ fn every_failing_phase_rolls_back_to_the_previous_release() {
                 "{strategy}/{name}: {:?}",
                 world.running()
             );
-            assert_eq!(report.phases.last().unwrap().phase, "rollback");
+            assert_eq!(
+                report.phases.last().unwrap().phase,
+                crate::audit::Step::Rollback
+            );
             let status = d.status().unwrap();
             assert!(status.healthy, "{strategy}/{name}: {status:?}");
             assert_eq!(status.interrupted, None);
@@ -233,13 +236,31 @@ fn rollback_goes_to_the_last_good_release_or_the_one_named() {
     let r2 = deploy(&d).release;
     let r3 = deploy(&d).release;
     let back = d.rollback(None, Duration::ZERO).unwrap();
-    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.outcome, Outcome::Restored, "{back:?}");
     assert_eq!(back.release, r2);
     assert_eq!(d.layout().current().as_deref(), Some(r2.as_str()));
     let phases: Vec<&str> = back.phases.iter().map(|p| p.phase.as_str()).collect();
     assert_eq!(phases, ["switch", "validate", "commit"]);
     let to = d.rollback(Some(&r1), Duration::ZERO).unwrap();
-    assert_eq!(to.outcome, Outcome::Deployed);
+    assert_eq!(to.outcome, Outcome::Restored);
+    assert_eq!(to.outcome.exit_code(), 0);
+    // The audit says what each operation was and how it ended, as enums spelled as ever.
+    let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.operation, last.outcome, last.strategy),
+        (
+            Operation::Rollback,
+            Outcome::Restored,
+            crate::StrategyKind::BlueGreen
+        )
+    );
+    let line = std::fs::read_to_string(d.layout().audit_file()).unwrap();
+    let line = line.lines().last().unwrap();
+    assert!(line.contains(r#""operation":"rollback""#), "{line}");
+    assert!(line.contains(r#""outcome":"restored""#), "{line}");
+    assert!(line.contains(r#""strategy":"blue-green""#), "{line}");
+    assert!(line.contains(r#""phase":"switch""#), "{line}");
     assert_eq!(
         world
             .release_of(&to.slot.service_name("hub"), &[&r1, &r2, &r3])
@@ -433,7 +454,7 @@ fn blue_green_keeps_the_previous_release_warm_and_rolls_back_to_it_without_a_sta
     assert!(standby.process.starts_with("running"), "{standby:?}");
     let before = world.events().len();
     let back = d.rollback(None, Duration::ZERO).unwrap();
-    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.outcome, Outcome::Restored, "{back:?}");
     assert_eq!(back.release, r1);
     let events = world.events()[before..].to_vec();
     // No stop or start of any service: a probe, the switch, and nothing else.
@@ -450,7 +471,7 @@ fn blue_green_keeps_the_previous_release_warm_and_rolls_back_to_it_without_a_sta
     assert_eq!(status.current.as_deref(), Some(r1.as_str()));
     assert_eq!(status.standby.unwrap().release, r2.release);
     let forward = d.rollback(Some(&r2.release), Duration::ZERO).unwrap();
-    assert_eq!(forward.outcome, Outcome::Deployed, "{forward:?}");
+    assert_eq!(forward.outcome, Outcome::Restored, "{forward:?}");
     assert_eq!(world.upstream(), Some(GREEN.parse().unwrap()));
     // The next deploy stops the standby (r1 in blue) before it starts the new release there.
     let before = world.events().len();
@@ -473,7 +494,7 @@ fn a_standby_that_is_not_running_is_started_cold() {
     process_control::ProcessManager::stop(&fakes, "hub-blue", None).unwrap();
     let before = world.events().len();
     let back = d.rollback(None, Duration::ZERO).unwrap();
-    assert_eq!(back.outcome, Outcome::Deployed, "{back:?}");
+    assert_eq!(back.outcome, Outcome::Restored, "{back:?}");
     assert_eq!(back.release, r1);
     let events = world.events()[before..].to_vec();
     assert!(events.iter().any(|e| e == "start hub-blue"), "{events:?}");
@@ -541,6 +562,12 @@ fn a_release_whose_process_exits_fails_at_once_not_after_the_ready_timeout() {
         let report = deploy(&d);
         assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
         assert!(world.ready_waits() - before >= 100, "{report:?}");
+        // The message gives the real attempt count and elapsed time: the whole budget.
+        let reason = report.reason.unwrap();
+        assert!(
+            reason.contains("not ready after 100 attempts in 30.0s (ready_timeout 30s)"),
+            "{reason}"
+        );
     }
 }
 

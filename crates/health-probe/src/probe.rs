@@ -96,6 +96,12 @@ pub struct PrepareOptions {
     pub base_dir: Option<PathBuf>,
     /// The base (`http://127.0.0.1:7000`) for probe URLs written as a path (`/api/health`).
     pub base_url: Option<String>,
+    /// A PEM file of CA certificates trusted for the probes whose URL was written as a path
+    /// (joined to [`Self::base_url`]) and which name no `ca_file` of their own: the
+    /// certificate a deployment's proxy made for itself, when the base URL is its HTTPS
+    /// listener. Probes with an absolute URL never get it. A relative path resolves against
+    /// [`Self::base_dir`].
+    pub base_ca_file: Option<PathBuf>,
     /// Resolves the secret references of headers.
     pub resolver: Resolver,
 }
@@ -164,10 +170,16 @@ impl ProbeConfig {
                 probe: name.to_owned(),
                 message: format!("invalid body_regex: {e}"),
             })?;
-        let ca_file = http.ca_file.as_ref().map(|p| match &options.base_dir {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.clone(),
-        });
+        // A probe's own CA file wins; a probe aimed at the base URL trusts the base's CA.
+        let relative = http.url.starts_with('/');
+        let ca_file = http
+            .ca_file
+            .as_ref()
+            .or(options.base_ca_file.as_ref().filter(|_| relative))
+            .map(|p| match &options.base_dir {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p.clone(),
+            });
         // TLS is configured when the URL is https, or when a followed redirect may lead there.
         let tls = if uri.scheme_str() == Some("https")
             || http.follow_redirects > 0

@@ -348,6 +348,53 @@ async fn tls_with_a_private_ca_fails_without_it_and_passes_with_it() {
 }
 
 #[tokio::test]
+async fn the_base_ca_is_trusted_only_by_probes_aimed_at_the_base_url() {
+    let pki = TestPki::new();
+    let addr = serve_tls(&pki, |_| Reply::json(200, "{}")).await;
+    let other = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("proxy-ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), &other.ca_pem).unwrap();
+    let options = PrepareOptions {
+        base_dir: Some(dir.path().to_path_buf()),
+        base_url: Some(format!("https://{addr}")),
+        base_ca_file: Some("proxy-ca.pem".into()),
+        ..Default::default()
+    };
+    let check = |target: HttpTarget| {
+        let options = options.clone();
+        async move {
+            ProbeConfig::http("t", target)
+                .prepare(&options)
+                .await
+                .unwrap()
+                .check()
+                .await
+        }
+    };
+
+    // A path goes to the base URL and trusts its CA.
+    let relative = check(HttpTarget::get("/api/health")).await;
+    assert!(relative.is_ok(), "{relative:?}");
+    // An absolute URL to the same server does not: it is not aimed at the base.
+    let absolute = check(HttpTarget::get(format!("https://{addr}/api/health"))).await;
+    assert!(
+        absolute.reason.starts_with("certificate not trusted"),
+        "{}",
+        absolute.reason
+    );
+    // A probe's own CA file wins over the base's.
+    let mut own = HttpTarget::get("/api/health");
+    own.ca_file = Some("other-ca.pem".into());
+    let own = check(own).await;
+    assert!(
+        own.reason.starts_with("certificate not trusted"),
+        "{}",
+        own.reason
+    );
+}
+
+#[tokio::test]
 async fn a_certificate_for_another_name_is_refused_even_with_its_ca() {
     let pki = TestPki::for_names(&["localhost"]);
     let addr = serve_tls(&pki, |_| Reply::json(200, "{}")).await;

@@ -1,5 +1,6 @@
 //! A JSON endpoint read with a JSON pointer (`/latency_ms/p95`), optionally scaled.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -78,7 +79,10 @@ fn expand_env(text: &str) -> Result<String, String> {
 /// A source reading one field of a JSON document served over HTTP.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JsonSource {
-    /// The endpoint (`http://127.0.0.1:7000/api/stats`).
+    /// The endpoint (`http://127.0.0.1:7000/api/stats`), or a path against the service's base
+    /// URL (`/api/stats`, `{url}/api/stats`) until [`Source::resolve_base_url`] joins them.
+    ///
+    /// [`Source::resolve_base_url`]: crate::Source::resolve_base_url
     #[serde(serialize_with = "crate::http::serialize_url")]
     pub url: String,
     /// An RFC 6901 JSON pointer to the field (`/latency_ms/p95`).
@@ -90,6 +94,10 @@ pub struct JsonSource {
     /// The request timeout.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the built-in roots: set with the base URL
+    /// when that is a deployment's proxy with its own self-signed certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl JsonSource {
@@ -113,6 +121,7 @@ impl JsonSource {
             headers,
             body: None,
             timeout: self.timeout,
+            ca_file: self.ca_file.as_deref(),
         };
         let response = match client::send(out).await {
             Ok(r) => r,

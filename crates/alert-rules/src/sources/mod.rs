@@ -61,7 +61,11 @@ impl Source {
             Source::Prometheus(s) => {
                 format!(
                     "prometheus {} {}",
-                    crate::http::redacted_target(&s.url),
+                    if crate::http::is_relative(&s.url) {
+                        crate::http::display_url(&s.url)
+                    } else {
+                        crate::http::redacted_target(&s.url)
+                    },
                     prometheus::selector(&s.metric, &s.labels)
                 )
             }
@@ -72,6 +76,32 @@ impl Source {
                 (None, None) => "process ?".to_owned(),
             },
             Source::Host(s) => format!("host {} {}", snake(&s.fact), s.path.display()),
+        }
+    }
+
+    /// Whether the source's URL is written against the service's base URL (`/api/stats`,
+    /// `{url}/api/stats`) and so needs [`Self::resolve_base_url`] before it can be sampled.
+    pub fn needs_base_url(&self) -> bool {
+        match self {
+            Source::Http(s) => crate::http::is_relative(&s.url),
+            Source::Prometheus(s) => crate::http::is_relative(&s.url),
+            _ => false,
+        }
+    }
+
+    /// Joins a URL written against the service's base URL to `base` (`https://127.0.0.1:8443`),
+    /// trusting `ca_file` besides the built-in roots for it (the deployment proxy's own
+    /// self-signed certificate). Absolute URLs and other kinds are left alone, so a template
+    /// can be resolved again when the base changes.
+    pub fn resolve_base_url(&mut self, base: &str, ca_file: Option<&std::path::Path>) {
+        let (url, ca) = match self {
+            Source::Http(s) => (&mut s.url, &mut s.ca_file),
+            Source::Prometheus(s) => (&mut s.url, &mut s.ca_file),
+            _ => return,
+        };
+        if crate::http::is_relative(url) {
+            *url = crate::http::join_base(url, base);
+            *ca = ca_file.map(std::path::Path::to_path_buf);
         }
     }
 
@@ -98,12 +128,7 @@ impl JsonSource {
     /// The URL for listings: scheme, host, port and path (no query string, which may carry a
     /// token).
     pub fn url_for_display(&self) -> String {
-        let path = self
-            .url
-            .parse::<http::Uri>()
-            .map(|u| u.path().to_owned())
-            .unwrap_or_default();
-        format!("{}{path}", crate::http::redacted_target(&self.url))
+        crate::http::display_url(&self.url)
     }
 }
 

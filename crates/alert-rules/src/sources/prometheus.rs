@@ -2,6 +2,7 @@
 //! values, optional timestamps), and a source that picks one series out of it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -204,7 +205,10 @@ pub fn selector(metric: &str, labels: &BTreeMap<String, String>) -> String {
 /// A source reading one series from a `/metrics` endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PrometheusSource {
-    /// The endpoint (`http://127.0.0.1:7000/metrics`).
+    /// The endpoint (`http://127.0.0.1:7000/metrics`), or a path against the service's base
+    /// URL (`/metrics`, `{url}/metrics`) until [`Source::resolve_base_url`] joins them.
+    ///
+    /// [`Source::resolve_base_url`]: crate::Source::resolve_base_url
     #[serde(serialize_with = "crate::http::serialize_url")]
     pub url: String,
     /// The metric name.
@@ -218,6 +222,10 @@ pub struct PrometheusSource {
     /// The request timeout.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the built-in roots: set with the base URL
+    /// when that is a deployment's proxy with its own self-signed certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PrometheusSource {
@@ -230,6 +238,7 @@ impl PrometheusSource {
             headers: Vec::new(),
             body: None,
             timeout: self.timeout,
+            ca_file: self.ca_file.as_deref(),
         };
         let response = match http::send(out).await {
             Ok(r) => r,
