@@ -69,7 +69,11 @@ impl Demo {
     /// As [`Self::write_manifest_with`], with `extra` tables appended.
     fn write_manifest_full(&self, env: &str, deploy: &str, build: &str, extra: &str) {
         let mut defaults = String::new();
-        for (key, value) in [("ready_timeout", "\"15s\""), ("drain", "\"200ms\"")] {
+        for (key, value) in [
+            ("ready_timeout", "\"15s\""),
+            ("drain", "\"200ms\""),
+            ("stable_for", "\"1s\""),
+        ] {
             if !deploy.contains(key) {
                 defaults.push_str(&format!("{key} = {value}\n"));
             }
@@ -742,6 +746,7 @@ fn a_never_ready_release_is_waited_for_the_whole_ready_timeout_and_the_message_s
         .unwrap_or_else(|| panic!("{json:#}"))
         .clone();
     let took = switch["duration_ms"].as_u64().unwrap();
+    eprintln!("never-ready release, ready_timeout 3s: switch failed after {took} ms: {switch}");
     // [budget, budget + one period + 1 s]; the switch also starts the process first.
     assert!(
         (3000..=3000 + 300 + 1000 + 500).contains(&took),
@@ -758,4 +763,84 @@ fn a_never_ready_release_is_waited_for_the_whole_ready_timeout_and_the_message_s
     assert!(attempts >= 5, "{detail}");
     assert!(detail.contains("in 3."), "elapsed is the budget: {detail}");
     assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+}
+
+#[test]
+fn a_release_that_crashes_three_seconds_after_it_became_ready_is_rolled_back_by_the_stability_window()
+ {
+    let demo = Demo::new("blue-green");
+    demo.write_manifest("", r#"stable_for = "5s""#);
+    let r1 = demo.deploy_ok();
+    let started = Instant::now();
+    let (code, json, out) = demo.run(&["deploy", "--set-env", "CUTOVER_DEMO_CRASH_AFTER=3s"]);
+    assert_eq!(
+        code,
+        2,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reason = json["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("stable failed: not stable for 5s (stable_for)"),
+        "{json:#}"
+    );
+    // Validation had passed: the crash came inside the window, not before it.
+    let phases: Vec<&str> = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        phases.ends_with(&["validate", "stable", "rollback"]),
+        "{phases:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+}
+
+#[test]
+fn the_live_release_killed_under_load_is_covered_by_the_warm_standby_as_nginx_backup() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    let r2 = demo.deploy_ok();
+    let include = std::fs::read_to_string(demo.root().join("proxy/conf/upstream.conf")).unwrap();
+    assert!(
+        include.contains(&format!("server 127.0.0.1:{} backup;", demo.blue)),
+        "{include}"
+    );
+    let (_, status, _) = demo.run(&["status"]);
+    assert_eq!(status["standby"]["release"], r1.as_str(), "{status:#}");
+    let pid = status["service"]["pid"].as_u64().unwrap();
+
+    let load = Load::start(demo.http);
+    assert!(wait_until(Duration::from_secs(10), || load
+        .ok
+        .load(Ordering::SeqCst)
+        > 20));
+    // kill(1) on the live release's process.
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The supervisor brings the live release back; meanwhile nginx sends users to the standby.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, s, _) = demo.run(&["status"]);
+        s["service"]["pid"].as_u64().is_some_and(|p| p != pid) && s["healthy"] == true
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests while the live release was down: {errors:?} ({ok} ok)"
+    );
+    assert!(ok > 40, "{ok}");
+    // Back on the live release once nginx tries it again.
+    assert!(
+        wait_until(Duration::from_secs(20), || demo.serving().as_deref()
+            == Some(r2.as_str())),
+        "{:?}",
+        demo.serving()
+    );
 }

@@ -461,6 +461,7 @@ async fn switch(
         .switch(&SwitchTarget {
             upstream,
             expect_release,
+            backup: None,
         })
         .await?;
     let text = format!(

@@ -29,6 +29,8 @@ pub enum Step {
     Validate,
     /// The perf gate.
     Perf,
+    /// The stability window.
+    Stable,
     /// Record as good, retire the old release, prune.
     Commit,
     /// The automatic rollback after a failed phase.
@@ -46,6 +48,7 @@ impl From<Phase> for Step {
             Phase::Switch => Self::Switch,
             Phase::Validate => Self::Validate,
             Phase::Perf => Self::Perf,
+            Phase::Stable => Self::Stable,
             Phase::Commit => Self::Commit,
         }
     }
@@ -61,6 +64,7 @@ impl Step {
             Self::Switch => "switch",
             Self::Validate => "validate",
             Self::Perf => "perf",
+            Self::Stable => "stable",
             Self::Commit => "commit",
             Self::Rollback => "rollback",
             Self::Recover => "recover",

@@ -89,6 +89,20 @@ pub trait Traffic: Send + Sync {
     /// # Errors
     /// A message naming why the switch was refused or failed.
     fn switch(&self, upstream: SocketAddr, release: Option<&str>) -> Result<(), String>;
+    /// As [`Self::switch`], with `backup` listed as nginx's `backup` server: the warm
+    /// standby, which serves while the live upstream fails. The default ignores `backup`.
+    ///
+    /// # Errors
+    /// As [`Self::switch`].
+    fn switch_with_backup(
+        &self,
+        upstream: SocketAddr,
+        backup: Option<SocketAddr>,
+        release: Option<&str>,
+    ) -> Result<(), String> {
+        let _ = backup;
+        self.switch(upstream, release)
+    }
     /// Stops the proxy.
     ///
     /// # Errors

@@ -28,6 +28,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct World {
     /// The fake clock's monotonic time.
     monotonic: Duration,
+    /// The proxy's backup server.
+    backup: Option<SocketAddr>,
     running: BTreeMap<String, ServiceSpec>,
     events: Vec<String>,
     fail_start: BTreeSet<String>,
@@ -35,6 +37,8 @@ struct World {
     failed_services: BTreeSet<String>,
     ready_waits: usize,
     not_ready: BTreeSet<String>,
+    /// Releases that pass this many readiness checks, then crash (stop answering).
+    crash_after_checks: BTreeMap<String, u32>,
     invalid: BTreeSet<String>,
     slow_perf: BTreeSet<String>,
     failing_programs: BTreeSet<String>,
@@ -83,6 +87,13 @@ impl FakeWorld {
     pub fn never_ready(&self, release: &str) {
         lock(&self.0).not_ready.insert(release.to_owned());
     }
+    /// `release` answers its first `checks` readiness checks, then stops answering (a
+    /// release that crashes a few seconds after it became ready).
+    pub fn crash_after_checks(&self, release: &str, checks: u32) {
+        lock(&self.0)
+            .crash_after_checks
+            .insert(release.to_owned(), checks);
+    }
     /// `release` becomes ready but fails validation.
     pub fn fail_validation(&self, release: &str) {
         lock(&self.0).invalid.insert(release.to_owned());
@@ -105,6 +116,7 @@ impl FakeWorld {
         w.fail_start.clear();
         w.exit_at_start.clear();
         w.not_ready.clear();
+        w.crash_after_checks.clear();
         w.invalid.clear();
         w.slow_perf.clear();
         w.failing_programs.clear();
@@ -131,7 +143,11 @@ impl FakeWorld {
             .find(|r| spec.argv.iter().any(|a| a == *r))
             .map(|r| (*r).to_owned())
     }
-    /// The proxy's upstream.
+    /// The proxy's backup server (the warm standby).
+    pub fn backup(&self) -> Option<SocketAddr> {
+        lock(&self.0).backup
+    }
+    /// Where the fake proxy sends traffic.
     pub fn upstream(&self) -> Option<SocketAddr> {
         lock(&self.0).upstream
     }
@@ -291,6 +307,17 @@ impl Traffic for FakeTraffic {
         }
         w.events.push(format!("switch {upstream}"));
         w.upstream = Some(upstream);
+        w.backup = None;
+        Ok(())
+    }
+    fn switch_with_backup(
+        &self,
+        upstream: SocketAddr,
+        backup: Option<SocketAddr>,
+        release: Option<&str>,
+    ) -> Result<(), String> {
+        self.switch(upstream, release)?;
+        lock(&(self.0).0).backup = backup;
         Ok(())
     }
     fn stop(&self) -> Result<(), String> {
@@ -304,6 +331,19 @@ impl Traffic for FakeTraffic {
 pub struct FakeHealth(pub FakeWorld);
 
 impl Health for FakeHealth {
+    fn check_ready(&self, target: &Target, _limit: Duration) -> Result<(), String> {
+        {
+            let mut w = lock(&(self.0).0);
+            w.ready_waits += 1;
+            if let Some(left) = w.crash_after_checks.get_mut(&target.release) {
+                if *left == 0 {
+                    return Err(format!("{} stopped answering", target.release));
+                }
+                *left -= 1;
+            }
+        }
+        (self.0).serving(target)
+    }
     fn wait_ready(&self, target: &Target, _budget: Duration) -> Result<(), String> {
         lock(&(self.0).0).ready_waits += 1;
         (self.0).serving(target)

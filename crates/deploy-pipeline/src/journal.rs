@@ -60,6 +60,10 @@ pub enum JournalEntry {
         from_slot: Option<Slot>,
         /// The slot `release` runs in.
         to_slot: Slot,
+        /// The warm standby before the operation (blue-green), which a failed deploy puts
+        /// back in its slot after the rollback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<String>,
     },
     /// A phase starts.
     PhaseStarted {
@@ -184,6 +188,7 @@ impl Journal {
             previous,
             from_slot,
             to_slot,
+            standby,
             ..
         }) = entries.first().cloned()
         else {
@@ -223,6 +228,7 @@ impl Journal {
             to_slot,
             commit_started: commit_started && !rollback_started,
             last_phase,
+            standby,
         }))
     }
 }
@@ -258,6 +264,8 @@ pub struct Interrupted {
     pub last_phase: Option<Phase>,
     /// The pre-deploy backup it made, if it got that far.
     pub backup: Option<PathBuf>,
+    /// The warm standby before the operation.
+    pub standby: Option<String>,
 }
 
 #[cfg(test)]
@@ -272,6 +280,7 @@ mod tests {
             previous: Some("r1".into()),
             from_slot: Some(Slot::Blue),
             to_slot: Slot::Green,
+            standby: None,
         }
     }
 

@@ -80,6 +80,14 @@ pub struct DeployConfig {
     /// resident set, as `status` shows) and its background work. Ignored by `restart`.
     #[serde(default = "yes")]
     pub keep_standby: bool,
+    /// The stability window (Nomad's `min_healthy_time`): after the switch, validation and
+    /// the perf gate, the ready suite runs again every 300 ms for this long, and the
+    /// release's process must not restart; otherwise the deploy rolls back (exit 2, the
+    /// reason names the window). `"0s"` turns it off. Default `"5s"`. Deploys only: a
+    /// rollback goes back to a release that was stable before.
+    #[serde(default = "default_stable_for", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub stable_for: Duration,
 }
 
 impl Default for DeployConfig {
@@ -98,6 +106,7 @@ impl Default for DeployConfig {
             validate_timeout: default_ready_timeout(),
             drain: default_drain(),
             keep_standby: true,
+            stable_for: default_stable_for(),
         }
     }
 }
@@ -142,6 +151,10 @@ pub struct HooksConfig {
     #[serde(default)]
     pub after_perf: Vec<String>,
     #[serde(default)]
+    pub before_stable: Vec<String>,
+    #[serde(default)]
+    pub after_stable: Vec<String>,
+    #[serde(default)]
     pub before_commit: Vec<String>,
     #[serde(default)]
     pub after_commit: Vec<String>,
@@ -169,6 +182,8 @@ impl HooksConfig {
             (Phase::Validate, false) => &self.after_validate,
             (Phase::Perf, true) => &self.before_perf,
             (Phase::Perf, false) => &self.after_perf,
+            (Phase::Stable, true) => &self.before_stable,
+            (Phase::Stable, false) => &self.after_stable,
             (Phase::Commit, true) => &self.before_commit,
             (Phase::Commit, false) => &self.after_commit,
         };
@@ -389,6 +404,9 @@ fn default_build_timeout() -> Duration {
 }
 fn default_ready_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_stable_for() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_drain() -> Duration {
     Duration::from_millis(500)

@@ -300,6 +300,7 @@ impl Deployer {
             previous: previous.clone(),
             from_slot,
             to_slot,
+            standby: state.standby.clone(),
         })?;
         tracing::info!(release = id, ?previous, slot = %to_slot, "{} starts", op.as_str());
         let mut run = Run {
@@ -358,6 +359,7 @@ impl Deployer {
                         from_slot,
                         to_slot,
                         run.backup.as_deref(),
+                        state.standby.as_deref(),
                     );
                     let (outcome, detail) = match &rolled {
                         Ok(detail) => (Outcome::RolledBack, detail.clone()),

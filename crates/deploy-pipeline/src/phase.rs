@@ -18,19 +18,23 @@ pub enum Phase {
     Validate,
     /// The perf gate (when enabled).
     Perf,
+    /// The stability window: the release must stay ready and unrestarted for
+    /// `[deploy] stable_for` before it is committed.
+    Stable,
     /// Record the release as good, stop the old one, prune old releases.
     Commit,
 }
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Preflight,
         Phase::Backup,
         Phase::Build,
         Phase::Switch,
         Phase::Validate,
         Phase::Perf,
+        Phase::Stable,
         Phase::Commit,
     ];
 
@@ -43,6 +47,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::Validate => "validate",
             Phase::Perf => "perf",
+            Phase::Stable => "stable",
             Phase::Commit => "commit",
         }
     }

@@ -46,6 +46,9 @@ pub(crate) fn steps(d: &Deployer, op: Operation) -> Vec<&'static dyn Step> {
     if op == Operation::Deploy && d.manifest.deploy.perf_gate {
         steps.push(&Perf);
     }
+    if op == Operation::Deploy && !d.manifest.deploy.stable_for.is_zero() {
+        steps.push(&Stable);
+    }
     steps.push(&Commit);
     steps
 }
@@ -181,6 +184,26 @@ impl Step for Perf {
     }
     fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
         d.env.perf.check(&d.target(c.id, c.to)).map(Some)
+    }
+}
+
+struct Stable;
+
+impl Step for Stable {
+    fn phase(&self) -> Phase {
+        Phase::Stable
+    }
+    fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
+        format!(
+            "ready suite every 300ms for {} against {}, {} must not restart",
+            humantime::format_duration(d.manifest.deploy.stable_for),
+            d.target(c.id, c.to).base_url,
+            c.to.service_name(&d.manifest.service.name)
+        )
+    }
+    fn run(&self, d: &Deployer, c: &Course<'_>, _run: &mut Run) -> Result<Option<String>, String> {
+        d.stable_for(c.id, c.to, d.manifest.deploy.stable_for)
+            .map(Some)
     }
 }
 

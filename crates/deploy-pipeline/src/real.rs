@@ -195,9 +195,19 @@ impl Traffic for NginxTraffic {
     }
 
     fn switch(&self, upstream: SocketAddr, release: Option<&str>) -> Result<(), String> {
+        self.switch_with_backup(upstream, None, release)
+    }
+
+    fn switch_with_backup(
+        &self,
+        upstream: SocketAddr,
+        backup: Option<SocketAddr>,
+        release: Option<&str>,
+    ) -> Result<(), String> {
         let target = SwitchTarget {
             upstream,
             expect_release: release.map(str::to_owned),
+            backup,
         };
         self.rt
             .block_on(self.instance.switcher().switch(&target))

@@ -38,6 +38,7 @@ impl Deployer {
         from_slot: Option<Slot>,
         to_slot: Slot,
         backup: Option<&Path>,
+        standby_before: Option<&str>,
     ) -> Result<String, String> {
         let name = &self.manifest.service.name;
         let mut done = Vec::new();
@@ -49,8 +50,18 @@ impl Deployer {
                 .map_err(|e| format!("cannot stop {svc}: {e}"))?;
             self.layout.clear_current().map_err(|e| e.to_string())?;
             self.forget_failed(op, failed)?;
+            // No private nginx is left in front of nothing.
+            let proxy = if self.env.traffic.is_running() {
+                self.env
+                    .traffic
+                    .stop()
+                    .map_err(|e| format!("cannot stop the proxy: {e}"))?;
+                ", stopped the proxy"
+            } else {
+                ""
+            };
             return Ok(format!(
-                "no earlier release: stopped {svc}, nothing is deployed"
+                "no earlier release: stopped {svc}{proxy}, nothing is deployed"
             ));
         };
         if let (true, Some(archive)) = (self.manifest.deploy.restore_shared_on_rollback, backup) {
@@ -68,9 +79,40 @@ impl Deployer {
             .map_err(|e| format!("{previous} is back but fails validation: {e}"))?;
         let mut state = self.layout.load_state().map_err(|e| e.to_string())?;
         state.slot = Some(from);
-        // The other slot was stopped above (or is the same slot): nothing waits there.
+        // The other slot was stopped above (or is the same slot): nothing waits there ...
         state.standby = None;
         self.layout.save_state(&state).map_err(|e| e.to_string())?;
+        // ... unless the failed deploy took the warm standby's slot: put the standby back,
+        // so that the next rollback is still a switch, not a cold start.
+        if let Some(standby) = standby_before.filter(|s| {
+            self.keeps_standby()
+                && to_slot != from
+                && *s != previous
+                && *s != failed
+                && self.layout.is_complete(s)
+        }) {
+            let back = self.ensure_running(standby, to_slot, false).and_then(|()| {
+                // Listed again as nginx's backup server behind the restored release.
+                self.env.traffic.switch_with_backup(
+                    self.addr(from),
+                    Some(self.addr(to_slot)),
+                    self.release_check(previous),
+                )
+            });
+            match back {
+                Ok(()) => {
+                    state.standby = Some(standby.to_owned());
+                    self.layout.save_state(&state).map_err(|e| e.to_string())?;
+                    done.push(format!(
+                        "{standby} warm again in slot {to_slot} as the standby"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "the standby could not be restarted");
+                    done.push(format!("the standby {standby} could not be restarted: {e}"));
+                }
+            }
+        }
         self.forget_failed(op, failed)?;
         done.push(format!("{previous} validated"));
         Ok(done.join("; "))
@@ -206,6 +248,7 @@ impl Deployer {
                 i.from_slot,
                 i.to_slot,
                 i.backup.as_deref(),
+                i.standby.as_deref(),
             )
             .map(|d| match &i.previous {
                 Some(p) => format!("rolled back to {p} ({d})"),

@@ -123,6 +123,63 @@ impl Deployer {
         ))
     }
 
+    /// The stability window: the ready suite passes on every attempt, one per
+    /// [`READY_PERIOD`], for `window`, and the process neither exits nor restarts.
+    pub(crate) fn stable_for(
+        &self,
+        id: &str,
+        slot: Slot,
+        window: Duration,
+    ) -> Result<String, String> {
+        let service = slot.service_name(&self.manifest.service.name);
+        let target = self.target(id, slot);
+        let clock = &self.env.clock;
+        let status = |procs: &dyn process_control::ProcessManager| {
+            procs
+                .status(&service)
+                .map(|s| (s.state, s.restart_count, s.pid))
+                .map_err(|e| format!("cannot read {service}'s state: {e}"))
+        };
+        let (_, restarts, pid) = status(self.env.procs.as_ref())?;
+        let start = clock.monotonic();
+        let mut attempts = 0u32;
+        let window_text = humantime::format_duration(window);
+        loop {
+            let begun = clock.monotonic();
+            let spent = begun.saturating_sub(start);
+            attempts += 1;
+            let fail = |what: String| {
+                format!("not stable for {window_text} (stable_for): after {spent:.1?}, {what}")
+            };
+            let (state, now_restarts, now_pid) = status(self.env.procs.as_ref()).map_err(&fail)?;
+            if now_restarts != restarts || now_pid != pid {
+                return Err(fail(format!(
+                    "{service} restarted ({restarts} → {now_restarts} restarts, pid {} → {})",
+                    pid.map_or("-".to_owned(), |p| p.to_string()),
+                    now_pid.map_or("-".to_owned(), |p| p.to_string())
+                )));
+            }
+            if state != process_control::ServiceState::Running {
+                return Err(fail(format!("{service} is {state}")));
+            }
+            if spent >= window {
+                return Ok(format!(
+                    "ready and unrestarted for {window_text} ({attempts} checks)"
+                ));
+            }
+            // A check started inside the window finishes on its probes' own timeouts: a slow
+            // but healthy release is not cut off at the window's end.
+            let left = window - spent;
+            self.env
+                .health
+                .check_ready(&target, left + STABLE_ATTEMPT_GRACE)
+                .map_err(|e| fail(format!("the ready suite failed: {e}")))?;
+            let now = clock.monotonic();
+            let next = (begun + READY_PERIOD).saturating_sub(now);
+            clock.sleep(next.min(window.saturating_sub(now.saturating_sub(start))));
+        }
+    }
+
     /// When the process manager says `service` is no longer running: why, with the last
     /// probe's answer.
     pub(crate) fn exited_before_ready(&self, service: &str, last: &str) -> Option<String> {
@@ -157,6 +214,9 @@ impl Deployer {
 
 /// How often the readiness wait tries again (from the start of one attempt to the next).
 pub(crate) const READY_PERIOD: Duration = Duration::from_millis(300);
+
+/// How far past the stability window's end its last check may run.
+const STABLE_ATTEMPT_GRACE: Duration = Duration::from_secs(5);
 
 /// The shortest attempt: one that starts as the budget ends still gets this long.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);

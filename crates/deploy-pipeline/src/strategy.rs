@@ -176,8 +176,15 @@ impl Strategy for BlueGreen {
             d.ensure_running(id, to, false)?;
         }
         let upstream = d.addr(to);
+        // The release live now stays warm in its slot (keep_standby): nginx lists it as the
+        // backup server from this switch on, so a crash of the new release is answered by it.
+        let backup = from
+            .filter(|f| *f != to && d.keeps_standby())
+            .map(|f| d.addr(f));
         if d.env.traffic.is_running() {
-            d.env.traffic.switch(upstream, d.release_check(id))?;
+            d.env
+                .traffic
+                .switch_with_backup(upstream, backup, d.release_check(id))?;
         } else {
             d.env.traffic.start(upstream)?;
         }

@@ -83,6 +83,7 @@ fn blue_green_deploys_alternate_slots_and_stop_the_old_one() {
             "build",
             "switch",
             "validate",
+            "stable",
             "commit"
         ]
     );
@@ -300,6 +301,7 @@ fn an_interrupted_deploy_before_commit_rolls_back_and_after_commit_rolls_forward
                 release: r2.clone(),
                 previous: Some(r1.clone()),
                 from_slot: Some(Slot::Blue),
+                standby: None,
                 to_slot: Slot::Green,
             })
             .unwrap();
@@ -659,6 +661,7 @@ fn recover_after_a_crash_restores_shared_data_from_the_backup_named_in_the_journ
                 previous: Some(r1.clone()),
                 from_slot: Some(Slot::Single),
                 to_slot: Slot::Single,
+                standby: None,
             })
             .unwrap();
         for entry in [
@@ -707,6 +710,7 @@ fn an_interrupted_rollback_to_the_standby_recovers_to_a_consistent_state() {
                 previous: Some(r2.clone()),
                 from_slot: Some(Slot::Green),
                 to_slot: Slot::Blue,
+                standby: None,
             })
             .unwrap();
         let mut phases = vec![Phase::Switch, Phase::Validate];
@@ -745,4 +749,103 @@ fn an_interrupted_rollback_to_the_standby_recovers_to_a_consistent_state() {
         }
         assert!(d.recover(Duration::ZERO).unwrap().was_consistent);
     }
+}
+
+#[test]
+fn a_release_that_crashes_inside_the_stability_window_is_rolled_back() {
+    let (_tmp, world, d) = setup("blue-green", "stable_for = \"5s\"");
+    let r1 = deploy(&d).release;
+    // Ready at once, validated, then gone two checks into the window.
+    world.crash_after_checks(&world.next_release_id(), 3);
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    let reason = report.reason.unwrap();
+    assert!(
+        reason.starts_with("stable failed: not stable for 5s (stable_for)"),
+        "{reason}"
+    );
+    assert_eq!(d.layout().current().as_deref(), Some(r1.as_str()));
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+    // A steady release passes the same window.
+    world.heal();
+    let ok = deploy(&d);
+    assert_eq!(ok.outcome, Outcome::Deployed, "{ok:?}");
+    let stable = ok
+        .phases
+        .iter()
+        .find(|p| p.phase == crate::audit::Step::Stable)
+        .unwrap();
+    assert!(
+        stable
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("ready and unrestarted for 5s"),
+        "{stable:?}"
+    );
+    // plan lists the window from the same steps.
+    let plan = d.plan().unwrap();
+    assert!(
+        plan.phases.iter().any(|p| p.phase == Phase::Stable),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_failed_deploy_that_took_the_standbys_slot_puts_the_standby_back() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    let r2 = deploy(&d).release;
+    assert_eq!(d.status().unwrap().standby.unwrap().release, r1);
+    // The warm standby is nginx's backup server behind the live release.
+    assert_eq!(world.backup(), Some(BLUE.parse().unwrap()));
+    // The third deploy starts in blue, where r1 waited warm, and fails validation.
+    world.fail_validation(&world.next_release_id());
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    let rollback = report.phases.last().unwrap().detail.clone().unwrap();
+    assert!(
+        rollback.contains(&format!("{r1} warm again in slot blue")),
+        "{rollback}"
+    );
+    let status = d.status().unwrap();
+    assert_eq!(status.current.as_deref(), Some(r2.as_str()));
+    let standby = status.standby.unwrap();
+    assert_eq!(
+        (standby.release.as_str(), standby.slot),
+        (r1.as_str(), Slot::Blue)
+    );
+    assert!(standby.process.starts_with("running"), "{standby:?}");
+    // So the next rollback is a switch again, not a cold start.
+    let before = world.events().len();
+    let back = d.rollback(None, Duration::ZERO).unwrap();
+    assert_eq!(back.release, r1);
+    assert!(
+        !world.events()[before..]
+            .iter()
+            .any(|e| e.starts_with("start ")),
+        "{:?}",
+        &world.events()[before..]
+    );
+}
+
+#[test]
+fn a_first_deploy_that_fails_leaves_no_proxy_in_front_of_nothing() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    world.fail_validation(&world.next_release_id());
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    assert!(
+        report
+            .phases
+            .last()
+            .unwrap()
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("stopped the proxy"),
+        "{report:?}"
+    );
+    assert_eq!(d.layout().current(), None);
+    assert!(!d.status().unwrap().upstream.is_some());
 }

@@ -95,6 +95,7 @@ mod tests {
         let target = SwitchTarget {
             upstream: b,
             expect_release: None,
+            backup: None,
         };
         assert!(fake.switch(&target).await.is_err());
         assert_eq!(fake.current().await.unwrap(), Some(a));

@@ -84,6 +84,7 @@ pub use nginx::{DEFAULT_COMMAND_TIMEOUT, Nginx};
 pub use render::{
     RenderOptions, TOKEN_PLACEHOLDER, UPSTREAM_HEADER, UPSTREAM_NAME, admin_token_map_placeholder,
     parse_upstream, render_admin_token_map, render_nginx_conf, render_upstream,
+    render_upstream_with_backup,
 };
 pub use switch::{NginxSwitch, SwitchReport, SwitchTarget, TrafficSwitch};
 pub use tls::{self_signed_names, write_self_signed};

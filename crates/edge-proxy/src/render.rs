@@ -458,11 +458,26 @@ fn line(w: &mut String, depth: usize, text: &str) {
 
 /// Renders the upstream include for `upstream`.
 pub fn render_upstream(upstream: SocketAddr) -> String {
+    render_upstream_with_backup(upstream, None)
+}
+
+/// Renders the upstream include with a `backup` server: the warm standby, which nginx sends
+/// requests to only while the live upstream fails (a crash, a restart), so users get answers
+/// instead of 502s while the supervisor brings the live release back.
+pub fn render_upstream_with_backup(upstream: SocketAddr, backup: Option<SocketAddr>) -> String {
+    let backup = backup.filter(|b| *b != upstream);
+    // With a standby behind it, a failed live upstream is tried again after 5 s rather than
+    // 30 s, so traffic returns to the live release soon after its supervisor restarted it.
+    let fail_timeout = if backup.is_some() { "5s" } else { "30s" };
+    let backup = backup
+        .map(|b| format!("    server {b} backup;\n"))
+        .unwrap_or_default();
     format!(
         "# Managed by cutover: the live upstream. Replaced atomically by a switch; the previous\n\
          # one is kept in upstream.conf.prev.\n\
          upstream {UPSTREAM_NAME} {{\n    \
-             server {upstream} max_fails=3 fail_timeout=30s;\n    \
+             server {upstream} max_fails=3 fail_timeout={fail_timeout};\n\
+         {backup}    \
              keepalive 32;\n    \
              keepalive_requests 1000;\n    \
              # Shorter than the service's own idle timeout, so nginx closes idle connections first.\n    \
@@ -534,6 +549,18 @@ mod tests {
         for addr in ["127.0.0.1:7000", "[::1]:7001"] {
             let addr: SocketAddr = addr.parse().unwrap();
             assert_eq!(parse_upstream(&render_upstream(addr)), Some(addr));
+            let standby: SocketAddr = "127.0.0.1:7999".parse().unwrap();
+            let both = render_upstream_with_backup(addr, Some(standby));
+            assert!(
+                both.contains(&format!("server {standby} backup;")),
+                "{both}"
+            );
+            assert_eq!(
+                parse_upstream(&both),
+                Some(addr),
+                "the live one is read back"
+            );
+            assert!(!render_upstream_with_backup(addr, Some(addr)).contains("backup;"));
         }
         assert_eq!(parse_upstream("upstream x {}"), None);
     }

@@ -23,7 +23,7 @@ use crate::fsutil::{read, write_atomic};
 use crate::http;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
-use crate::render::{UPSTREAM_HEADER, parse_upstream, render_upstream};
+use crate::render::{UPSTREAM_HEADER, parse_upstream, render_upstream_with_backup};
 
 /// Where traffic should go, and how to recognise it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct SwitchTarget {
     pub upstream: SocketAddr,
     /// The release id the upstream's health answer must name, when known.
     pub expect_release: Option<String>,
+    /// A `backup` server nginx falls back to while the upstream fails (the warm standby).
+    pub backup: Option<SocketAddr>,
 }
 
 /// What a confirmed switch did.
@@ -289,7 +291,11 @@ impl TrafficSwitch for NginxSwitch {
                 0o644,
             )?;
         }
-        write_atomic(&path, render_upstream(target.upstream).as_bytes(), 0o644)?;
+        write_atomic(
+            &path,
+            render_upstream_with_backup(target.upstream, target.backup).as_bytes(),
+            0o644,
+        )?;
         let failed = |reason: String, rollback: String| EdgeError::SwitchFailed {
             upstream: target.upstream,
             reason,

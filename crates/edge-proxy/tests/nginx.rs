@@ -369,6 +369,7 @@ async fn switching_under_load_fails_no_request_in_either_direction() {
             let target = SwitchTarget {
                 upstream: hub.addr,
                 expect_release: Some(release.into()),
+                backup: None,
             };
             let report = switch
                 .switch(&target)
@@ -419,6 +420,7 @@ async fn a_switch_to_a_dead_or_wrong_upstream_is_refused_and_traffic_stays() {
         .switch(&SwitchTarget {
             upstream: dead,
             expect_release: None,
+            backup: None,
         })
         .await
         .unwrap_err();
@@ -429,6 +431,7 @@ async fn a_switch_to_a_dead_or_wrong_upstream_is_refused_and_traffic_stays() {
         .switch(&SwitchTarget {
             upstream: green.addr,
             expect_release: Some("purple".into()),
+            backup: None,
         })
         .await
         .unwrap_err();
@@ -461,6 +464,7 @@ async fn an_unconfirmed_switch_puts_the_previous_upstream_back() {
         .switch(&SwitchTarget {
             upstream: green.addr,
             expect_release: None,
+            backup: None,
         })
         .await
         .unwrap_err();
