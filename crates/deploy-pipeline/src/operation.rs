@@ -18,6 +18,7 @@ use crate::lock::{DeployLock, LockOwner, hostname, user_name};
 use crate::manifest::{DeployManifest, StrategyKind};
 use crate::phase::{Phase, Slot};
 use crate::phases::{Course, Step, steps};
+use crate::recovery::Undo;
 use crate::strategy::Strategy;
 
 /// How an operation ended.
@@ -352,15 +353,15 @@ impl Deployer {
                 } else {
                     self.journal(JournalEntry::RollbackStarted { at: self.now() })?;
                     let t = Instant::now();
-                    let rolled = self.roll_back(
+                    let rolled = self.roll_back(&Undo {
                         op,
-                        id,
-                        previous.as_deref(),
+                        failed: id,
+                        previous: previous.as_deref(),
                         from_slot,
                         to_slot,
-                        run.backup.as_deref(),
-                        state.standby.as_deref(),
-                    );
+                        backup: run.backup.as_deref(),
+                        standby_before: state.standby.as_deref(),
+                    });
                     let (outcome, detail) = match &rolled {
                         Ok(detail) => (Outcome::RolledBack, detail.clone()),
                         Err(e) => (Outcome::RollbackFailed, e.clone()),

@@ -27,19 +27,38 @@ pub struct RecoverReport {
     pub healthy: bool,
 }
 
+/// What a rollback undoes: the operation that failed and where things stood before it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Undo<'a> {
+    /// The operation that failed.
+    pub(crate) op: Operation,
+    /// The release it tried to bring live.
+    pub(crate) failed: &'a str,
+    /// The release live before (none on a first deploy).
+    pub(crate) previous: Option<&'a str>,
+    /// The slot of `previous`.
+    pub(crate) from_slot: Option<Slot>,
+    /// The slot of `failed`.
+    pub(crate) to_slot: Slot,
+    /// The pre-deploy backup, for `restore_shared_on_rollback`.
+    pub(crate) backup: Option<&'a Path>,
+    /// The warm standby before the operation, put back in its slot afterwards.
+    pub(crate) standby_before: Option<&'a str>,
+}
+
 impl Deployer {
     /// Puts `previous` back live (idempotent, so that recovery can run it again), stops the
     /// failed release, and validates `previous`. Ok holds what was done; Err what failed.
-    pub(crate) fn roll_back(
-        &self,
-        op: Operation,
-        failed: &str,
-        previous: Option<&str>,
-        from_slot: Option<Slot>,
-        to_slot: Slot,
-        backup: Option<&Path>,
-        standby_before: Option<&str>,
-    ) -> Result<String, String> {
+    pub(crate) fn roll_back(&self, undo: &Undo<'_>) -> Result<String, String> {
+        let Undo {
+            op,
+            failed,
+            previous,
+            from_slot,
+            to_slot,
+            backup,
+            standby_before,
+        } = *undo;
         let name = &self.manifest.service.name;
         let mut done = Vec::new();
         let Some(previous) = previous else {
@@ -241,15 +260,15 @@ impl Deployer {
                 })
                 .map(|d| format!("rolled forward to {} ({d})", i.release))
         } else {
-            self.roll_back(
-                i.op,
-                &i.release,
-                i.previous.as_deref(),
-                i.from_slot,
-                i.to_slot,
-                i.backup.as_deref(),
-                i.standby.as_deref(),
-            )
+            self.roll_back(&Undo {
+                op: i.op,
+                failed: &i.release,
+                previous: i.previous.as_deref(),
+                from_slot: i.from_slot,
+                to_slot: i.to_slot,
+                backup: i.backup.as_deref(),
+                standby_before: i.standby.as_deref(),
+            })
             .map(|d| match &i.previous {
                 Some(p) => format!("rolled back to {p} ({d})"),
                 None => format!("undid the first deploy of {} ({d})", i.release),

@@ -847,5 +847,5 @@ fn a_first_deploy_that_fails_leaves_no_proxy_in_front_of_nothing() {
         "{report:?}"
     );
     assert_eq!(d.layout().current(), None);
-    assert!(!d.status().unwrap().upstream.is_some());
+    assert!(d.status().unwrap().upstream.is_none());
 }
