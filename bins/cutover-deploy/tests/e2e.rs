@@ -780,6 +780,7 @@ fn a_release_that_crashes_three_seconds_after_it_became_ready_is_rolled_back_by_
         String::from_utf8_lossy(&out.stderr)
     );
     let reason = json["reason"].as_str().unwrap();
+    eprintln!("crash after 3s: {reason}");
     assert!(
         reason.starts_with("stable failed: not stable for 5s (stable_for)"),
         "{json:#}"
@@ -831,6 +832,9 @@ fn the_live_release_killed_under_load_is_covered_by_the_warm_standby_as_nginx_ba
     }));
     std::thread::sleep(Duration::from_millis(500));
     let (ok, failed, errors) = load.finish();
+    eprintln!(
+        "live release SIGKILLed under load, standby as nginx backup: {ok} ok, {failed} failed"
+    );
     assert_eq!(
         failed, 0,
         "failed requests while the live release was down: {errors:?} ({ok} ok)"
