@@ -318,3 +318,63 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// An HTTPS front for `upstream` on a loopback port, standing in for the proxy: a fresh
+/// self-signed certificate for 127.0.0.1 (its PEM written to `cert_file`), TLS terminated and
+/// the bytes copied to `upstream`. Returns the port; it serves until the test process ends.
+///
+/// # Panics
+/// When the certificate, the listener or the runtime cannot be made.
+pub fn tls_front(upstream: SocketAddr, cert_file: &Path) -> u16 {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("the TLS front can be set up");
+    std::fs::create_dir_all(cert_file.parent().expect("the TLS front can be set up"))
+        .expect("the TLS front can be set up");
+    std::fs::write(cert_file, cert.cert.pem()).expect("the TLS front can be set up");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the TLS front can be set up")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .expect("the TLS front can be set up");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the TLS front can be set up");
+    let port = listener
+        .local_addr()
+        .expect("the TLS front can be set up")
+        .port();
+    listener
+        .set_nonblocking(true)
+        .expect("the TLS front can be set up");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the TLS front can be set up");
+        runtime.block_on(async move {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).expect("the TLS front can be set up");
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends its handshake here.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    port
+}

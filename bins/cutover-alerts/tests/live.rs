@@ -8,13 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] functions unwrap too
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_tests::{DemoHub, free_port, temp_dir, workspace_bin};
+use cutover_tests::{DemoHub, free_port, temp_dir, tls_front, workspace_bin};
 use live_deployment::{DeployState, ReleaseLayout, ReleaseRecord, Slot};
 use serde_json::Value;
 
@@ -265,56 +263,6 @@ fn nothing_deployed_exits_3_and_says_what_to_run() {
         &["check", "--via", "public", "--target", "http://127.0.0.1:1"],
     );
     assert_eq!(both.status.code(), Some(64));
-}
-
-/// An HTTPS front for `upstream` on a loopback port, standing in for the proxy: a fresh
-/// self-signed certificate for 127.0.0.1 (its PEM written to `cert_file`), TLS terminated and
-/// the bytes copied to `upstream`. Returns the port; it serves until the test process ends.
-fn tls_front(upstream: SocketAddr, cert_file: &Path) -> u16 {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
-    std::fs::create_dir_all(cert_file.parent().unwrap()).unwrap();
-    std::fs::write(cert_file, cert.cert.pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    // A client that refuses the certificate ends its handshake here.
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                });
-            }
-        });
-    });
-    port
 }
 
 #[test]
