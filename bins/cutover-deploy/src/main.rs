@@ -324,7 +324,12 @@ fn run(cli: &Cli) -> i32 {
                     println!("{}", r.action);
                     println!("live: {}", r.live);
                 }
-                status.exit_code()
+                // Unfinished work that could not be finished: a person must look.
+                if r.rollback_failed {
+                    4
+                } else {
+                    status.exit_code()
+                }
             }
             Err(e) => fail(cli, &e),
         },

@@ -194,7 +194,16 @@ impl Journal {
         else {
             return Ok(None);
         };
-        if matches!(entries.last(), Some(JournalEntry::End { .. })) {
+        // An operation whose rollback (or recovery) failed has ended, but its work is not
+        // done: `recover` must finish the rollback, never promote the failed release.
+        let unfinished = matches!(
+            entries.last(),
+            Some(JournalEntry::End {
+                outcome: crate::Outcome::RollbackFailed | crate::Outcome::RecoveryFailed,
+                ..
+            })
+        );
+        if matches!(entries.last(), Some(JournalEntry::End { .. })) && !unfinished {
             return Ok(None);
         }
         let commit_started = entries.iter().any(|e| {
@@ -226,9 +235,10 @@ impl Journal {
             previous,
             from_slot,
             to_slot,
-            commit_started: commit_started && !rollback_started,
+            commit_started: commit_started && !rollback_started && !unfinished,
             last_phase,
             standby,
+            rollback_failed: unfinished,
         }))
     }
 }
@@ -266,6 +276,8 @@ pub struct Interrupted {
     pub backup: Option<PathBuf>,
     /// The warm standby before the operation.
     pub standby: Option<String>,
+    /// It ended, but its rollback failed (exit 4): the rollback is still to be finished.
+    pub rollback_failed: bool,
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct RecoverReport {
     pub live: String,
     /// Whether the live release answers ready.
     pub healthy: bool,
+    /// Unfinished work (an interrupted operation, or a rollback that had failed) could not be
+    /// finished: a person must look (`cutover-deploy recover` exits 4; `live` says what runs).
+    pub rollback_failed: bool,
 }
 
 /// What a rollback undoes: the operation that failed and where things stood before it.
@@ -204,6 +207,7 @@ impl Deployer {
         let Some(current) = self.current() else {
             return Ok(RecoverReport {
                 was_consistent: true,
+                rollback_failed: false,
                 action: "nothing deployed".to_owned(),
                 live: self.describe_live(),
                 healthy: false,
@@ -220,6 +224,7 @@ impl Deployer {
         {
             return Ok(RecoverReport {
                 was_consistent: true,
+                rollback_failed: false,
                 action: "consistent: nothing to do".to_owned(),
                 live: self.describe_live(),
                 healthy: true,
@@ -230,6 +235,7 @@ impl Deployer {
             .and_then(|()| self.strategy().ensure_traffic(self, slot, &current));
         Ok(RecoverReport {
             was_consistent: false,
+            rollback_failed: false,
             action: match &result {
                 Ok(()) => format!("restarted {current} in slot {slot}"),
                 Err(e) => format!("could not bring {current} back: {e}"),
@@ -313,6 +319,7 @@ impl Deployer {
             action,
             live: self.describe_live(),
             healthy,
+            rollback_failed: !healthy,
         }))
     }
 

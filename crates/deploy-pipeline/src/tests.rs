@@ -849,3 +849,50 @@ fn a_first_deploy_that_fails_leaves_no_proxy_in_front_of_nothing() {
     assert_eq!(d.layout().current(), None);
     assert!(d.status().unwrap().upstream.is_none());
 }
+
+#[test]
+fn recover_after_a_failed_rollback_finishes_the_rollback_and_never_promotes_the_failed_release() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    // The new release fails validation, and so does r1 when it is put back: exit 4.
+    let r2 = world.next_release_id();
+    world.fail_validation(&r2);
+    world.fail_validation(&r1);
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RollbackFailed, "{report:?}");
+    // The journal's end is not the end of the work: status says so.
+    let pending = d.status().unwrap().interrupted.unwrap();
+    assert!(
+        pending.rollback_failed && !pending.commit_started,
+        "{pending:?}"
+    );
+    // The cause is fixed; recover finishes the rollback to r1.
+    world.heal();
+    let fixed = d.recover(Duration::ZERO).unwrap();
+    assert!(fixed.healthy && !fixed.rollback_failed, "{fixed:?}");
+    assert!(
+        fixed.action.starts_with(&format!("rolled back to {r1}")),
+        "{fixed:?}"
+    );
+    assert_eq!(d.layout().current().as_deref(), Some(r1.as_str()));
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+    assert!(
+        !world.running().values().any(|argv| argv.contains(&r2)),
+        "the failed release runs nowhere"
+    );
+    assert!(d.status().unwrap().interrupted.is_none());
+    assert!(d.recover(Duration::ZERO).unwrap().was_consistent);
+}
+
+#[test]
+fn recover_that_cannot_finish_a_failed_rollback_says_so() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    let r1 = deploy(&d).release;
+    world.fail_validation(&world.next_release_id());
+    world.fail_validation(&r1);
+    assert_eq!(deploy(&d).outcome, Outcome::RollbackFailed);
+    // Not fixed: recover refuses to call it done, and the work stays pending.
+    let again = d.recover(Duration::ZERO).unwrap();
+    assert!(again.rollback_failed && !again.healthy, "{again:?}");
+    assert!(d.status().unwrap().interrupted.is_some());
+}
