@@ -896,3 +896,26 @@ fn recover_that_cannot_finish_a_failed_rollback_says_so() {
     assert!(again.rollback_failed && !again.healthy, "{again:?}");
     assert!(d.status().unwrap().interrupted.is_some());
 }
+
+#[test]
+fn status_is_not_healthy_when_users_cannot_reach_the_live_release() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    deploy(&d);
+    assert!(d.status().unwrap().healthy);
+    // nginx dies: the release still answers as itself, but users reach nothing.
+    crate::env::Traffic::stop(&crate::fakes::FakeTraffic(world.clone())).unwrap();
+    let status = d.status().unwrap();
+    assert!(!status.healthy, "{status:?}");
+    assert!(
+        status
+            .health_reason
+            .as_deref()
+            .unwrap()
+            .contains("proxy (nginx) is not running"),
+        "{status:?}"
+    );
+    // recover brings the proxy back, and status agrees.
+    let fixed = d.recover(Duration::ZERO).unwrap();
+    assert!(fixed.healthy, "{fixed:?}");
+    assert!(d.status().unwrap().healthy);
+}

@@ -200,7 +200,11 @@ impl Deployer {
         let (healthy, health_reason, slot_url) = match (&current, slot) {
             (Some(id), Some(slot)) => {
                 let target = self.target(id, slot);
-                let r = self.env.health.wait_ready(&target, Duration::from_secs(2));
+                let r = self
+                    .env
+                    .health
+                    .wait_ready(&target, Duration::from_secs(2))
+                    .and_then(|()| self.users_reach(slot));
                 (r.is_ok(), r.err(), Some(target.base_url))
             }
             _ => (false, Some("nothing deployed".to_owned()), None),
@@ -273,6 +277,29 @@ impl Deployer {
                 )
             }),
         })
+    }
+
+    /// Behind a proxy, the release answering as itself is not enough: users reach it only
+    /// when nginx runs and routes to its slot.
+    fn users_reach(&self, slot: Slot) -> Result<(), String> {
+        if self.strategy().kind() != StrategyKind::BlueGreen {
+            return Ok(());
+        }
+        if !self.env.traffic.is_running() {
+            return Err(
+                "the proxy (nginx) is not running: users reach nothing; `cutover-deploy recover` starts it"
+                    .to_owned(),
+            );
+        }
+        let live = self.addr(slot);
+        match self.env.traffic.current() {
+            Ok(Some(upstream)) if upstream == live => Ok(()),
+            Ok(Some(upstream)) => Err(format!(
+                "nginx routes to {upstream}, but the live slot {slot} is {live}; `cutover-deploy recover` switches it"
+            )),
+            Ok(None) => Err("nginx has no upstream".to_owned()),
+            Err(e) => Err(format!("the proxy's upstream cannot be read: {e}")),
+        }
     }
 
     pub(crate) fn standby_info(&self, state: &DeployState) -> Option<StandbyInfo> {
