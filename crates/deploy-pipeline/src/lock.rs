@@ -158,17 +158,22 @@ pub(crate) fn hostname() -> String {
 /// The user name: `USER`, else `LOGNAME`, else the password database's name for the uid
 /// (cron and CI often set neither), else the numeric uid.
 pub(crate) fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            let uid = nix::unistd::getuid();
-            nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map_or_else(|| uid.as_raw().to_string(), |u| u.name)
-        })
+    user_name_from(
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok(),
+    )
+}
+
+/// [`user_name`] with the environment's answer given.
+fn user_name_from(from_env: Option<String>) -> String {
+    from_env.filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        let uid = nix::unistd::getuid();
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.as_raw().to_string(), |u| u.name)
+    })
 }
 
 #[cfg(test)]
@@ -177,30 +182,16 @@ mod tests {
 
     #[test]
     fn the_user_is_named_even_without_user_in_the_environment() {
-        // What cron and CI give: no USER, no LOGNAME. The password database names the uid.
-        let name = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "lock::tests::print_user_name", "--nocapture"])
-            .env_remove("USER")
-            .env_remove("LOGNAME")
-            .env("CUTOVER_PRINT_USER", "1")
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&name.stdout);
-        let line = out
-            .lines()
-            .find_map(|l| l.strip_prefix("user="))
-            .unwrap_or_else(|| panic!("{out}"));
+        // What cron and CI give: no USER, no LOGNAME (or an empty one). The password database
+        // names the uid.
         let uid = nix::unistd::getuid();
         let expected = nix::unistd::User::from_uid(uid).unwrap().unwrap().name;
-        assert_eq!(line, expected);
-        assert_ne!(line, uid.as_raw().to_string(), "a name, not the uid");
-    }
-
-    #[test]
-    fn print_user_name() {
-        if std::env::var_os("CUTOVER_PRINT_USER").is_some() {
-            println!("user={}", user_name());
+        for from_env in [None, Some(String::new())] {
+            let name = user_name_from(from_env);
+            assert_eq!(name, expected);
+            assert_ne!(name, uid.as_raw().to_string(), "a name, not the uid");
         }
+        assert_eq!(user_name_from(Some("alice".into())), "alice");
     }
 
     #[test]
