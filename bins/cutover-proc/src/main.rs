@@ -274,25 +274,21 @@ impl FromManifest {
         let live = self.live()?;
         let layout = live_deployment::ReleaseLayout::new(root);
         let release = live.as_ref().and_then(|l| l.release.clone());
-        // With nothing live, `{release}` is the directory `current` will name.
-        let release_dir = match &release {
-            Some(id) => layout.release_dir(id),
-            None => layout.current_link(),
-        };
-        Ok(Placeholders {
-            release: Some(release_dir.to_string_lossy().into_owned()),
-            release_id: release,
-            port: live
-                .as_ref()
-                .and_then(|l| l.slot_addr.map(|a| a.port()))
-                .or(self.port),
-            host: self
-                .deployment
-                .as_ref()
-                .map(|d| d.service().host.to_string()),
-            root: Some(root.to_string_lossy().into_owned()),
-            shared: Some(layout.shared_dir().to_string_lossy().into_owned()),
-        })
+        let port = live
+            .as_ref()
+            .and_then(|l| l.slot_addr.map(|a| a.port()))
+            .or(self.port);
+        let host = self.deployment.as_ref().map(|d| d.service().host);
+        let mut values = layout.placeholders(
+            release.as_deref(),
+            port,
+            host.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        );
+        // Without a deployment's [service] there is no host to say.
+        if host.is_none() {
+            values.host = None;
+        }
+        Ok(values)
     }
 
     /// `--name`, else the live slot's service (`<name>-blue`, …) when the manifest describes a

@@ -288,6 +288,15 @@ impl ProbeHealth {
         probes
     }
 
+    /// Relative probe URLs against the release being checked; CA paths against the manifest.
+    fn options(&self, target: &Target) -> PrepareOptions {
+        PrepareOptions {
+            base_dir: Some(self.base_dir.clone()),
+            base_url: Some(target.base_url.clone()),
+            ..PrepareOptions::default()
+        }
+    }
+
     fn wait(
         &self,
         configs: &[ProbeConfig],
@@ -295,11 +304,7 @@ impl ProbeHealth {
         budget: Duration,
     ) -> Result<(), String> {
         let configs = self.probes(configs, target);
-        let options = PrepareOptions {
-            base_dir: Some(self.base_dir.clone()),
-            base_url: Some(target.base_url.clone()),
-            ..PrepareOptions::default()
-        };
+        let options = self.options(target);
         self.rt.block_on(async {
             let prepared = prepare_all(&configs, &options)
                 .await
@@ -318,14 +323,7 @@ impl ProbeHealth {
                 }) => {
                     let why = suite
                         .last_report()
-                        .map(|r| {
-                            r.probes
-                                .iter()
-                                .filter(|p| !p.is_ok())
-                                .map(|p| format!("{}: {}", p.name, p.reason))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
+                        .map(|r| failures(&r))
                         .unwrap_or_default();
                     Err(format!(
                         "not ready after {attempts} attempts in {elapsed:.1?}: {why}"
@@ -337,6 +335,17 @@ impl ProbeHealth {
     }
 }
 
+/// The failing probes of a suite run and why, for messages.
+fn failures(report: &health_probe::SuiteReport) -> String {
+    report
+        .probes
+        .iter()
+        .filter(|p| !p.is_ok())
+        .map(|p| format!("{}: {}", p.name, p.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Health for ProbeHealth {
     fn wait_ready(&self, target: &Target, budget: Duration) -> Result<(), String> {
         self.wait(&self.ready, target, budget)
@@ -344,27 +353,17 @@ impl Health for ProbeHealth {
 
     fn check_ready(&self, target: &Target, limit: Duration) -> Result<(), String> {
         let configs = self.probes(&self.ready, target);
-        let options = PrepareOptions {
-            base_dir: Some(self.base_dir.clone()),
-            base_url: Some(target.base_url.clone()),
-            ..PrepareOptions::default()
-        };
+        let options = self.options(target);
         self.rt.block_on(async {
             let attempt = async {
                 let prepared = prepare_all(&configs, &options)
                     .await
                     .map_err(|e| e.to_string())?;
                 let report = health_probe::run_suite(&prepared).await;
-                let failed: Vec<String> = report
-                    .probes
-                    .iter()
-                    .filter(|p| !p.is_ok())
-                    .map(|p| format!("{}: {}", p.name, p.reason))
-                    .collect();
-                if failed.is_empty() {
+                if report.probes.iter().all(|p| p.is_ok()) {
                     Ok(())
                 } else {
-                    Err(failed.join("; "))
+                    Err(failures(&report))
                 }
             };
             match tokio::time::timeout(limit, attempt).await {

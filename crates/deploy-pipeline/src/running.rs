@@ -14,14 +14,11 @@ use crate::phase::Slot;
 impl Deployer {
     /// The values of the placeholders for release `id` (in `slot`, which gives `{port}`).
     pub(crate) fn placeholders(&self, id: &str, slot: Option<Slot>) -> template::Placeholders {
-        template::Placeholders {
-            release: Some(self.layout.release_dir(id).to_string_lossy().into_owned()),
-            release_id: Some(id.to_owned()),
-            port: slot.map(|s| self.port(s)),
-            host: Some(self.manifest.service.host.to_string()),
-            root: Some(self.layout.root().to_string_lossy().into_owned()),
-            shared: Some(self.layout.shared_dir().to_string_lossy().into_owned()),
-        }
+        self.layout.placeholders(
+            Some(id),
+            slot.map(|s| self.port(s)),
+            self.manifest.service.host,
+        )
     }
 
     /// The service spec that runs `record` in `slot`: its start argv and environment (the

@@ -148,6 +148,26 @@ impl ReleaseLayout {
         self.state_dir().join("deploy-state.json")
     }
 
+    /// The values of the manifest's placeholders for release `release` (with nothing live,
+    /// `{release}` is `current`, the directory it will name, and `{release_id}` has none),
+    /// the slot's `port` (none in a build) and the service's `host`.
+    pub fn placeholders(
+        &self,
+        release: Option<&str>,
+        port: Option<u16>,
+        host: std::net::IpAddr,
+    ) -> process_control::template::Placeholders {
+        let dir = release.map_or_else(|| self.current_link(), |id| self.release_dir(id));
+        process_control::template::Placeholders {
+            release: Some(dir.to_string_lossy().into_owned()),
+            release_id: release.map(str::to_owned),
+            port,
+            host: Some(host.to_string()),
+            root: Some(self.root.to_string_lossy().into_owned()),
+            shared: Some(self.shared_dir().to_string_lossy().into_owned()),
+        }
+    }
+
     /// Creates the directories.
     ///
     /// # Errors
@@ -440,6 +460,26 @@ mod tests {
         assert_eq!(layout.current(), None);
         assert!(!layout.is_complete("r2"));
         assert_eq!(layout.list_releases().unwrap(), ["r1", "r2"]);
+    }
+
+    #[test]
+    fn placeholders_name_the_release_directory_or_current_when_nothing_is_live() {
+        let layout = ReleaseLayout::new("/srv/hub");
+        let host = std::net::IpAddr::from([127, 0, 0, 1]);
+        let live = layout.placeholders(Some("r1"), Some(7001), host);
+        let filled = process_control::template::fill(
+            "{release}|{release_id}|{port}|{host}|{root}|{shared}",
+            &live,
+        )
+        .unwrap();
+        assert_eq!(
+            filled,
+            "/srv/hub/releases/r1|r1|7001|127.0.0.1|/srv/hub|/srv/hub/shared"
+        );
+        let none = layout.placeholders(None, None, host);
+        assert_eq!(none.release.as_deref(), Some("/srv/hub/current"));
+        assert!(process_control::template::fill("{release_id}", &none).is_err());
+        assert!(process_control::template::fill("{port}", &none).is_err());
     }
 
     #[test]

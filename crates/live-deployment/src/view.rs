@@ -393,14 +393,9 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// `path` made absolute against the current directory (left as it is when that fails).
 fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// What a slot is doing in the deployment.
