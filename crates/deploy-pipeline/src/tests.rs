@@ -919,3 +919,54 @@ fn status_is_not_healthy_when_users_cannot_reach_the_live_release() {
     assert!(fixed.healthy, "{fixed:?}");
     assert!(d.status().unwrap().healthy);
 }
+
+#[test]
+fn status_names_a_proxy_that_routes_to_another_slot_than_the_live_one() {
+    let (_tmp, world, d) = setup("blue-green", "");
+    deploy(&d);
+    // Someone pointed nginx at the idle slot by hand.
+    crate::env::Traffic::switch(
+        &crate::fakes::FakeTraffic(world.clone()),
+        GREEN.parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let status = d.status().unwrap();
+    assert!(!status.healthy, "{status:?}");
+    let reason = status.health_reason.unwrap();
+    assert!(
+        reason.contains(&format!("nginx routes to {GREEN}")),
+        "{reason}"
+    );
+}
+
+#[test]
+fn set_env_refuses_secrets_bad_names_and_unknown_placeholders() {
+    let (_tmp, _world, d) = setup("blue-green", "");
+    let refused = |name: &str, value: &str| {
+        let (_t, w, d) = setup("blue-green", "");
+        drop(w);
+        d.with_set_env([(name.to_owned(), value.to_owned())])
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value} was accepted"))
+    };
+    for name in ["", "1A", "A=B", "A-B"] {
+        let err = refused(name, "x");
+        assert_eq!(err.exit_code(), 78, "{err}");
+        assert!(err.to_string().contains("variable name"), "{err}");
+    }
+    let err = refused("FOO", "{relase}");
+    assert!(err.to_string().contains("unknown placeholder"), "{err}");
+    let err = refused("API_KEY", "x");
+    assert!(
+        err.to_string().contains("listed in [service] secrets"),
+        "{err}"
+    );
+    let ok = d
+        .with_set_env([("FOO".to_owned(), "{port}".to_owned())])
+        .unwrap();
+    let report = deploy(&ok);
+    assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
+    let record = ok.layout().read_record(&report.release).unwrap();
+    assert_eq!(record.set_env["FOO"], "{port}");
+}
