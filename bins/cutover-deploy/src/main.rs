@@ -42,6 +42,11 @@ enum Cmd {
         /// placeholders. Never for secrets: a name listed in `[service] secrets` is refused.
         #[arg(long = "set-env", value_name = "KEY=VALUE", value_parser = parse_pair)]
         set_env: Vec<(String, String)>,
+        /// The commit to build (a commit id, tag or branch of the source's git repository;
+        /// default its HEAD). It is exported into a build directory under the layout root:
+        /// the working tree is never built, and its uncommitted changes are named in a warning.
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
     },
     /// Bring back the last good release before the current one, or the one named.
     Rollback {
@@ -114,11 +119,14 @@ fn run(cli: &Cli) -> i32 {
         Err(e) => return fail(cli, &e),
     };
     let mut deployer = Deployer::new(manifest, env);
-    if let Cmd::Deploy { set_env } = &cli.command {
+    if let Cmd::Deploy { set_env, commit } = &cli.command {
         deployer = match deployer.with_set_env(set_env.iter().cloned()) {
             Ok(d) => d,
             Err(e) => return fail(cli, &e),
         };
+        if let Some(rev) = commit {
+            deployer = deployer.with_commit(rev.clone());
+        }
     }
     match &cli.command {
         Cmd::Deploy { .. } => report_operation(cli, deployer.deploy(cli.lock_wait)),

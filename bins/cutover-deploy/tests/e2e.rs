@@ -848,3 +848,121 @@ fn the_live_release_killed_under_load_is_covered_by_the_warm_standby_as_nginx_ba
         demo.serving()
     );
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_release_is_built_from_a_clean_export_of_the_commit_and_its_build_cache_is_kept() {
+    let demo = Demo::new("blue-green");
+    let source = demo.dir.path().join("source");
+    // The build counts its runs in the cache and ships the committed VERSION beside the hub.
+    let hub = workspace_bin("cutover-demo-hub");
+    std::fs::write(
+        source.join("build.sh"),
+        format!(
+            "set -e\nmkdir -p cache\necho run >> cache/runs\ninstall -D {} bin/hub\ncp VERSION bin/VERSION\n",
+            hub.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(source.join("VERSION"), "one").unwrap();
+    git(&source, &["init", "-q"]);
+    git(&source, &["add", "."]);
+    git(&source, &["commit", "-q", "-m", "one"]);
+    let first = git(&source, &["rev-parse", "HEAD"]);
+    demo.write_manifest_with("", "", r#"["sh", "build.sh"]"#);
+    let text = std::fs::read_to_string(demo.manifest()).unwrap();
+    let text = text.replace(
+        "artifact = {",
+        "build_cache = [\"cache/\"]\nartifact = {",
+    );
+    let text = text.replace("path = \"bin/hub\"", "path = \"bin\"");
+    let text = text.replace(", min_bytes = 102400, executable = true", "");
+    std::fs::write(demo.manifest(), text).unwrap();
+
+    // An uncommitted edit is named, and not built.
+    std::fs::write(source.join("VERSION"), "edited, not committed").unwrap();
+    let r1 = demo.deploy_ok();
+    assert!(r1.ends_with(&first[..7]), "{r1}");
+    let release = demo.root().join("releases").join(&r1);
+    assert_eq!(
+        std::fs::read_to_string(release.join("bin/VERSION")).unwrap(),
+        "one"
+    );
+    let (_, json, out) = demo.run(&["releases"]);
+    assert!(
+        json.to_string().contains(&first[..7]),
+        "{json:#} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = demo.root().join("build-cache/cache/runs");
+    assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 1);
+
+    std::fs::write(source.join("VERSION"), "two").unwrap();
+    git(&source, &["commit", "-q", "-am", "two"]);
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(code, 0, "{json:#}");
+    let build = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "build")
+        .unwrap()
+        .clone();
+    let detail = build["detail"].as_str().unwrap();
+    assert!(detail.contains("build cache cache/"), "{detail}");
+    assert!(!detail.contains("uncommitted"), "{detail}");
+    let _ = out;
+    // The second build found the first one's cache (the build appended to it).
+    assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 2);
+
+    // The dirty warning reaches the operator, naming the file.
+    std::fs::write(source.join("VERSION"), "dirty again").unwrap();
+    let (code, json, out) = demo.run(&["deploy", "--commit", &first]);
+    assert_eq!(code, 0, "{json:#}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("uncommitted changes that are not built") && stderr.contains("VERSION"),
+        "{stderr}"
+    );
+    let r3 = json["release"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(demo.root().join("releases").join(r3).join("bin/VERSION"))
+            .unwrap(),
+        "one"
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r3));
+
+    let (code, json, out) = demo.run(&["deploy", "--commit", "no-such-commit"]);
+    assert_eq!(
+        code,
+        64,
+        "{json:#} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r3));
+    assert!(
+        !demo.root().join("builds").exists()
+            || std::fs::read_dir(demo.root().join("builds"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no build directory is left behind"
+    );
+}

@@ -54,6 +54,13 @@ pub enum DeployError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A command-line value that cannot work (exit 64), such as a `--commit` that names no
+    /// commit.
+    #[error("{reason}")]
+    Usage {
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A step of the pipeline failed (used inside rollbacks and recovery).
     #[error("{step} failed: {reason}")]
     Step {
@@ -109,12 +116,14 @@ impl DeployError {
         }
     }
 
-    /// The exit code a binary should use: 78 for configuration, 75 for the lock, 2 otherwise.
+    /// The exit code a binary should use: 78 for configuration, 75 for the lock, 64 for a bad
+    /// command-line value, 2 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Manifest(e) => e.exit_code(),
             Self::Config { .. } => manifest_loader::EXIT_INVALID_CONFIG,
             Self::Locked { .. } => 75,
+            Self::Usage { .. } => 64,
             _ => 2,
         }
     }

@@ -154,7 +154,8 @@ impl FakeWorld {
     /// The id the next deploy will get (the fake clock's next reading, commit `abc1234`).
     pub fn next_release_id(&self) -> String {
         let now = lock(&self.0).now.unwrap_or_else(start_time);
-        crate::release_id(now, Some("abc1234"))
+        // The fake world's sources are plain directories: no commit.
+        crate::release_id(now, None)
     }
     /// Every event in order (`start NAME`, `stop NAME`, `switch ADDR`, `run ARGV`).
     pub fn events(&self) -> Vec<String> {
@@ -378,18 +379,22 @@ pub struct FakeRunner(pub FakeWorld);
 
 impl CommandRunner for FakeRunner {
     fn run(&self, request: &CommandRequest<'_>) -> Result<CommandResult, String> {
-        let mut w = lock(&(self.0).0);
         let program = request.argv.first().cloned().unwrap_or_default();
+        if program == "git" {
+            // git is real: the fake world's sources are real directories (a test that wants a
+            // repository makes one).
+            lock(&(self.0).0)
+                .events
+                .push(format!("run {}", request.argv.join(" ")));
+            return crate::real::SystemRunner.run(request);
+        }
+        let mut w = lock(&(self.0).0);
         w.events.push(format!("run {}", request.argv.join(" ")));
         let fail = w.failing_programs.contains(&program);
         Ok(CommandResult {
             code: Some(i32::from(fail)),
             timed_out: false,
-            stdout: if program == "git" {
-                "abc1234\n".to_owned()
-            } else {
-                String::new()
-            },
+            stdout: String::new(),
             stderr: if fail {
                 format!("{program}: failed (fake)")
             } else {

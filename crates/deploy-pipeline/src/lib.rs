@@ -76,6 +76,7 @@ mod phases;
 mod real;
 mod recovery;
 mod running;
+mod source;
 mod strategy;
 mod views;
 

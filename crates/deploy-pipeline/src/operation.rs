@@ -19,6 +19,7 @@ use crate::manifest::{DeployManifest, StrategyKind};
 use crate::phase::{Phase, Slot};
 use crate::phases::{Course, Step, steps};
 use crate::recovery::Undo;
+use crate::source::Source;
 use crate::strategy::Strategy;
 
 /// How an operation ended.
@@ -104,6 +105,8 @@ pub struct Deployer {
     pub(crate) manifest: DeployManifest,
     /// `--set-env` extras for the release a deploy stages.
     pub(crate) set_env: BTreeMap<String, String>,
+    /// `--commit REV`: the commit a deploy builds (default the source's `HEAD`).
+    pub(crate) commit_request: Option<String>,
     pub(crate) layout: ReleaseLayout,
     pub(crate) journal: Journal,
     pub(crate) env: Environment,
@@ -114,6 +117,8 @@ pub(crate) struct Run {
     pub(crate) backup: Option<PathBuf>,
     /// The commit the release is built from, passed down (never parsed back out of the id).
     pub(crate) commit: Option<String>,
+    /// What a deploy builds from (a rollback builds nothing).
+    pub(crate) source: Option<Source>,
 }
 
 impl Deployer {
@@ -124,6 +129,7 @@ impl Deployer {
         Self {
             manifest,
             set_env: BTreeMap::new(),
+            commit_request: None,
             layout,
             journal,
             env,
@@ -166,6 +172,15 @@ impl Deployer {
             self.set_env.insert(name, value);
         }
         Ok(self)
+    }
+
+    /// The commit the next deploy builds (`cutover-deploy deploy --commit REV`): a commit id,
+    /// tag or branch of the source's git repository. Default: its `HEAD`. Checked when the
+    /// deploy starts: [`DeployError::Usage`] (exit 64) when it names no commit or the source is
+    /// not a git repository.
+    pub fn with_commit(mut self, rev: impl Into<String>) -> Self {
+        self.commit_request = Some(rev.into());
+        self
     }
 
     /// The layout.
@@ -235,9 +250,13 @@ impl Deployer {
             &LockOwner::current("deploy", None),
         )?;
         let recovered = self.recover_locked()?.map(|r| r.action);
-        let commit = self.source_commit();
+        let source = self.resolve_source(self.commit_request.as_deref())?;
+        if let Some(warning) = source.dirty_warning() {
+            tracing::warn!("{warning}");
+        }
+        let commit = source.short_commit().map(str::to_owned);
         let id = self.new_release_id(commit.as_deref());
-        self.run_operation(Operation::Deploy, &id, commit, recovered)
+        self.run_operation(Operation::Deploy, &id, commit, Some(source), recovered)
     }
 
     /// Brings an existing release back: `to`, else the last good release before the current.
@@ -278,7 +297,7 @@ impl Deployer {
                 reason: "is already current".to_owned(),
             });
         }
-        self.run_operation(Operation::Rollback, &target, record.commit, recovered)
+        self.run_operation(Operation::Rollback, &target, record.commit, None, recovered)
     }
 
     pub(crate) fn run_operation(
@@ -286,6 +305,7 @@ impl Deployer {
         op: Operation,
         id: &str,
         commit: Option<String>,
+        source: Option<Source>,
         recovered: Option<String>,
     ) -> Result<DeployReport, DeployError> {
         let started = Instant::now();
@@ -308,6 +328,7 @@ impl Deployer {
             phases: Vec::new(),
             backup: None,
             commit: commit.clone(),
+            source,
         };
         let course = Course {
             id,

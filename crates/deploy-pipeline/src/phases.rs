@@ -11,6 +11,7 @@ use crate::journal::{JournalEntry, Operation};
 use crate::layout::ReleaseRecord;
 use crate::operation::{Deployer, Run, describe_exit, tail};
 use crate::phase::{Phase, Slot};
+use crate::source::Source;
 
 /// Where an operation is going: what each step describes and acts on.
 #[derive(Debug, Clone, Copy)]
@@ -118,13 +119,19 @@ impl Step for Build {
     fn describe(&self, d: &Deployer, c: &Course<'_>) -> String {
         let s = &d.manifest.service;
         format!(
-            "{} in {}; stage {}{}",
+            "{} in {}, built in {}{}; stage {}{}",
             if s.build.is_empty() {
                 "no build command".to_owned()
             } else {
                 format!("run {:?}", s.build)
             },
-            s.source.display(),
+            d.describe_source(),
+            d.layout.build_dir(c.id).display(),
+            if s.build_cache.is_empty() {
+                String::new()
+            } else {
+                format!(" (build cache {:?})", s.build_cache)
+            },
             d.layout.release_dir(c.id).display(),
             s.artifact
                 .as_ref()
@@ -133,7 +140,8 @@ impl Step for Build {
         )
     }
     fn run(&self, d: &Deployer, c: &Course<'_>, run: &mut Run) -> Result<Option<String>, String> {
-        d.build_and_stage(c.id, run.commit.as_deref()).map(Some)
+        let source = run.source.clone().unwrap_or(Source::Copy);
+        d.build_and_stage(c.id, &source, run.commit.as_deref()).map(Some)
     }
 }
 
@@ -337,19 +345,53 @@ impl Deployer {
         Ok(Some(made.archive))
     }
 
-    pub(crate) fn build_and_stage(&self, id: &str, commit: Option<&str>) -> Result<String, String> {
+    pub(crate) fn build_and_stage(
+        &self,
+        id: &str,
+        source: &Source,
+        commit: Option<&str>,
+    ) -> Result<String, String> {
         let dir = self.layout.release_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let build_dir = self.layout.build_dir(id);
+        let _ = std::fs::remove_dir_all(&build_dir);
+        let built = self.build_in(id, source, &build_dir);
+        let staged = built.and_then(|mut detail| {
+            self.stage(id, &build_dir, &dir, commit).map(|more| {
+                detail.extend(more);
+                detail
+            })
+        });
+        self.cache_out(&build_dir);
+        let _ = std::fs::remove_dir_all(&build_dir);
+        let _ = std::fs::remove_dir(self.layout.builds_dir());
+        staged.map(|detail| detail.join("; "))
+    }
+
+    /// Exports the source into `build_dir`, brings the build caches in and runs the build.
+    fn build_in(&self, id: &str, source: &Source, build_dir: &Path) -> Result<Vec<String>, String> {
         let service = &self.manifest.service;
-        let mut detail = Vec::new();
+        let mut detail = vec![self.export_source(source, build_dir)?];
+        if let Some(warning) = source.dirty_warning() {
+            detail.push(format!("warning: {warning}"));
+        }
+        let cached = self.cache_in(build_dir);
+        if !service.build_cache.is_empty() {
+            detail.push(if cached.is_empty() {
+                "build cache empty (first build)".to_owned()
+            } else {
+                format!("build cache {}", cached.join(", "))
+            });
+        }
         if !service.build.is_empty() {
             let argv = template::fill_all(&service.build, &self.placeholders(id, None))
                 .map_err(|e| format!("[service] build: {e}"))?;
             let env = self.hook_env("build", "build", id, None);
+            let started = std::time::Instant::now();
             let result = self.env.runner.run(&CommandRequest {
                 argv: &argv,
-                cwd: &service.source,
+                cwd: build_dir,
                 env: &env,
                 timeout: self.manifest.deploy.build_timeout,
             })?;
@@ -362,13 +404,27 @@ impl Deployer {
                 ));
             }
             detail.push(format!(
-                "built with {:?}",
-                argv.first().cloned().unwrap_or_default()
+                "built with {:?} in {:.1}s",
+                argv.first().cloned().unwrap_or_default(),
+                started.elapsed().as_secs_f64()
             ));
         }
+        Ok(detail)
+    }
+
+    /// Puts the build's product into the release directory `dir` and writes its record.
+    fn stage(
+        &self,
+        id: &str,
+        build_dir: &Path,
+        dir: &Path,
+        commit: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        let service = &self.manifest.service;
+        let mut detail = Vec::new();
         let mut artifact = None;
         if let Some(spec) = &service.artifact {
-            let from = service.source.join(&spec.path);
+            let from = build_dir.join(&spec.path);
             let to = dir.join(&spec.path);
             if !from.exists() {
                 return Err(format!(
@@ -409,6 +465,22 @@ impl Deployer {
             }
             detail.push(format!("artifact {} ({bytes} bytes)", spec.path.display()));
             artifact = Some((spec.path.clone(), bytes));
+        } else {
+            // No artifact: the whole build tree is the release, its build caches copied in
+            // (the cache keeps the originals for the next build).
+            self.cache_out(build_dir);
+            move_entries(build_dir, dir)
+                .map_err(|e| format!("cannot move the build into {}: {e}", dir.display()))?;
+            for entry in &service.build_cache {
+                let rel = crate::source::cache_path(entry);
+                let cached = self.layout.build_cache_dir().join(&rel);
+                if cached.is_dir() {
+                    copy_tree(&cached, &dir.join(&rel)).map_err(|e| {
+                        format!("cannot copy the build cache {entry} into the release: {e}")
+                    })?;
+                }
+            }
+            detail.push("the build tree is the release (no artifact configured)".to_owned());
         }
         self.layout
             .link_shared(id, &self.manifest.layout.shared)
@@ -427,7 +499,7 @@ impl Deployer {
             })
             .map_err(|e| e.to_string())?;
         detail.push(format!("staged {}", dir.display()));
-        Ok(detail.join("; "))
+        Ok(detail)
     }
 }
 
@@ -448,6 +520,15 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         std::fs::copy(from, to).map(drop)
     }
+}
+
+/// Moves every entry of `from` into `to` (renames: both are under the layout root).
+fn move_entries(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::rename(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 fn dir_size(dir: &Path) -> u64 {

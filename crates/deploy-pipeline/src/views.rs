@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::DeployError;
 use crate::audit::{self};
-use crate::env::CommandRequest;
 use crate::journal::Interrupted;
 use crate::journal::Operation;
 use crate::layout::{DeployState, ReleaseRecord, release_id};
@@ -367,7 +366,10 @@ impl Deployer {
     pub fn plan(&self) -> Result<Plan, DeployError> {
         let state = self.layout.load_state()?;
         let previous = self.current();
-        let commit = self.source_commit();
+        let commit = self
+            .resolve_source(self.commit_request.as_deref())?
+            .short_commit()
+            .map(str::to_owned);
         let id = self.new_release_id(commit.as_deref());
         let from_slot = previous.as_ref().map(|_| self.strategy().live_slot(&state));
         let slot = self.strategy().next_slot(from_slot);
@@ -440,24 +442,6 @@ impl Deployer {
             prune,
             interrupted: self.journal.interrupted()?,
         })
-    }
-
-    pub(crate) fn source_commit(&self) -> Option<String> {
-        let argv: Vec<String> = ["git", "rev-parse", "--short=7", "HEAD"]
-            .map(String::from)
-            .to_vec();
-        let result = self
-            .env
-            .runner
-            .run(&CommandRequest {
-                argv: &argv,
-                cwd: &self.manifest.service.source,
-                env: &[],
-                timeout: Duration::from_secs(10),
-            })
-            .ok()?;
-        let commit = result.stdout.trim().to_owned();
-        (result.success() && !commit.is_empty()).then_some(commit)
     }
 
     pub(crate) fn new_release_id(&self, commit: Option<&str>) -> String {

@@ -123,7 +123,22 @@ impl ReleaseLayout {
     pub fn backups_dir(&self) -> PathBuf {
         self.root.join("backups")
     }
-    /// `<root>/state`.
+    /// `<root>/builds/`: build directories of deploys under way.
+    pub fn builds_dir(&self) -> PathBuf {
+        self.root.join("builds")
+    }
+
+    /// `<root>/builds/<id>`: where release `id` is exported and built (removed afterwards).
+    pub fn build_dir(&self, id: &str) -> PathBuf {
+        self.builds_dir().join(id)
+    }
+
+    /// `<root>/build-cache/`: the `[service] build_cache` directories kept between builds.
+    pub fn build_cache_dir(&self) -> PathBuf {
+        self.root.join("build-cache")
+    }
+
+    /// `<root>/state/`: the journal, audit log, lock and deploy state.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")
     }

@@ -23,7 +23,13 @@ pub struct ServiceConfig {
     /// `{release_id}`. Empty: nothing is built.
     #[serde(default, deserialize_with = "process_control::template::checked_argv")]
     pub build: Vec<String>,
-    /// The build's product, copied from `source` into the release and checked.
+    /// Directories kept between builds (`["node_modules/", "target/"]`), relative to the
+    /// source: moved into the build directory before the build and back out after it, so that
+    /// a second build is incremental. Kept under `<root>/build-cache/`.
+    #[serde(default, deserialize_with = "relative_dirs")]
+    pub build_cache: Vec<String>,
+    /// The build's product, copied from the build directory into the release and checked.
+    /// Without one, the whole build directory (build caches included) becomes the release.
     #[serde(default)]
     pub artifact: Option<ArtifactConfig>,
     /// The start command as argv. Placeholders: `{release}` (absolute release directory),
@@ -160,6 +166,30 @@ impl std::fmt::Display for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `build_cache` entries: relative paths inside the source, without `..`, each named once.
+fn relative_dirs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error;
+    let entries = Vec::<String>::deserialize(d)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &entries {
+        let path = std::path::Path::new(entry.trim_end_matches('/'));
+        let plain = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if entry.trim_end_matches('/').is_empty() || !plain {
+            return Err(D::Error::custom(format!(
+                "build_cache entry {entry:?} must be a directory inside the source, such as \"target/\" (no leading /, no ..)"
+            )));
+        }
+        if !seen.insert(path.to_path_buf()) {
+            return Err(D::Error::custom(format!(
+                "build_cache entry {entry:?} is listed twice"
+            )));
+        }
+    }
+    Ok(entries)
 }
 
 fn default_source() -> PathBuf {
