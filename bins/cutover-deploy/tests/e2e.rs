@@ -888,10 +888,7 @@ fn a_release_is_built_from_a_clean_export_of_the_commit_and_its_build_cache_is_k
     let first = git(&source, &["rev-parse", "HEAD"]);
     demo.write_manifest_with("", "", r#"["sh", "build.sh"]"#);
     let text = std::fs::read_to_string(demo.manifest()).unwrap();
-    let text = text.replace(
-        "artifact = {",
-        "build_cache = [\"cache/\"]\nartifact = {",
-    );
+    let text = text.replace("artifact = {", "build_cache = [\"cache/\"]\nartifact = {");
     let text = text.replace("path = \"bin/hub\"", "path = \"bin\"");
     let text = text.replace(", min_bytes = 102400, executable = true", "");
     std::fs::write(demo.manifest(), text).unwrap();
@@ -943,8 +940,7 @@ fn a_release_is_built_from_a_clean_export_of_the_commit_and_its_build_cache_is_k
     );
     let r3 = json["release"].as_str().unwrap();
     assert_eq!(
-        std::fs::read_to_string(demo.root().join("releases").join(r3).join("bin/VERSION"))
-            .unwrap(),
+        std::fs::read_to_string(demo.root().join("releases").join(r3).join("bin/VERSION")).unwrap(),
         "one"
     );
     assert_eq!(demo.serving().as_deref(), Some(r3));
@@ -965,4 +961,185 @@ fn a_release_is_built_from_a_clean_export_of_the_commit_and_its_build_cache_is_k
                 .is_none(),
         "no build directory is left behind"
     );
+}
+
+/// A directory outside /tmp (which a unit's PrivateTmp=yes hides), removed when dropped.
+struct OutsideTmp(PathBuf);
+
+impl OutsideTmp {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for OutsideTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `systemd-analyze security --offline=yes` of a unit file: its overall exposure.
+fn exposure(unit: &Path) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure in {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+#[test]
+fn blue_green_through_systemd_units_deploy_a_failed_deploy_and_a_rollback() {
+    let demo = Demo::new("blue-green");
+    let outside = OutsideTmp::new("systemd");
+    let root = outside.0.join("root");
+    let units = outside.0.join("units");
+    let fake_dir = outside.0.join("fake");
+    let manifest = |env: &str, deploy: &str| {
+        demo.write_manifest(env, deploy);
+        let text = std::fs::read_to_string(demo.manifest())
+            .unwrap()
+            .replace("root = \"root\"", &format!("root = \"{}\"", root.display()))
+            .replace(
+                "[process]\n",
+                &format!(
+                    "[process]\nmanager = \"systemd\"\nunit_dir = \"{}\"\nsystemctl = \"{}\"\n",
+                    units.display(),
+                    workspace_bin("fake-systemctl").display()
+                ),
+            );
+        std::fs::write(demo.manifest(), text).unwrap();
+    };
+    let run = |args: &[&str]| {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = demo
+            .command(&full)
+            .env("FAKE_SYSTEMCTL_DIR", &fake_dir)
+            .env("FAKE_SYSTEMCTL_UNITS", &units)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Whatever happens, the fake's processes go.
+    type Run<'a> = &'a dyn Fn(&[&str]) -> (i32, Value, String);
+    struct Down<'a>(Run<'a>);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down"]);
+        }
+    }
+    let _down = Down(&run);
+    manifest("", "");
+
+    let (code, json, stderr) = run(&["deploy"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let r1 = json["release"].as_str().unwrap().to_owned();
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+    let (code, json, stderr) = run(&["deploy"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let r2 = json["release"].as_str().unwrap().to_owned();
+    assert_eq!(demo.serving().as_deref(), Some(r2.as_str()));
+
+    // One unit per slot, each in its own release, reaching the shim outside /tmp.
+    let blue = std::fs::read_to_string(units.join("hub-blue.service")).unwrap();
+    let green = std::fs::read_to_string(units.join("hub-green.service")).unwrap();
+    let shim = root.join("bin/cutover-exec-shim");
+    assert!(shim.is_file());
+    for (unit, release) in [(&blue, &r1), (&green, &r2)] {
+        assert!(
+            unit.contains(&format!(
+                "WorkingDirectory={}",
+                root.join("releases").join(release).display()
+            )),
+            "{unit}"
+        );
+        assert!(
+            unit.contains(&format!("ExecStart={} __exec-shim", shim.display())),
+            "{unit}"
+        );
+        for line in [
+            "DynamicUser=yes",
+            "User=hub",
+            "StateDirectory=hub",
+            "LogsDirectory=hub",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
+        }
+        assert!(!unit.contains("ReadWritePaths="), "{unit}");
+        assert!(!unit.contains(SECRET), "{unit}");
+    }
+    for name in ["hub-blue.service", "hub-green.service"] {
+        let path = units.join(name);
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "{name}: {text}"
+        );
+        let score = exposure(&path);
+        eprintln!("{name}: systemd-analyze security --offline=yes exposure {score}");
+        assert!(score <= 2.0, "{name}: exposure {score}");
+    }
+    // The secret reached the service through the credentials the shim read.
+    let creds = root.join("state/credentials/hub-green/API_KEY");
+    assert_eq!(std::fs::read_to_string(creds).unwrap(), SECRET);
+
+    // A release that never becomes ready: rolled back, r2 serving, r1 still the warm standby.
+    manifest(
+        r#"CUTOVER_DEMO_HEALTH_STATE = "starting""#,
+        r#"ready_timeout = "3s""#,
+    );
+    let (code, json, stderr) = run(&["deploy"]);
+    assert_eq!(code, 2, "{json:#}\n{stderr}");
+    assert_eq!(demo.serving().as_deref(), Some(r2.as_str()));
+
+    // The rollback is one switch to the standby's unit.
+    manifest("", "");
+    let calls_before = std::fs::read_to_string(fake_dir.join("calls.log")).unwrap();
+    let (code, json, stderr) = run(&["rollback"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    assert_eq!(json["release"].as_str(), Some(r1.as_str()), "{json:#}");
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+    let calls = std::fs::read_to_string(fake_dir.join("calls.log")).unwrap();
+    let new_calls = &calls[calls_before.len()..];
+    assert!(
+        !new_calls.contains("start hub-blue.service"),
+        "the standby was not restarted: {new_calls}"
+    );
+    let (code, status, stderr) = run(&["status"]);
+    assert_eq!(code, 0, "{status:#}\n{stderr}");
+    assert_eq!(status["service"]["state"], "running", "{status:#}");
 }

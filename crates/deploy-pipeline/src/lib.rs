@@ -78,6 +78,7 @@ mod recovery;
 mod running;
 mod source;
 mod strategy;
+mod systemd;
 mod views;
 
 pub use env::{Environment, NoPerfGate, NoTraffic};

@@ -141,7 +141,8 @@ impl Step for Build {
     }
     fn run(&self, d: &Deployer, c: &Course<'_>, run: &mut Run) -> Result<Option<String>, String> {
         let source = run.source.clone().unwrap_or(Source::Copy);
-        d.build_and_stage(c.id, &source, run.commit.as_deref()).map(Some)
+        d.build_and_stage(c.id, &source, run.commit.as_deref())
+            .map(Some)
     }
 }
 
@@ -249,6 +250,14 @@ impl Step for Commit {
 
 impl Deployer {
     pub(crate) fn preflight(&self) -> Result<Option<String>, String> {
+        if self.manifest.deploy.preflight {
+            // Limits the host cannot give fail here, naming the limit, not at start as EPERM.
+            let mut spec = process_control::ServiceSpec::new(&self.manifest.service.name, ["-"]);
+            self.manifest.process.apply_to(&mut spec);
+            let systemd =
+                self.manifest.process.manager == Some(process_control::ManagerKind::Systemd);
+            process_control::check_limits(&spec, systemd).map_err(|e| e.to_string())?;
+        }
         let Some(config) = self
             .manifest
             .preflight

@@ -461,9 +461,8 @@ pub fn real_environment(
                 }
                 Box::new(SupervisedManager::new(config))
             }
-            ManagerKind::Systemd => Box::new(process_control::SystemdManager::new(
-                process_control::SystemdConfig::for_root(layout.root(), &manifest.service.name),
-                process_control::SystemCommandRunner::default(),
+            ManagerKind::Systemd => Box::new(crate::systemd::PipelineSystemd::new(
+                manifest, &layout, supervisor,
             )),
         };
     let traffic: Box<dyn Traffic> = match manifest.strategy() {

@@ -130,7 +130,11 @@ impl Deployer {
             Ok(r) if r.success() => {
                 let mut lines = r.stdout.lines();
                 let top = PathBuf::from(lines.next().unwrap_or_default());
-                let prefix = lines.next().unwrap_or_default().trim_end_matches('/').to_owned();
+                let prefix = lines
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_owned();
                 (top, prefix)
             }
             _ => {
@@ -162,7 +166,14 @@ impl Deployer {
             Ok(r) if r.success() && !r.stdout.trim().is_empty() => r.stdout.trim().to_owned(),
             _ => commit.chars().take(7).collect(),
         };
-        let dirty = match self.git(&["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "."]) {
+        let dirty = match self.git(&[
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--",
+            ".",
+        ]) {
             Ok(r) if r.success() => parse_porcelain_z(&r.stdout),
             _ => Vec::new(),
         };
@@ -196,7 +207,8 @@ impl Deployer {
     /// Fills `dir` (which must not exist) with the source of the release: the exported commit
     /// or a copy. Returns what it did, for the report.
     pub(crate) fn export_source(&self, source: &Source, dir: &Path) -> Result<String, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         match source {
             Source::Git {
                 commit,
@@ -235,12 +247,10 @@ impl Deployer {
                         .map(|c| canonical(from).join(cache_path(c)))
                         .collect(),
                 };
-                copy_source(&canonical(from), dir, &skip)
-                    .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), dir.display()))?;
-                Ok(format!(
-                    "copied {} (not a git repository)",
-                    from.display()
-                ))
+                copy_source(&canonical(from), dir, &skip).map_err(|e| {
+                    format!("cannot copy {} to {}: {e}", from.display(), dir.display())
+                })?;
+                Ok(format!("copied {} (not a git repository)", from.display()))
             }
         }
     }
@@ -383,7 +393,11 @@ mod tests {
             .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -433,21 +447,43 @@ stable_for = "0s"
         assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
         assert!(report.release.ends_with(&head), "{}", report.release);
         let release = d.layout().release_dir(&report.release);
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}; {report:?}", p.display()));
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .unwrap_or_else(|e| panic!("{}: {e}; {report:?}", p.display()))
+        };
         assert_eq!(read(&release.join("app.txt")), "v1");
         assert!(!release.join("untracked.txt").exists());
         // The source's own subdirectory, not the repository around it.
         assert!(!release.join("outside.txt").exists());
         assert!(!release.join("svc").exists());
-        let build = report.phases.iter().find(|p| p.phase == Phase::Build.into()).unwrap();
+        let build = report
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Build.into())
+            .unwrap();
         let detail = build.detail.clone().unwrap_or_default();
-        assert!(detail.contains(&format!("exported commit {head}")), "{detail}");
-        assert!(detail.contains("uncommitted changes that are not built"), "{detail}");
-        assert!(detail.contains("app.txt") && detail.contains("untracked.txt"), "{detail}");
-        assert_eq!(d.layout().read_record(&report.release).unwrap().commit, Some(head));
+        assert!(
+            detail.contains(&format!("exported commit {head}")),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("uncommitted changes that are not built"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("app.txt") && detail.contains("untracked.txt"),
+            "{detail}"
+        );
+        assert_eq!(
+            d.layout().read_record(&report.release).unwrap().commit,
+            Some(head)
+        );
         // The build directory is gone; the working tree is as the operator left it.
         assert!(!d.layout().build_dir(&report.release).exists());
-        assert_eq!(std::fs::read_to_string(src.join("app.txt")).unwrap(), "v2, not committed");
+        assert_eq!(
+            std::fs::read_to_string(src.join("app.txt")).unwrap(),
+            "v2, not committed"
+        );
     }
 
     #[test]
@@ -460,7 +496,10 @@ stable_for = "0s"
         let report = d.deploy(Duration::ZERO).unwrap();
         assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
         let release = d.layout().release_dir(&report.release);
-        assert_eq!(std::fs::read_to_string(release.join("app.txt")).unwrap(), "v1");
+        assert_eq!(
+            std::fs::read_to_string(release.join("app.txt")).unwrap(),
+            "v1"
+        );
         assert!(report.release.ends_with(&first[..7]), "{}", report.release);
 
         for bad in ["no-such-rev", "--upload-pack=x", ""] {
@@ -489,13 +528,23 @@ stable_for = "0s"
         let d = Deployer::new(manifest.clone(), FakeWorld::new().environment());
         let report = d.deploy(Duration::ZERO).unwrap();
         assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
-        let build = report.phases.iter().find(|p| p.phase == Phase::Build.into()).unwrap();
+        let build = report
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Build.into())
+            .unwrap();
         let detail = build.detail.clone().unwrap_or_default();
         assert!(detail.contains("(not a git repository)"), "{detail}");
         let release = d.layout().release_dir(&report.release);
-        assert_eq!(std::fs::read_to_string(release.join("app.txt")).unwrap(), "plain");
+        assert_eq!(
+            std::fs::read_to_string(release.join("app.txt")).unwrap(),
+            "plain"
+        );
         assert!(!release.join("releases").exists() && !release.join("state").exists());
-        assert!(!release.join("cache").exists(), "a cache comes from the cache, not the source");
+        assert!(
+            !release.join("cache").exists(),
+            "a cache comes from the cache, not the source"
+        );
         let err = Deployer::new(manifest, FakeWorld::new().environment())
             .with_commit("HEAD")
             .deploy(Duration::ZERO)
@@ -506,14 +555,24 @@ stable_for = "0s"
 
     #[test]
     fn build_cache_entries_must_be_plain_relative_directories() {
-        for bad in ["\"/abs/\"", "\"../up/\"", "\"a/../b\"", "\"/\"", "\"\"", "\"t/\", \"t\""] {
+        for bad in [
+            "\"/abs/\"",
+            "\"../up/\"",
+            "\"a/../b\"",
+            "\"/\"",
+            "\"\"",
+            "\"t/\", \"t\"",
+        ] {
             let text = format!(
                 "[service]\nname = \"hub\"\nbuild_cache = [{bad}]\nstart = [\"app\"]\nport = 17000\n[layout]\nroot = \"/srv/x\"\n"
             );
             let err = DeployManifest::from_str("cutover.toml", &text).unwrap_err();
             assert_eq!(err.exit_code(), 78, "{bad}: {err}");
             let msg = err.to_string();
-            assert!(msg.contains("build_cache") && msg.contains("cutover.toml:3:"), "{bad}: {msg}");
+            assert!(
+                msg.contains("build_cache") && msg.contains("cutover.toml:3:"),
+                "{bad}: {msg}"
+            );
         }
     }
 
@@ -534,7 +593,9 @@ stable_for = "0s"
             short: "fffffff".to_owned(),
             top: PathBuf::new(),
             prefix: String::new(),
-            dirty: std::iter::once("a\nforged".to_owned()).chain((0..12).map(|i| format!("f{i}"))).collect(),
+            dirty: std::iter::once("a\nforged".to_owned())
+                .chain((0..12).map(|i| format!("f{i}")))
+                .collect(),
         };
         let w = source.dirty_warning().unwrap();
         assert!(w.contains("a\\nforged, f0, f1"), "{w}");

@@ -971,3 +971,24 @@ fn set_env_refuses_secrets_bad_names_and_unknown_placeholders() {
     let record = ok.layout().read_record(&report.release).unwrap();
     assert_eq!(record.set_env["FOO"], "{port}");
 }
+
+#[test]
+fn an_open_files_limit_above_the_hosts_ceiling_fails_preflight_naming_it() {
+    let (ceiling, _) = process_control::nofile_ceiling(false).unwrap();
+    let (_tmp, world, d) = setup(
+        "blue-green",
+        &format!("[process]\nlimits = {{ nofile = {} }}", ceiling + 1),
+    );
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    let reason = report.reason.unwrap();
+    assert!(reason.starts_with("preflight failed"), "{reason}");
+    assert!(
+        reason.contains(&format!("limits.nofile = {}", ceiling + 1))
+            && reason.contains("RLIMIT_NOFILE"),
+        "{reason}"
+    );
+    assert!(world.running().is_empty(), "nothing was started");
+    let (_tmp, _world, d) = setup("blue-green", "[process]\nlimits = { nofile = 1024 }");
+    assert_eq!(deploy(&d).outcome, Outcome::Deployed);
+}

@@ -101,6 +101,10 @@ pub struct ProcessConfig {
     pub network: Option<NetworkAccess>,
     /// Resource limits; each limit given here replaces the spec's.
     pub limits: Option<ResourceLimits>,
+    /// systemd: where unit files are written (default `/etc/systemd/system`).
+    pub unit_dir: Option<PathBuf>,
+    /// systemd: the `systemctl` program (default `systemctl` on `PATH`).
+    pub systemctl: Option<String>,
 }
 
 impl ProcessConfig {

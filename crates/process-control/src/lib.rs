@@ -73,6 +73,7 @@
 mod config;
 mod error;
 mod identity;
+mod limits;
 mod manager;
 mod spec;
 mod supervised;
@@ -82,6 +83,7 @@ pub mod template;
 pub use config::{ManagerKind, ProcessConfig};
 pub use error::ProcError;
 pub use identity::{ProcStat, ProcessGroup, ProcessIdentity};
+pub use limits::{check_limits, nofile_ceiling};
 pub use manager::{
     ExitInfo, InstallOutcome, LogLocation, ProcessManager, ServiceState, ServiceStatus,
     StartOutcome, StopOutcome,

@@ -459,6 +459,7 @@ impl ProcessManager for SupervisedManager {
     #[instrument(skip_all, fields(service = %spec.name, manager = "supervised"))]
     fn start(&self, spec: &ServiceSpec) -> Result<StartOutcome, ProcError> {
         spec.validate()?;
+        crate::limits::check_limits(spec, false)?;
         let paths = self.paths(&spec.name);
         self.create_dir(&paths)?;
         let _lock = OpLock::acquire(&paths.lock(), self.config.lock_timeout)?;

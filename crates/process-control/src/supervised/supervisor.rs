@@ -461,6 +461,8 @@ impl Supervisor {
             command.uid(found.uid.as_raw()).gid(found.gid.as_raw());
         }
         let listen_fd = self.listener.as_ref().map(|l| l.as_raw_fd());
+        // A limit the host cannot give is named here, not as EPERM from inside the exec.
+        crate::limits::check_limits(spec, false)?;
         // What setrlimit can express; see `ResourceLimits` for how each differs from systemd.
         let rlimits: Vec<(RlimitResource, u64)> = [
             (libc::RLIMIT_NOFILE, spec.limits.nofile),

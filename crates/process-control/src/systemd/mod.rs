@@ -330,6 +330,7 @@ pub fn state_from_show(active: &str, sub: &str) -> ServiceState {
 impl<R: CommandRunner> ProcessManager for SystemdManager<R> {
     #[instrument(skip_all, fields(service = %spec.name, manager = "systemd"))]
     fn install(&self, spec: &ServiceSpec) -> Result<InstallOutcome, ProcError> {
+        crate::limits::check_limits(spec, true)?;
         let units = render_units(spec, &self.config.unit)?;
         let mut files = Vec::new();
         if !spec.secrets.is_empty()

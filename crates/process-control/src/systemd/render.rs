@@ -38,6 +38,16 @@ pub struct UnitOptions {
     pub memory_deny_write_execute: Option<bool>,
     /// A `Description=`; default "NAME (managed by cutover)".
     pub description: Option<String>,
+    /// Under `DynamicUser=yes` (no user named), the dynamic user's name (`User=`): units that
+    /// name the same one share its uid, so the blue and green slots of one service own the
+    /// same state. Default: a user per unit.
+    pub dynamic_user_name: Option<String>,
+    /// `StateDirectory=`: a directory under `/var/lib` that systemd creates and gives to the
+    /// (dynamic) user; the service finds it in `$STATE_DIRECTORY`. Under `DynamicUser=yes` a
+    /// root-owned `ReadWritePaths=` is not writable by the service at all.
+    pub state_directory: Option<String>,
+    /// `LogsDirectory=`: the same under `/var/log` (`$LOGS_DIRECTORY`).
+    pub logs_directory: Option<String>,
 }
 
 impl UnitOptions {
@@ -237,6 +247,23 @@ pub fn render_units(spec: &ServiceSpec, options: &UnitOptions) -> Result<Rendere
                  them from $CREDENTIALS_DIRECTORY; set exec_shim or use credentials delivery",
             )
         })?;
+        if !shim.is_absolute() {
+            return Err(render_err(
+                spec,
+                format!("the exec shim {} is not an absolute path", shim.display()),
+            ));
+        }
+        if let Some(root) = under_any(shim, PRIVATE_TMP_PATHS) {
+            return Err(render_err(
+                spec,
+                format!(
+                    "the exec shim {} is under {root}, which PrivateTmp=yes hides from the \
+                     service; install it elsewhere (the deploy pipeline copies it to \
+                     <root>/bin/)",
+                    shim.display()
+                ),
+            ));
+        }
         exec.push(shim.to_string_lossy().into_owned());
         exec.push(crate::supervised::supervisor::EXEC_SHIM_MODE.into());
         for secret in &env_secrets {
@@ -281,6 +308,32 @@ pub fn render_units(spec: &ServiceSpec, options: &UnitOptions) -> Result<Rendere
         }
         None => {
             let _ = writeln!(w, "DynamicUser=yes");
+            if let Some(user) = &options.dynamic_user_name {
+                let _ = writeln!(w, "User={user}");
+            }
+        }
+    }
+    for (key, dir) in [
+        ("StateDirectory", &options.state_directory),
+        ("LogsDirectory", &options.logs_directory),
+    ] {
+        if let Some(dir) = dir {
+            let plain = !dir.is_empty()
+                && !dir.starts_with('/')
+                && dir.split('/').all(|c| {
+                    !c.is_empty()
+                        && c != "."
+                        && c != ".."
+                        && c.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+                });
+            if !plain {
+                return Err(render_err(
+                    spec,
+                    format!("{key}={dir} must be a relative path of plain names, such as `hub`"),
+                ));
+            }
+            let _ = writeln!(w, "{key}={dir}");
         }
     }
     let restart = match spec.restart.policy {
@@ -447,6 +500,50 @@ mod tests {
         assert!(err.contains("PrivateTmp"), "{err}");
         options.read_write_paths = vec!["relative".into()];
         assert!(render_units(&spec, &options).is_err());
+    }
+
+    #[test]
+    fn a_shim_under_tmp_is_refused_and_dynamic_slots_share_a_user_and_state_directory() {
+        let mut spec = ServiceSpec::new("hub-blue", ["/srv/hub/releases/r1/bin/hub"]);
+        spec.secrets
+            .insert("API_KEY".into(), "env:K".parse().unwrap());
+        let mut options = UnitOptions {
+            credentials_dir: Some("/srv/hub/state/credentials/hub-blue".into()),
+            exec_shim: Some("/tmp/target/debug/cutover-deploy".into()),
+            ..UnitOptions::default()
+        };
+        let err = render_units(&spec, &options).unwrap_err().to_string();
+        assert!(err.contains("PrivateTmp=yes hides"), "{err}");
+        options.exec_shim = Some("bin/shim".into());
+        let err = render_units(&spec, &options).unwrap_err().to_string();
+        assert!(err.contains("not an absolute path"), "{err}");
+        options.exec_shim = Some("/srv/hub/bin/cutover-exec-shim".into());
+        options.dynamic_user_name = Some("hub".into());
+        options.state_directory = Some("hub".into());
+        options.logs_directory = Some("hub".into());
+        let unit = render_units(&spec, &options).unwrap().service;
+        for line in [
+            "DynamicUser=yes",
+            "User=hub",
+            "StateDirectory=hub",
+            "LogsDirectory=hub",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line}:\n{unit}");
+        }
+        assert!(!unit.contains("ReadWritePaths"), "{unit}");
+        for bad in ["/var/lib/hub", "../hub", "", "a b"] {
+            options.state_directory = Some(bad.into());
+            let err = render_units(&spec, &options).unwrap_err().to_string();
+            assert!(err.contains("StateDirectory"), "{bad}: {err}");
+        }
+        // A named user is used as it is; the dynamic name only applies to DynamicUser.
+        options.state_directory = None;
+        spec.user = Some("mcp".into());
+        let unit = render_units(&spec, &options).unwrap().service;
+        assert!(
+            unit.contains("User=mcp\n") && !unit.contains("DynamicUser"),
+            "{unit}"
+        );
     }
 
     #[test]
