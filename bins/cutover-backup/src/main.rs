@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use backup_archive::{
     BackupConfig, BackupError, CreateOptions, PruneOptions, RestoreOptions, RetentionPolicy,
-    VerifyOptions,
+    VerifyOptions, escape_name, escape_path,
 };
 use clap::{Parser, Subcommand};
 use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Status};
@@ -229,11 +229,12 @@ fn run(cli: &Cli) -> i32 {
                     if json {
                         emit(json!({"status": status, "command": "verify", "report": r}));
                     } else if let Some(p) = &r.problem {
-                        println!("FAIL {}: {p}", archive.display());
+                        // The problem's Display escapes the names it quotes.
+                        println!("FAIL {}: {p}", escape_path(archive));
                     } else {
                         println!(
                             "OK {}: {} entries, {} bytes, sha256 {}",
-                            archive.display(),
+                            escape_path(archive),
                             r.entries,
                             r.content_bytes,
                             r.archive_sha256.as_deref().unwrap_or("-")
@@ -284,7 +285,7 @@ fn run(cli: &Cli) -> i32 {
                             "{verb} {} entries ({} bytes) into {}",
                             r.entries,
                             r.content_bytes,
-                            r.target.display()
+                            escape_path(&r.target)
                         );
                         for (label, list) in [
                             ("+", &r.diff.added),
@@ -292,7 +293,7 @@ fn run(cli: &Cli) -> i32 {
                             ("-", &r.diff.removed),
                         ] {
                             for p in list {
-                                println!("  {label} {p}");
+                                println!("  {label} {}", escape_name(p));
                             }
                         }
                     }
@@ -337,14 +338,14 @@ fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) 
             } else {
                 println!(
                     "created {} ({} entries, {} bytes -> {} bytes, sha256 {})",
-                    r.archive.display(),
+                    escape_path(&r.archive),
                     r.summary.entry_count,
                     r.summary.content_bytes,
                     r.summary.archive_bytes,
                     r.summary.archive_sha256
                 );
                 for w in &r.warnings {
-                    eprintln!("warning: {w}");
+                    eprintln!("warning: {}", escape_name(w));
                 }
             }
             0
@@ -402,7 +403,12 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
                     } else {
                         "remove"
                     };
-                    println!("{verdict} {} {} {}", d.id, d.created, d.reasons.join(","));
+                    println!(
+                        "{verdict} {} {} {}",
+                        escape_name(&d.id),
+                        d.created,
+                        escape_name(&d.reasons.join(","))
+                    );
                 }
                 for l in &r.leftovers {
                     let verdict = match (l.remove, r.dry_run) {
@@ -410,7 +416,11 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
                         (true, true) => "would remove",
                         (true, false) => "remove",
                     };
-                    println!("{verdict} leftover {} ({})", l.path.display(), l.reason);
+                    println!(
+                        "{verdict} leftover {} ({})",
+                        escape_path(&l.path),
+                        escape_name(&l.reason)
+                    );
                 }
             }
             0
@@ -430,17 +440,22 @@ fn print_listing(l: &backup_archive::Listing) {
             Some(v) if v.ok => format!("ok {}", v.at),
             Some(v) => format!("FAILED {}", v.at),
         };
+        // Every name comes from a file on disk: escaped, so that none can forge a line.
         println!(
             "{:<28} {:<25} {:>12} {:>8} {:<16} {verify}",
-            b.id,
+            escape_name(&b.id),
             b.created.to_string(),
             b.archive_bytes,
             b.entry_count,
-            b.release.as_deref().unwrap_or("-")
+            escape_name(b.release.as_deref().unwrap_or("-"))
         );
     }
     for i in &l.incomplete {
-        println!("incomplete: {} ({})", i.path.display(), i.reason);
+        println!(
+            "incomplete: {} ({})",
+            escape_path(&i.path),
+            escape_name(&i.reason)
+        );
     }
 }
 
@@ -468,6 +483,7 @@ fn fail(json: bool, command: &str, e: &BackupError, operational_code: i32) -> i3
             json!({"status": status, "command": command, "error": e.to_string(), "problem": problem}),
         );
     } else {
+        // BackupError's Display escapes the names and paths it quotes.
         eprintln!("error: {e}");
     }
     code

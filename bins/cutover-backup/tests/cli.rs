@@ -439,3 +439,57 @@ fn prune_sweeps_leftovers_of_killed_runs_with_dry_run() {
     assert!(!partial.exists() && !staging.exists());
     assert!(target.exists());
 }
+
+#[test]
+fn names_with_control_characters_cannot_forge_table_lines() {
+    let tmp = cutover_tests::temp_dir();
+    let d = tmp.path();
+    let src = d.join("conf");
+    std::fs::create_dir(&src).unwrap();
+    // A file name and a release that each try to start a line of their own.
+    std::fs::write(src.join("evil\nFORGED-ENTRY x"), "x").unwrap();
+    let dest = d.join("bk");
+    let (code, _, out) = run(
+        &[
+            "create",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--id",
+            "one",
+            "--release",
+            "r1\nFORGED-RELEASE\r\u{1b}[2K",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    // A leftover whose own name holds a newline.
+    std::fs::write(dest.join(".x\nFORGED-LEFTOVER.tmp-1"), "").unwrap();
+
+    let starts_forged = |out: &str| {
+        out.lines()
+            .any(|l| l.starts_with("FORGED") || l.contains('\r'))
+    };
+    let (code, _, out) = run(&["list", dest.to_str().unwrap()], d);
+    assert_eq!(code, 0, "{out}");
+    assert!(!starts_forged(&out), "a name forged a line:\n{out}");
+    assert!(out.contains(r"r1\nFORGED-RELEASE\r\u{1b}[2K"), "{out}");
+    assert!(out.contains(r".x\nFORGED-LEFTOVER.tmp-1"), "{out}");
+
+    let target = d.join("restored");
+    let archive = dest.join("one.tar.gz");
+    let (code, _, out) = run(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!starts_forged(&out), "an entry name forged a line:\n{out}");
+    assert!(out.contains(r"conf/evil\nFORGED-ENTRY x"), "{out}");
+}

@@ -152,6 +152,8 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateRep
         let json = serde_json::to_vec_pretty(&summary)
             .map_err(|e| BackupError::Internal(format!("sidecar serialisation: {e}")))?;
         let mut f = create_new(&tmp_sidecar)?;
+        // Held until `f` closes, after the rename: see `sweep_partials`.
+        crate::leftovers::lock_partial(&f, &tmp_sidecar)?;
         f.write_all(&json)
             .map_err(BackupError::io("write", &tmp_sidecar))?;
         f.sync_all()
@@ -522,6 +524,8 @@ fn write_archive(
     progress: &dyn Progress,
 ) -> Result<Written, BackupError> {
     let file = create_new(tmp)?;
+    // Held while the archive is written (the lock goes with the file): see `sweep_partials`.
+    crate::leftovers::lock_partial(&file, tmp)?;
     let gz = ParallelGzWriter::new(file, opts.level.min(9), thread_count(opts.threads));
     let mut tar = tar::Builder::new(gz);
     // The manifest goes first, so that readers check each entry as soon as they have read it

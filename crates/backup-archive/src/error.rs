@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum BackupError {
     /// An I/O operation on a named path failed.
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {}: {source}", crate::escape_path(path))]
     Io {
         /// What was being done ("read", "create", "rename", ...).
         action: &'static str,
@@ -62,7 +62,7 @@ pub enum BackupError {
     },
     /// The archive is damaged: truncated, bit-flipped, or its content does not match its
     /// manifest or sidecar.
-    #[error("archive {archive} is corrupt{}: {reason}", entry_suffix(.entry))]
+    #[error("archive {} is corrupt{}: {}", crate::escape_path(archive), entry_suffix(.entry), crate::escape_name(reason))]
     Corrupt {
         /// The archive.
         archive: PathBuf,
@@ -72,7 +72,12 @@ pub enum BackupError {
         reason: String,
     },
     /// An entry is unsafe to restore (absolute path, `..`, link outside, device node, ...).
-    #[error("archive {archive}: refused entry `{entry}`: {reason}")]
+    #[error(
+        "archive {}: refused entry `{}`: {}",
+        crate::escape_path(archive),
+        crate::escape_name(entry),
+        crate::escape_name(reason)
+    )]
     Refused {
         /// The archive.
         archive: PathBuf,
@@ -97,6 +102,22 @@ pub enum BackupError {
         /// What is wrong.
         reason: String,
     },
+    /// The file system a restore writes to has less free space than the archive's content
+    /// needs; found from the manifest before anything is extracted.
+    #[error(
+        "not enough free space to restore into {}: the archive's manifest declares {needed} bytes \
+         (in file-system blocks), only {available} bytes are free there; nothing was extracted \
+         (free some space, or restore onto another file system)",
+        crate::escape_path(path)
+    )]
+    NoSpace {
+        /// The directory the content would be written into (the staging directory's parent).
+        path: PathBuf,
+        /// The bytes the content needs, each file rounded up to whole blocks.
+        needed: u64,
+        /// The bytes free to an unprivileged writer there (`statvfs` `f_bavail × f_frsize`).
+        available: u64,
+    },
     /// A retention policy that would keep nothing.
     #[error(
         "retention policy keeps nothing: set at least one of keep_last, keep_daily, keep_weekly, keep_monthly"
@@ -109,7 +130,7 @@ pub enum BackupError {
 
 fn entry_suffix(entry: &Option<String>) -> String {
     match entry {
-        Some(e) => format!(" at entry `{e}`"),
+        Some(e) => format!(" at entry `{}`", crate::escape_name(e)),
         None => String::new(),
     }
 }

@@ -139,6 +139,35 @@ impl Sidecar {
     }
 }
 
+/// A name from an archive or a directory as shown to a person: control characters (a newline,
+/// a carriage return, an escape sequence) are escaped the way Rust's `escape_debug` does, so
+/// that a hostile name cannot forge a line of a table or a log. Other characters, non-ASCII
+/// letters included, are kept as they are.
+///
+/// ```
+/// assert_eq!(backup_archive::escape_name("a\nOK b"), "a\\nOK b");
+/// assert_eq!(backup_archive::escape_name("café"), "café");
+/// ```
+pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`escape_name`] for a path.
+pub fn escape_path(path: &Path) -> String {
+    escape_name(&path.to_string_lossy()).into_owned()
+}
+
 /// The sidecar path of an archive: `<dir>/<id>.json` for `<dir>/<id>.tar.gz`.
 pub fn sidecar_path(archive: &Path) -> PathBuf {
     let name = archive
@@ -192,6 +221,20 @@ mod tests {
         }
         for bad in ["", ".hidden", "-x", "a/b", "a b", "ü", &"x".repeat(129)] {
             assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        for (raw, shown) in [
+            ("plain.txt", "plain.txt"),
+            ("a\nb", "a\\nb"),
+            ("x\r\t\u{1b}[2J", "x\\r\\t\\u{1b}[2J"),
+            ("née ü", "née ü"),
+            ("\u{85}next-line", "\\u{85}next-line"),
+        ] {
+            assert_eq!(escape_name(raw), shown, "{raw:?}");
+            assert!(!escape_name(raw).contains('\n'));
         }
     }
 

@@ -17,6 +17,15 @@
 //! The age guards against what the pid cannot tell: a run in another pid namespace (a
 //! container sharing the directory) or a reused pid; a run that is writing keeps the mtime of
 //! its archive fresh. Everything else is reported as kept, with the reason.
+//!
+//! # Partial archives, at once
+//! [`sweep_partials`] removes the `.partial-` files of a backup directory without waiting for
+//! the hour, for the next backup to run on a disk its killed predecessor filled. It can, because
+//! `create` holds an exclusive `flock` on each partial file for as long as it writes it: a
+//! partial whose pid no longer runs **and** whose lock can be taken has no writer left in any
+//! pid namespace of this host. (A partial written by a version before the lock, on a directory
+//! shared with another pid namespace, is the one case the lock cannot tell; flock is unreliable
+//! on NFS.)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -180,6 +189,79 @@ pub fn sweep_leftovers(
         all.extend(found);
     }
     Ok(all)
+}
+
+/// Removes every `.partial-` file (an unfinished archive or sidecar of `create`) directly in
+/// the backup directory `dest` that no live run is writing, whatever its age: its pid (from
+/// its name) no longer runs and nobody holds the `flock` that `create` keeps on it while
+/// writing (see the module docs). Returns the paths removed, sorted; a missing `dest` has none.
+/// Restore staging and `.previous-` directories are left to [`sweep_leftovers`].
+///
+/// The deploy pipeline calls this at the start of its backup phase, so that a killed backup's
+/// partial file does not fill the disk for the next one.
+///
+/// # Errors
+/// [`BackupError::Io`] when `dest` cannot be read or a partial file cannot be removed.
+#[instrument(skip_all, fields(dest = %dest.display()))]
+pub fn sweep_partials(dest: &Path) -> Result<Vec<PathBuf>, BackupError> {
+    let found = find_leftovers(dest, Duration::ZERO)?;
+    let mut removed = Vec::new();
+    for leftover in found {
+        if leftover.kind != LeftoverKind::Partial || pid_running(leftover.pid) {
+            continue;
+        }
+        match partial_is_locked(&leftover.path) {
+            Ok(true) => {
+                tracing::info!(path = %leftover.path.display(), "a partial file is being written (its lock is held): kept");
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(BackupError::io("lock partial file", &leftover.path)(e)),
+        }
+        match std::fs::remove_file(&leftover.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(BackupError::io("remove partial file", &leftover.path)(e)),
+        }
+        tracing::info!(path = %leftover.path.display(), pid = leftover.pid, "removed the partial file of a killed backup");
+        removed.push(leftover.path);
+    }
+    if !removed.is_empty() {
+        crate::fsutil::sync_dir(dest)?;
+    }
+    Ok(removed)
+}
+
+/// Whether another open file description holds the `flock` `create` takes on a partial file.
+/// Only regular files are opened (never through a symlink) and nothing is written.
+fn partial_is_locked(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // Our lock goes with `file`, closed on return.
+        Ok(()) => Ok(false),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the exclusive lock that marks `file` (a partial file `create` is writing) as in use.
+pub(crate) fn lock_partial(file: &std::fs::File, path: &Path) -> Result<(), BackupError> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        BackupError::Io {
+            action: "lock partial file",
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })
 }
 
 #[cfg(test)]

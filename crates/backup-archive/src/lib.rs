@@ -27,7 +27,8 @@
 //!   restic-style `keep_last/daily/weekly/monthly` and never removes the newest verified backup.
 //!   It also removes the leftovers of killed runs (hidden `.partial-` archives, `.restore-`
 //!   staging and `.previous-` directories) once their run has exited and they are an hour old;
-//!   see [`sweep_leftovers`].
+//!   see [`sweep_leftovers`]. [`sweep_partials`] removes a killed `create`'s partial files at
+//!   once (its pid is gone and nobody holds their lock), for the next backup to start with.
 //!
 //! ```
 //! use backup_archive::{CreateOptions, NoProgress, RestoreOptions, VerifyOptions};
@@ -72,10 +73,10 @@ pub use create::{CreateOptions, CreateReport, create, default_id};
 pub use error::BackupError;
 pub use format::{
     ARCHIVE_EXT, ArchiveManifest, EntryKind, EntryRecord, FORMAT_VERSION, MANIFEST_ENTRY, Metadata,
-    Sidecar, VerifyRecord, archive_path, sidecar_path, validate_id,
+    Sidecar, VerifyRecord, archive_path, escape_name, escape_path, sidecar_path, validate_id,
 };
 pub use leftovers::{
-    DEFAULT_LEFTOVER_AGE, Leftover, LeftoverKind, find_leftovers, sweep_leftovers,
+    DEFAULT_LEFTOVER_AGE, Leftover, LeftoverKind, find_leftovers, sweep_leftovers, sweep_partials,
 };
 pub use list::{BackupInfo, Incomplete, Listing, list};
 pub use progress::{NoProgress, Progress};

@@ -1,9 +1,16 @@
 //! Reading an archive: decompression on its own thread (hashing the compressed bytes as they
 //! pass), tar parsing, the safety checks every entry must pass, per-entry hashing, and the final
-//! comparison with the manifest stored as the last entry.
+//! comparison with the manifest stored as the first entry.
 //!
 //! Both `verify` and `restore` go through [`scan`]; they differ only in the [`Sink`] that
 //! receives each validated entry.
+//!
+//! A hostile archive is refused before its data reaches the sink: the first entry must be the
+//! manifest, whose declared entry count and content bytes must fit the [`Limits`] (and, for a
+//! restore, the free space: [`Sink::manifest`]); an entry whose PAX `size` record disagrees
+//! with its header is refused, as is one that differs from the manifest in path, type, size,
+//! mode or link; and the bytes actually read are counted against the cap, never more than the
+//! checked size being read.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
@@ -20,7 +27,8 @@ use crate::{BackupError, Progress};
 pub struct Limits {
     /// The most entries an archive may hold.
     pub max_entries: u64,
-    /// The most content bytes (sum of declared file sizes) an archive may hold.
+    /// The most content bytes an archive may hold: the manifest's declared total is checked
+    /// against it before anything is read, and the bytes actually read are counted against it.
     pub max_bytes: u64,
 }
 
@@ -36,6 +44,14 @@ impl Default for Limits {
 /// Receives each entry that passed validation. For a file, `data` yields its content (hashed by
 /// the scanner whether or not the sink reads it).
 pub(crate) trait Sink {
+    /// Called once with the manifest, after its totals passed the limits and before any entry:
+    /// the last moment to refuse the archive with nothing written (a restore checks the free
+    /// space here).
+    fn manifest(&mut self, manifest: &ArchiveManifest) -> Result<(), BackupError> {
+        let _ = manifest;
+        Ok(())
+    }
+
     fn entry(&mut self, rec: &EntryRecord, data: &mut dyn Read) -> Result<(), BackupError>;
 }
 
@@ -241,6 +257,19 @@ fn scan_tar(
         if etype.is_pax_global_extensions() {
             continue;
         }
+        // What will be read is `entry.size()` (a PAX `size` record wins over the header); a
+        // disagreement is how a hostile archive slips a large payload past a header check.
+        let data_size = entry.size();
+        let header_size = header
+            .entry_size()
+            .map_err(|e| corrupt(label, Some(&raw_path), e.to_string()))?;
+        if data_size != header_size {
+            let reason = format!(
+                "its PAX size record says {data_size} bytes but its header says {header_size}; \
+                 refused before reading its data"
+            );
+            return Err(refused(label, &raw_path, reason));
+        }
         if raw_path == MANIFEST_ENTRY {
             if manifest.is_some() || count > 0 {
                 return Err(corrupt(
@@ -249,25 +278,35 @@ fn scan_tar(
                     "the manifest must be the first entry",
                 ));
             }
-            manifest = Some(read_manifest(&mut entry, etype, label)?);
+            let m = read_manifest(&mut entry, etype, label)?;
+            check_declared(&m, limits, label)?;
+            sink.manifest(&m)?;
+            manifest = Some(m);
             continue;
         }
+        let Some(m) = &manifest else {
+            let reason = format!(
+                "the first entry is not the manifest `{MANIFEST_ENTRY}`: not a cutover backup, or \
+                 damaged; nothing was extracted"
+            );
+            return Err(corrupt(label, Some(&raw_path), reason));
+        };
         let rec = read_entry(
             &mut entry,
             &raw_path,
             &header,
+            data_size,
             label,
             limits,
             &seen,
             &mut total_bytes,
             count,
+            m.entries.get(count),
             sink,
         )?;
         // Each entry is checked against the manifest as soon as it has been read, so the first
         // bad entry is the one named.
-        if let Some(m) = &manifest {
-            compare_entry(label, &rec, m.entries.get(count))?;
-        }
+        compare_entry(label, &rec, m.entries.get(count), true)?;
         seen.insert(rec.path.clone(), rec.kind);
         last = Some(rec.path);
         count += 1;
@@ -300,6 +339,43 @@ fn scan_tar(
         ));
     }
     Ok(manifest)
+}
+
+/// Refuses a manifest that declares more entries or content bytes than the limits allow,
+/// before any entry is read.
+fn check_declared(
+    manifest: &ArchiveManifest,
+    limits: &Limits,
+    label: &Path,
+) -> Result<(), BackupError> {
+    let entries = manifest.entries.len() as u64;
+    if entries > limits.max_entries {
+        let reason = format!(
+            "the manifest declares {entries} entries, more than the cap of {}; nothing was \
+             extracted (raise max_entries if the backup is genuine)",
+            limits.max_entries
+        );
+        return Err(refused(label, MANIFEST_ENTRY, reason));
+    }
+    let bytes = declared_bytes(manifest);
+    if bytes > limits.max_bytes {
+        let reason = format!(
+            "the manifest declares {bytes} bytes of file content, more than the max_bytes cap \
+             of {}; nothing was extracted (raise [backup] max_bytes if the backup is genuine)",
+            limits.max_bytes
+        );
+        return Err(refused(label, MANIFEST_ENTRY, reason));
+    }
+    Ok(())
+}
+
+/// The content bytes a manifest declares (file sizes, saturating).
+pub(crate) fn declared_bytes(manifest: &ArchiveManifest) -> u64 {
+    manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .fold(0u64, |sum, e| sum.saturating_add(e.size))
 }
 
 fn read_manifest(
@@ -341,11 +417,13 @@ fn read_entry(
     entry: &mut impl Read,
     raw_path: &str,
     header: &tar::Header,
+    data_size: u64,
     label: &Path,
     limits: &Limits,
     seen: &HashMap<String, EntryKind>,
     total_bytes: &mut u64,
     count: usize,
+    expected: Option<&EntryRecord>,
     sink: &mut dyn Sink,
 ) -> Result<EntryRecord, BackupError> {
     let path = normalise_entry_path(raw_path).map_err(|r| refused(label, raw_path, r))?;
@@ -381,15 +459,21 @@ fn read_entry(
     let mtime = header
         .mtime()
         .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
-    let declared = header
-        .entry_size()
-        .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
-    let size = if kind == EntryKind::File { declared } else { 0 };
-    *total_bytes = total_bytes.saturating_add(size);
-    if *total_bytes > limits.max_bytes {
+    if kind != EntryKind::File && data_size != 0 {
+        let what = match kind {
+            EntryKind::Dir => "directory",
+            EntryKind::Symlink => "symlink",
+            _ => "hardlink",
+        };
+        let reason = format!("a {what} entry carrying {data_size} bytes of data");
+        return Err(refused(label, raw_path, reason));
+    }
+    let size = data_size;
+    let remaining = limits.max_bytes.saturating_sub(*total_bytes);
+    if size > remaining {
         let reason = format!(
-            "declared size {size} takes the archive past the {} byte cap",
-            limits.max_bytes
+            "its {size} bytes take the archive past the {} byte cap ({} bytes read before it)",
+            limits.max_bytes, *total_bytes
         );
         return Err(refused(label, raw_path, reason));
     }
@@ -418,9 +502,13 @@ fn read_entry(
         sha256: None,
         link,
     };
+    // Everything but the hash is compared before the sink sees a byte of data.
+    compare_entry(label, &rec, expected, false)?;
     if kind == EntryKind::File {
+        // Never more than the size checked above is read, whatever the tar layer would yield.
+        let mut limited = entry.take(size);
         let mut hashing = HashingRead {
-            inner: entry,
+            inner: &mut limited,
             hasher: Sha256::new(),
             count: 0,
         };
@@ -428,6 +516,8 @@ fn read_entry(
             .map_err(|e| remap_read_error(e, label, raw_path))?;
         io::copy(&mut hashing, &mut io::sink())
             .map_err(|e| corrupt(label, Some(raw_path), e.to_string()))?;
+        // The bytes actually read count against the cap, not the sizes the headers declare.
+        *total_bytes = total_bytes.saturating_add(hashing.count);
         if hashing.count != size {
             let reason = format!("truncated: {} of {size} bytes", hashing.count);
             return Err(corrupt(label, Some(raw_path), reason));
@@ -487,10 +577,12 @@ impl<R: Read> Read for HashingRead<'_, R> {
     }
 }
 
+/// Compares an entry with its manifest record; `check_hash` is false before its data was read.
 fn compare_entry(
     label: &Path,
     actual: &EntryRecord,
     expected: Option<&EntryRecord>,
+    check_hash: bool,
 ) -> Result<(), BackupError> {
     let Some(expected) = expected else {
         return Err(corrupt(
@@ -508,7 +600,7 @@ fn compare_entry(
             "size {} differs from the manifest's {}",
             actual.size, expected.size
         ))
-    } else if expected.sha256 != actual.sha256 {
+    } else if check_hash && expected.sha256 != actual.sha256 {
         Some("sha256 differs from the manifest".to_owned())
     } else if expected.mode != actual.mode || expected.mtime != actual.mtime {
         Some("mode or mtime differs from the manifest".to_owned())

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tracing::instrument;
 
-use crate::format::{EntryKind, EntryRecord, Sidecar, sidecar_path};
+use crate::format::{ArchiveManifest, EntryKind, EntryRecord, Sidecar, sidecar_path};
 use crate::fsutil::{parent_dir, sync_dir, temp_sibling};
 use crate::read::{Limits, NullSink, Sink, open_archive, scan};
 use crate::verify::{Problem, sidecar_problem};
@@ -111,7 +111,8 @@ pub fn restore(
             });
         }
     };
-    let sidecar = match Sidecar::read(&sidecar_path(archive)) {
+    let side_path = sidecar_path(archive);
+    let sidecar = match Sidecar::read(&side_path) {
         Ok(s) => Some(s),
         Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             None
@@ -119,7 +120,38 @@ pub fn restore(
         Err(e) => return Err(e),
     };
     let (file, label) = open_archive(archive)?;
-    progress.start(file.metadata().map(|m| m.len()).unwrap_or(0));
+    let archive_len = file
+        .metadata()
+        .map_err(BackupError::io("inspect", archive))?
+        .len();
+    // What can be known before reading a byte is checked before reading a byte.
+    match &sidecar {
+        None if opts.require_sidecar => {
+            return Err(BackupError::Corrupt {
+                archive: label,
+                entry: None,
+                reason: format!(
+                    "sidecar is missing ({}): the backup never completed or was tampered with; \
+                     nothing was extracted (`--allow-missing-sidecar` restores it anyway)",
+                    side_path.display()
+                ),
+            });
+        }
+        Some(side) if side.archive_bytes != archive_len => {
+            return Err(BackupError::Corrupt {
+                archive: label,
+                entry: None,
+                reason: format!(
+                    "the archive is {archive_len} bytes but its sidecar {} records {}; nothing \
+                     was extracted",
+                    side_path.display(),
+                    side.archive_bytes
+                ),
+            });
+        }
+        _ => {}
+    }
+    progress.start(archive_len);
     let check_sidecar = |s: &crate::read::Scanned| -> Result<(), BackupError> {
         if sidecar.is_none() && !opts.require_sidecar {
             return Ok(());
@@ -154,9 +186,11 @@ pub fn restore(
             root: staging.clone(),
             dirs: Vec::new(),
             buf: vec![0; 256 * 1024],
+            written: 0,
         };
         let scanned = scan(file, &label, &opts.limits, &mut extractor, progress)?;
         progress.finish();
+        tracing::debug!(bytes = extractor.written, "content written into staging");
         check_sidecar(&scanned)?;
         extractor.finish_dirs()?;
         let root_mode = target_meta.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
@@ -290,6 +324,33 @@ struct Extractor {
     root: PathBuf,
     dirs: Vec<(PathBuf, u32, u64)>,
     buf: Vec<u8>,
+    /// File content bytes written so far.
+    written: u64,
+}
+
+/// The bytes `manifest`'s files take on a file system with `block`-byte blocks: each file
+/// rounded up to whole blocks, saturating.
+fn needed_bytes(manifest: &ArchiveManifest, block: u64) -> u64 {
+    let block = block.max(1);
+    manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .fold(0u64, |sum, e| {
+            sum.saturating_add(e.size.div_ceil(block).saturating_mul(block))
+        })
+}
+
+/// Refuses a restore whose content cannot fit: `needed` against `available` bytes in `path`.
+fn check_free_space(path: &Path, needed: u64, available: u64) -> Result<(), BackupError> {
+    if needed > available {
+        return Err(BackupError::NoSpace {
+            path: path.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }
 
 fn mtime_of(secs: u64) -> SystemTime {
@@ -326,6 +387,20 @@ impl Extractor {
 }
 
 impl Sink for Extractor {
+    /// The manifest's declared content must fit into the free space of the staging
+    /// directory's file system before a byte is written (the previous content stays until the
+    /// swap, so the whole new content must fit beside it).
+    fn manifest(&mut self, manifest: &ArchiveManifest) -> Result<(), BackupError> {
+        let stat = rustix::fs::statvfs(&self.root).map_err(|e| BackupError::Io {
+            action: "read the free space (statvfs) of",
+            path: self.root.clone(),
+            source: e.into(),
+        })?;
+        let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let needed = needed_bytes(manifest, stat.f_frsize);
+        check_free_space(&parent_dir(&self.root), needed, available)
+    }
+
     fn entry(&mut self, rec: &EntryRecord, data: &mut dyn Read) -> Result<(), BackupError> {
         let path = self.root.join(&rec.path);
         self.ensure_parent(&path)?;
@@ -365,6 +440,7 @@ impl Sink for Extractor {
                     }
                     f.write_all(&self.buf[..n])
                         .map_err(BackupError::io("write", &path))?;
+                    self.written += n as u64;
                 }
                 f.set_permissions(std::fs::Permissions::from_mode(rec.mode))
                     .map_err(BackupError::io("set permissions", &path))?;

@@ -52,8 +52,14 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.entry {
-            Some(e) => write!(f, "{}: entry `{e}`: {}", self.kind, self.reason),
-            None => write!(f, "{}: {}", self.kind, self.reason),
+            Some(e) => write!(
+                f,
+                "{}: entry `{}`: {}",
+                self.kind,
+                crate::escape_name(e),
+                crate::escape_name(&self.reason)
+            ),
+            None => write!(f, "{}: {}", self.kind, crate::escape_name(&self.reason)),
         }
     }
 }

@@ -376,6 +376,50 @@ impl Raw {
         Self { tar: Vec::new() }
     }
 
+    /// An archive that starts with a manifest listing `entries` (so that the checks after the
+    /// first entry are reached).
+    fn manifested(entries: serde_json::Value) -> Self {
+        let manifest = serde_json::json!({
+            "metadata": {
+                "format": 1, "id": "hostile", "created": "2025-01-01T00:00:00Z", "host": "h",
+                "service": null, "release": null, "commit": null, "cutover_version": "0",
+                "sources": [],
+            },
+            "entries": entries,
+        });
+        Self::new().file(
+            backup_archive::MANIFEST_ENTRY,
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+    }
+
+    /// A PAX extended header whose `size` record says `pax_size`, for the entry after it.
+    fn pax_size(self, name: &str, pax_size: u64) -> Self {
+        let body = format!(" size={pax_size}\n");
+        // The record's length counts its own digits.
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        let record = format!("{len}{body}");
+        self.entry(
+            &format!("PaxHeader/{name}"),
+            tar::EntryType::XHeader,
+            0o644,
+            record.len() as u64,
+            "",
+            record.as_bytes(),
+        )
+    }
+
+    /// Appends raw bytes (an entry's payload whose header lied about its size), padded.
+    fn payload(mut self, data: &[u8]) -> Self {
+        self.tar.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.tar.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
     fn entry(
         mut self,
         name: &str,
@@ -425,68 +469,64 @@ impl Raw {
 #[test]
 fn hostile_archives_are_refused_and_nothing_is_written_outside() {
     use tar::EntryType as T;
+    let m = || Raw::manifested(serde_json::json!([]));
     let cases: Vec<(&str, Raw, &str)> = vec![
-        ("absolute", Raw::new().file("/tmp/evil", b"x"), "absolute"),
-        (
-            "dotdot",
-            Raw::new().file("a/../../outside/evil", b"x"),
-            "..",
-        ),
+        ("absolute", m().file("/tmp/evil", b"x"), "absolute"),
+        ("dotdot", m().file("a/../../outside/evil", b"x"), ".."),
         (
             "symlink-out",
-            Raw::new()
-                .entry("esc", T::Symlink, 0o777, 0, "../outside", b"")
+            m().entry("esc", T::Symlink, 0o777, 0, "../outside", b"")
                 .file("esc/evil", b"x"),
             "points outside",
         ),
         (
             "symlink-abs",
-            Raw::new()
-                .entry("esc", T::Symlink, 0o777, 0, "/tmp", b"")
+            m().entry("esc", T::Symlink, 0o777, 0, "/tmp", b"")
                 .file("esc/evil", b"x"),
             "absolute",
         ),
         (
             "write-through-symlink",
-            Raw::new()
-                .entry("d", T::Directory, 0o755, 0, "", b"")
-                .entry("d/l", T::Symlink, 0o777, 0, "..", b"")
-                .file("d/l/evil", b"x"),
+            // The first two entries are sound and listed, so that the third is reached.
+            Raw::manifested(serde_json::json!([
+                {"path": "d", "kind": "dir", "size": 0, "mode": 0o755, "mtime": 1_600_000_000u64},
+                {"path": "d/l", "kind": "symlink", "size": 0, "mode": 0o777,
+                 "mtime": 1_600_000_000u64, "link": ".."},
+            ]))
+            .entry("d", T::Directory, 0o755, 0, "", b"")
+            .entry("d/l", T::Symlink, 0o777, 0, "..", b"")
+            .file("d/l/evil", b"x"),
             "through the symlink",
         ),
         (
             "hardlink-out",
-            Raw::new().entry("h", T::Link, 0o644, 0, "../outside/secret", b""),
+            m().entry("h", T::Link, 0o644, 0, "../outside/secret", b""),
             "..",
         ),
         (
             "hardlink-abs",
-            Raw::new().entry("h", T::Link, 0o644, 0, "/etc/passwd", b""),
+            m().entry("h", T::Link, 0o644, 0, "/etc/passwd", b""),
             "absolute",
         ),
         (
             "hardlink-unknown",
-            Raw::new().entry("h", T::Link, 0o644, 0, "nothere", b""),
+            m().entry("h", T::Link, 0o644, 0, "nothere", b""),
             "not an earlier file",
         ),
         (
             "device",
-            Raw::new().entry("dev", T::Char, 0o644, 0, "", b""),
+            m().entry("dev", T::Char, 0o644, 0, "", b""),
             "device",
         ),
-        (
-            "fifo",
-            Raw::new().entry("p", T::Fifo, 0o644, 0, "", b""),
-            "fifo",
-        ),
+        ("fifo", m().entry("p", T::Fifo, 0o644, 0, "", b""), "fifo"),
         (
             "setuid",
-            Raw::new().entry("s", T::Regular, 0o4755, 1, "", b"x"),
+            m().entry("s", T::Regular, 0o4755, 1, "", b"x"),
             "setuid",
         ),
         (
             "huge",
-            Raw::new().entry("big", T::Regular, 0o644, 1 << 40, "", b""),
+            m().entry("big", T::Regular, 0o644, 1 << 40, "", b""),
             "cap",
         ),
     ];
@@ -549,6 +589,266 @@ fn a_plain_tar_without_manifest_is_corrupt_not_restored() {
     std::fs::remove_file(tmp.path().join("backups/g.json")).unwrap();
     let err = restore(&good, &RestoreOptions::new(&target), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("sidecar is missing"), "{err}");
+}
+
+// ---- hostile archives are refused before their data is written ----
+
+/// `len` bytes that gzip cannot shrink, so that reading the compressed archive takes as long
+/// as extracting it and a [`StagingWatch`] sees the extraction as it happens.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A progress observer that, each time the reader takes compressed bytes, measures what sits
+/// in restore staging directories under `dir` and keeps the largest total seen. The reader
+/// runs at most a few blocks ahead of the extraction, so this sees the writes as they happen.
+struct StagingWatch {
+    dir: PathBuf,
+    most: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl StagingWatch {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            most: 0.into(),
+            calls: 0.into(),
+        }
+    }
+
+    fn staged_bytes(&self) -> u64 {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".restore-"))
+            .flat_map(|e| walkdir::WalkDir::new(e.path()).into_iter().flatten())
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn most(&self) -> u64 {
+        self.most.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl backup_archive::Progress for StagingWatch {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.most.fetch_max(self.staged_bytes(), Relaxed);
+    }
+    fn finish(&self) {}
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn a_pax_size_larger_than_the_header_is_refused_before_its_payload_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = 4 * MIB;
+    let payload = incompressible(24 * MIB as usize);
+    let archive = tmp.path().join("pax.tar.gz");
+    // The header (and the manifest) say 10 bytes; the PAX record says 24 MiB, which the tar
+    // layer would read.
+    Raw::manifested(serde_json::json!([
+        {"path": "big", "kind": "file", "size": 10, "mode": 420, "mtime": 1_600_000_000u64,
+         "sha256": "00"}
+    ]))
+    .pax_size("big", payload.len() as u64)
+    .entry("big", tar::EntryType::Regular, 0o644, 10, "", b"")
+    .payload(&payload)
+    .write(&archive);
+    let target = tmp.path().join("target");
+    let mut opts = RestoreOptions {
+        require_sidecar: false,
+        ..RestoreOptions::new(&target)
+    };
+    opts.limits.max_bytes = cap;
+    let watch = StagingWatch::new(tmp.path());
+    let err = restore(&archive, &opts, &watch).unwrap_err();
+    let written = watch.most();
+    eprintln!(
+        "largest staging content seen: {written} bytes over {} reads (cap {cap})",
+        watch.calls.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    match &err {
+        BackupError::Refused { entry, reason, .. } => {
+            assert_eq!(entry, "big", "{err}");
+            assert!(reason.contains("PAX size record"), "{err}");
+        }
+        other => panic!("expected the PAX/header disagreement refused, got: {other}"),
+    }
+    assert!(
+        written <= cap,
+        "{written} bytes were written into staging, more than the {cap} byte cap"
+    );
+    assert!(!target.exists());
+    assert_no_leftovers(tmp.path());
+    let report = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert_eq!(report.problem.map(|p| p.kind), Some("refused"));
+}
+
+#[test]
+fn a_manifest_declaring_more_than_the_cap_is_refused_before_any_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("declared.tar.gz");
+    let data = incompressible(MIB as usize);
+    // Each entry fits the cap alone; the manifest's total does not.
+    let record = |name: &str| {
+        serde_json::json!({"path": name, "kind": "file", "size": MIB, "mode": 420,
+                           "mtime": 1_600_000_000u64, "sha256": "00"})
+    };
+    Raw::manifested(serde_json::json!([record("a"), record("b"), record("c")]))
+        .file("a", &data)
+        .file("b", &data)
+        .file("c", &data)
+        .write(&archive);
+    let target = tmp.path().join("target");
+    let mut opts = RestoreOptions {
+        require_sidecar: false,
+        ..RestoreOptions::new(&target)
+    };
+    opts.limits.max_bytes = 2 * MIB;
+    let watch = StagingWatch::new(tmp.path());
+    let err = restore(&archive, &opts, &watch).unwrap_err();
+    match &err {
+        BackupError::Refused { entry, reason, .. } => {
+            assert_eq!(entry, backup_archive::MANIFEST_ENTRY, "{err}");
+            assert!(reason.contains(&format!("declares {}", 3 * MIB)), "{err}");
+        }
+        other => panic!("expected the manifest refused, got: {other}"),
+    }
+    assert_eq!(watch.most(), 0, "nothing was extracted");
+    assert_no_leftovers(tmp.path());
+}
+
+#[test]
+fn no_sidecar_or_no_manifest_is_refused_before_anything_is_extracted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("plain.tar.gz");
+    Raw::new()
+        .file("data.bin", &incompressible(16 * MIB as usize))
+        .write(&archive);
+    let target = tmp.path().join("target");
+
+    // With the sidecar required (the default), its absence is enough: nothing is even read.
+    let watch = StagingWatch::new(tmp.path());
+    let err = restore(&archive, &RestoreOptions::new(&target), &watch).unwrap_err();
+    assert!(err.to_string().contains("sidecar is missing"), "{err}");
+    assert!(
+        err.to_string().contains("plain.json"),
+        "names the sidecar: {err}"
+    );
+    assert_eq!(watch.most(), 0);
+    assert_eq!(watch.calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // Without it, the first entry must be the manifest.
+    let opts = RestoreOptions {
+        require_sidecar: false,
+        ..RestoreOptions::new(&target)
+    };
+    let watch = StagingWatch::new(tmp.path());
+    let err = restore(&archive, &opts, &watch).unwrap_err();
+    match &err {
+        BackupError::Corrupt { entry, reason, .. } => {
+            assert_eq!(entry.as_deref(), Some("data.bin"), "{err}");
+            assert!(reason.contains("not the manifest"), "{err}");
+        }
+        other => panic!("expected a missing manifest, got: {other}"),
+    }
+    assert_eq!(watch.most(), 0, "data.bin was not extracted");
+    assert!(!target.exists());
+    assert_no_leftovers(tmp.path());
+}
+
+/// A tmpfs of `size` bytes mounted on a fresh directory, unmounted (lazily if busy) on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: u64) -> Self {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a small tmpfs and must run as root (CI does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs failed: {status}");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_restore_larger_than_the_free_space_is_refused_before_extracting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("data");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("blob.bin"), incompressible(12 * MIB as usize)).unwrap();
+    let mut opts = CreateOptions::new(vec![src], tmp.path().join("backups"));
+    opts.id = Some("big".into());
+    let made = create(&opts, &NoProgress).unwrap();
+
+    let small = Tmpfs::mount(8 * MIB);
+    let target = small.path().join("data");
+    let watch = StagingWatch::new(small.path());
+    let err = restore(&made.archive, &RestoreOptions::new(&target), &watch).unwrap_err();
+    match &err {
+        BackupError::NoSpace {
+            path,
+            needed,
+            available,
+            ..
+        } => {
+            assert_eq!(path, small.path(), "{err}");
+            assert!(*needed >= 12 * MIB && *available <= 8 * MIB, "{err}");
+        }
+        other => panic!("expected too little free space, got: {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("free space") && text.contains(&small.path().display().to_string()));
+    assert_eq!(watch.most(), 0, "nothing was extracted");
+    assert!(!target.exists());
+    assert_no_leftovers(small.path());
 }
 
 // ---- list and prune ----
@@ -729,4 +1029,48 @@ fn prune_removes_old_leftovers_of_dead_runs_and_keeps_live_or_recent_ones() {
     let plain = prune(&dest, &policy, false).unwrap();
     assert_eq!(plain.leftovers.iter().filter(|l| l.remove).count(), 1);
     assert!(!recent.exists() && live.exists());
+}
+
+#[test]
+fn sweep_partials_removes_partials_of_dead_runs_at_once_and_keeps_live_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    backup_at(tmp.path(), &dest, "b0", "2025-01-01T12:00:00Z");
+    let dead = dead_pid();
+    let me = std::process::id();
+    // Fresh (seconds old): prune's one-hour rule would keep every one of them.
+    let killed = dest.join(format!(".b1.tar.gz.partial-{dead}-000000001"));
+    let killed_sidecar = dest.join(format!(".b1.json.partial-{dead}-000000002"));
+    let live = dest.join(format!(".b2.tar.gz.partial-{me}-000000003"));
+    // Its pid is not ours to see (another pid namespace, say), but its writer holds the lock.
+    let locked = dest.join(format!(".b3.tar.gz.partial-{dead}-000000004"));
+    let staging = dest.join(format!(".data.restore-{dead}-000000005"));
+    let unrelated = dest.join(".notes.partial-old");
+    for p in [&killed, &killed_sidecar, &live, &locked, &unrelated] {
+        std::fs::write(p, b"half an archive").unwrap();
+    }
+    std::fs::create_dir(&staging).unwrap();
+    let writer = std::fs::File::options().append(true).open(&locked).unwrap();
+    rustix::fs::flock(
+        &writer,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+
+    let removed = backup_archive::sweep_partials(&dest).unwrap();
+    assert_eq!(removed, vec![killed_sidecar.clone(), killed.clone()]);
+    assert!(!killed.exists() && !killed_sidecar.exists());
+    for p in [&live, &locked, &unrelated, &staging] {
+        assert!(p.exists(), "{} must stay", p.display());
+    }
+    assert!(dest.join("b0.tar.gz").exists() && dest.join("b0.json").exists());
+
+    drop(writer);
+    let removed = backup_archive::sweep_partials(&dest).unwrap();
+    assert_eq!(removed, vec![locked.clone()], "its writer is gone now");
+    assert!(
+        backup_archive::sweep_partials(&tmp.path().join("missing"))
+            .unwrap()
+            .is_empty()
+    );
 }

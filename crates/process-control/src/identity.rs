@@ -151,6 +151,44 @@ impl ProcessGroup {
     }
 }
 
+/// The running (non-zombie) descendants of `ancestor`, found by walking `/proc` and following
+/// each process's parent pid up to `ancestor`. The supervisor is a child subreaper, so a
+/// descendant that called `setsid()` and lost its parent is reparented to it and stays in this
+/// set, although it left the service's process group and session.
+///
+/// The walk is a snapshot: a process may exit or fork right after it. Callers signal through
+/// [`ProcessIdentity`] (pid plus start time) so that a pid reused meanwhile is not signalled.
+pub(crate) fn running_descendants(ancestor: u32) -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<ProcStat> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(ProcStat::read)
+        .collect();
+    let mut children: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+    for (index, stat) in all.iter().enumerate() {
+        children.entry(stat.ppid).or_default().push(index);
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![ancestor];
+    // Each pid is visited once (a parent-pid graph read from one snapshot is a forest, but a
+    // racy snapshot could hold a cycle through a reused pid), so the walk is bounded.
+    let mut seen = std::collections::HashSet::from([ancestor]);
+    while let Some(parent) = queue.pop() {
+        for &index in children.get(&parent).map_or(&[][..], Vec::as_slice) {
+            let stat = all[index];
+            if seen.insert(stat.pid) {
+                queue.push(stat.pid);
+                if stat.is_running() {
+                    found.push(stat);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), usually 100.
 pub(crate) fn clock_ticks_per_second() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -217,5 +255,44 @@ mod tests {
         assert!(!id.is_alive());
         assert!(group.wait_gone(Duration::from_secs(5), || {}));
         assert!(!group.signal(Signal::SIGKILL));
+    }
+
+    #[test]
+    fn descendants_include_children_and_grandchildren() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let kill_all = |child: &mut std::process::Child| {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        };
+        let mut grandchild = None;
+        for _ in 0..1000 {
+            grandchild = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            if grandchild.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let found: Vec<u32> = running_descendants(std::process::id())
+            .iter()
+            .map(|s| s.pid)
+            .collect();
+        kill_all(&mut child);
+        let grandchild = grandchild.expect("the shell wrote its child's pid within 10 s");
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(found.contains(&grandchild), "{found:?}");
+        assert!(
+            !found.contains(&std::process::id()),
+            "not the ancestor itself"
+        );
     }
 }

@@ -16,8 +16,9 @@
 //!   spec with [`ProcessConfig::apply_to`] so that a binary's flags can override it after.
 //! - [`ProcessManager`]: install, start, stop(grace), restart, status, logs; implemented by
 //!   - [`SupervisedManager`] (built in, no root): a detached supervisor per service. Its
-//!     program is `cutover-proc` or any binary that calls [`run_hidden_mode`] first thing in
-//!     `main` (see [`SupervisedConfig::supervisor_program`]).
+//!     program is `cutover-proc`, this crate's `process-control-supervisor` binary, or any
+//!     binary that calls [`run_hidden_mode`] first thing in `main` (see
+//!     [`SupervisedConfig::supervisor_program`]).
 //!   - [`SystemdManager`]: hardened units from [`render_units`], `systemctl` behind a
 //!     [`CommandRunner`] ([`SystemCommandRunner`], or [`RecordingRunner`] in tests).
 //! - [`ServiceStatus`]: running / starting / stopping / stopped / failed / crash-looping /
@@ -33,7 +34,9 @@
 //! `state.json` (supervisor and service pid + start time, process group, state, restart count,
 //! last exit) at each transition. `stop` asks the supervisor (SIGTERM plus a stop request
 //! holding the grace period); the supervisor signals the group, waits, SIGKILLs what is left,
-//! confirms nothing in the group runs, records `stopped` and exits. `start` on a running
+//! then sweeps what left the group (`setsid()`) but, the supervisor being a child subreaper,
+//! still descends from it (SIGTERM, SIGKILL at the end of the grace), confirms nothing runs,
+//! records `stopped` and exits. `start` on a running
 //! service starts nothing; after a supervisor died, `start` stops the orphaned service first
 //! (see [`SupervisedManager`]).
 //!

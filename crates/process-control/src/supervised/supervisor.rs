@@ -20,6 +20,14 @@
 //! "stop": the grace period comes from `stop-request.json` (written by `stop`), the stop
 //! signal goes to the group, SIGKILL follows after the grace, and the supervisor exits once no
 //! member of the group runs.
+//!
+//! A descendant that called `setsid()` (or `setpgid()`) has left the group, so the group
+//! signal misses it; as a child subreaper the supervisor inherits it when its parent dies.
+//! Once the group is gone, the supervisor therefore sweeps every process still descending
+//! from it (found by walking `/proc` parent pids): SIGTERM, then SIGKILL when the grace period
+//! ends, reaping each. It exits only when nothing descends from it any more, so `stop` leaves
+//! no process behind. When the main process exits on its own, what it left behind (group and
+//! sweep alike) is killed, like systemd's `KillMode=control-group`. No cgroup is needed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
@@ -43,7 +51,7 @@ use super::logfile::RotatingLog;
 use super::state::{
     Plan, RestartRecord, SecretPayload, ServicePaths, StopRequest, SupervisedState, now_ms,
 };
-use crate::identity::{ProcStat, ProcessGroup, ProcessIdentity};
+use crate::identity::{ProcStat, ProcessGroup, ProcessIdentity, running_descendants};
 use crate::spec::SecretDelivery;
 use crate::{ExitInfo, ProcError, Readiness, ServiceState};
 
@@ -198,6 +206,8 @@ struct Supervisor {
     starts: VecDeque<Instant>,
     pending_reason: Option<String>,
     killed_after_grace: bool,
+    /// Whether the descendants left outside the group were sent SIGTERM in this stop.
+    swept: bool,
 }
 
 fn run_supervisor(dir: &Path) -> Result<i32, ProcError> {
@@ -269,6 +279,7 @@ fn run_supervisor(dir: &Path) -> Result<i32, ProcError> {
         starts: VecDeque::new(),
         pending_reason: None,
         killed_after_grace: false,
+        swept: false,
     };
     match supervisor.prepare() {
         Ok(()) => supervisor.run(),
@@ -753,6 +764,16 @@ impl Supervisor {
             self.log
                 .note("killed what the service left in its process group");
         }
+        let leftovers = self.leftovers();
+        if !leftovers.is_empty() {
+            for process in &leftovers {
+                process.signal(Signal::SIGKILL);
+            }
+            self.log.note(&format!(
+                "killed what the service left outside its process group (pids {})",
+                pid_list(&leftovers)
+            ));
+        }
         let success = exit.success();
         let restart = self.spec().restart.clone();
         if !restart.policy.restarts_after(success) {
@@ -854,34 +875,87 @@ impl Supervisor {
             Phase::Stopping {
                 kill_at,
                 give_up_at,
-            } => {
-                let alive = self.group.is_some_and(|g| g.is_alive());
-                if !alive && self.current.is_none() {
-                    let message = if self.killed_after_grace {
-                        "stopped (SIGKILL after the grace period)"
-                    } else {
-                        "stopped"
-                    };
-                    self.log.note(message);
-                    self.phase = Phase::Done;
-                    self.state.service = None;
-                    self.set_state(ServiceState::Stopped, Some(message.into()));
-                } else if now >= give_up_at {
-                    let message = "processes of the group survived SIGKILL";
-                    self.log.note(message);
-                    self.phase = Phase::Done;
-                    self.set_state(ServiceState::Failed, Some(message.into()));
-                } else if now >= kill_at && !self.killed_after_grace {
-                    self.killed_after_grace = true;
-                    self.log
-                        .note("grace period over: SIGKILL to the process group");
-                    if let Some(group) = self.group {
-                        group.signal(Signal::SIGKILL);
-                    }
-                }
-            }
+            } => self.on_stopping_tick(now, kill_at, give_up_at),
             _ => {}
         }
+    }
+
+    /// One turn of a stop: the group first, then the sweep of what descends from the
+    /// supervisor outside it (see the module docs), SIGKILL to both once the grace is over.
+    fn on_stopping_tick(&mut self, now: Instant, kill_at: Instant, give_up_at: Instant) {
+        let group_alive = self.group.is_some_and(|g| g.is_alive());
+        let main_alive = group_alive || self.current.is_some();
+        let past_grace = now >= kill_at;
+        // The walk of /proc is only needed once the group is gone or the grace is over.
+        let leftovers = if !main_alive || past_grace {
+            self.leftovers()
+        } else {
+            Vec::new()
+        };
+        if !main_alive && leftovers.is_empty() {
+            let message = if self.killed_after_grace {
+                "stopped (SIGKILL after the grace period)"
+            } else {
+                "stopped"
+            };
+            self.log.note(message);
+            self.phase = Phase::Done;
+            self.state.service = None;
+            self.set_state(ServiceState::Stopped, Some(message.into()));
+        } else if now >= give_up_at {
+            let message = if main_alive {
+                "processes of the group survived SIGKILL".to_owned()
+            } else {
+                format!(
+                    "processes that left the group survived SIGKILL (pids {})",
+                    pid_list(&leftovers)
+                )
+            };
+            self.log.note(&message);
+            self.phase = Phase::Done;
+            self.set_state(ServiceState::Failed, Some(message));
+        } else if past_grace {
+            if !self.killed_after_grace {
+                self.killed_after_grace = true;
+                self.log.note(&format!(
+                    "grace period over: SIGKILL to the process group{}",
+                    if leftovers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and to pids {}", pid_list(&leftovers))
+                    }
+                ));
+                if let Some(group) = self.group {
+                    group.signal(Signal::SIGKILL);
+                }
+            }
+            // Every turn: a leftover may have forked since the last one.
+            for process in &leftovers {
+                process.signal(Signal::SIGKILL);
+            }
+        } else if !main_alive && !self.swept {
+            self.swept = true;
+            self.log.note(&format!(
+                "the process group is gone; SIGTERM to what left it (pids {}), SIGKILL when the grace period ends",
+                pid_list(&leftovers)
+            ));
+            for process in &leftovers {
+                process.signal(Signal::SIGTERM);
+            }
+        }
+    }
+
+    /// Every running process descending from the supervisor: the service's group while it
+    /// lives, and whatever left that group (by `setsid()` or `setpgid()`) and was kept in the
+    /// supervisor's tree by the child subreaper.
+    fn leftovers(&self) -> Vec<ProcessIdentity> {
+        running_descendants(std::process::id())
+            .into_iter()
+            .map(|s| ProcessIdentity {
+                pid: s.pid,
+                start_time: s.start_time,
+            })
+            .collect()
     }
 
     fn run_probe(&mut self, argv: &[String], interval: Duration) -> bool {
@@ -928,7 +1002,7 @@ impl Supervisor {
         let _ = std::fs::remove_file(&stop_request);
         let signal = self.spec().stop.signal;
         let alive = self.group.is_some_and(|g| g.is_alive());
-        if !alive && self.current.is_none() {
+        if !alive && self.current.is_none() && self.leftovers().is_empty() {
             self.phase = Phase::Done;
             self.state.service = None;
             self.set_state(ServiceState::Stopped, Some("stopped".into()));
@@ -952,6 +1026,12 @@ impl Supervisor {
             Some(format!("{} sent", signal.as_str())),
         );
     }
+}
+
+/// `12, 34` for a log line or a message.
+fn pid_list(processes: &[ProcessIdentity]) -> String {
+    let pids: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
+    pids.join(", ")
 }
 
 /// An empty signal set, built before a fork so the child only copies it.
