@@ -317,6 +317,14 @@ impl Deployer {
         }
         let config = self.manifest.backup.as_ref();
         let (sources, dest) = self.backup_target();
+        // What killed backups left (their writer is gone): swept now, not an hour later.
+        match backup_archive::sweep_partials(&dest) {
+            Ok(swept) if !swept.is_empty() => {
+                tracing::info!(count = swept.len(), dest = %dest.display(), "removed partial backups of runs that died");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%e, "cannot sweep partial backups"),
+        }
         let sources: Vec<PathBuf> = sources
             .into_iter()
             .filter(|p: &PathBuf| p.exists())

@@ -992,3 +992,28 @@ fn an_open_files_limit_above_the_hosts_ceiling_fails_preflight_naming_it() {
     let (_tmp, _world, d) = setup("blue-green", "[process]\nlimits = { nofile = 1024 }");
     assert_eq!(deploy(&d).outcome, Outcome::Deployed);
 }
+
+#[test]
+fn the_backup_phase_sweeps_partial_archives_that_killed_backups_left() {
+    let (_tmp, _world, d) = setup("blue-green", "");
+    // `backup = false` in the shared manifest: this test turns it on.
+    let mut m = d.manifest().clone();
+    m.deploy.backup = true;
+    let d = Deployer::new(m, crate::fakes::FakeWorld::new().environment());
+    std::fs::create_dir_all(d.layout().shared_dir().join("data")).unwrap();
+    std::fs::write(d.layout().shared_dir().join("data/db"), "rows").unwrap();
+    let dest = d.layout().backups_dir();
+    std::fs::create_dir_all(&dest).unwrap();
+    // A writer pid that cannot run (above pid_max).
+    let stale = dest.join(".pre-x.tar.gz.partial-4194305-000000001");
+    std::fs::write(&stale, vec![0u8; 1024]).unwrap();
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
+    assert!(!stale.exists(), "the partial of a dead backup is swept");
+    let archives = std::fs::read_dir(&dest)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
+        .count();
+    assert_eq!(archives, 1);
+}
