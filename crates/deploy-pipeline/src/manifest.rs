@@ -258,7 +258,7 @@ impl DeployManifest {
             service,
         };
         this.service.source = absolute(&manifest.resolve(&this.service.source));
-        this.validate()?;
+        this.validate(manifest)?;
         Ok(this)
     }
 
@@ -278,75 +278,176 @@ impl DeployManifest {
         Self::from_manifest(&Manifest::from_str(path, text)?)
     }
 
-    fn config_error(&self, key: &str, reason: impl Into<String>) -> DeployError {
-        DeployError::Config {
-            path: self.path.clone(),
-            key: key.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), DeployError> {
+    /// Every value checked before anything is touched: exit 78 naming file, line, column
+    /// and key, so that no deploy runs pre-flight, backup and build to fail at the switch.
+    fn validate(&self, manifest: &Manifest) -> Result<(), DeployError> {
+        let bad = |key: &str, reason: String| DeployError::Manifest(manifest.invalid(key, reason));
         let name = &self.service.name;
         if name.is_empty()
+            || name.starts_with('.')
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(
-                self.config_error("service.name", "use letters, digits, '-', '_' and '.' only")
-            );
+            return Err(bad(
+                "service.name",
+                format!("{name:?}: use letters, digits, '-', '_' and '.' only"),
+            ));
         }
-        if self.service.start.is_empty() {
-            return Err(self.config_error("service.start", "the start argv is empty"));
+        match self.service.start.first() {
+            None => return Err(bad("service.start", "the start argv is empty".to_owned())),
+            Some(p) if p.trim().is_empty() => {
+                return Err(bad(
+                    "service.start",
+                    "the program (argv[0]) is empty".to_owned(),
+                ));
+            }
+            Some(_) => {}
+        }
+        if self.service.port == 0 {
+            return Err(bad(
+                "service.port",
+                "0 is not a port the service can be reached on: give the port it listens on"
+                    .to_owned(),
+            ));
+        }
+        if let Some(standby) = self.service.standby_port {
+            if standby == 0 {
+                return Err(bad("service.standby_port", "0 is not a port".to_owned()));
+            }
+            if standby == self.service.port {
+                return Err(bad(
+                    "service.standby_port",
+                    format!(
+                        "{standby} must differ from service.port: the two slots run side by side"
+                    ),
+                ));
+            }
+        }
+        let env_name = |k: &str| {
+            !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        for (table, names) in [
+            ("service.env", self.service.env.keys().collect::<Vec<_>>()),
+            ("service.secrets", self.service.secrets.keys().collect()),
+        ] {
+            if let Some(k) = names.into_iter().find(|k| !env_name(k)) {
+                return Err(bad(
+                    &format!("{table}.{k}"),
+                    format!(
+                        "{k:?} is not a variable name: letters, digits and '_', not starting with a digit"
+                    ),
+                ));
+            }
+        }
+        if let Some(k) = self
+            .service
+            .env
+            .keys()
+            .find(|k| self.service.secrets.contains_key(*k))
+        {
+            return Err(bad(
+                &format!("service.env.{k}"),
+                format!(
+                    "{k} is also in [service] secrets: a variable is plain or secret, not both"
+                ),
+            ));
+        }
+        let root = self.root();
+        const SYSTEM_DIRS: &[&str] = &[
+            "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc",
+            "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib",
+        ];
+        let normal: PathBuf = root.components().collect();
+        if SYSTEM_DIRS.iter().any(|d| normal == Path::new(d)) {
+            return Err(bad(
+                "layout.root",
+                format!(
+                    "{} is a system directory: releases/, current, backups/ and state/ would be written into it; use a directory of the service's own, such as /opt/{name}",
+                    root.display()
+                ),
+            ));
         }
         if self.layout.keep_releases < 2 {
-            return Err(self.config_error(
+            return Err(bad(
                 "layout.keep_releases",
-                "keep at least 2 releases (the current and the last good one)",
+                format!(
+                    "{}: keep at least 2 releases (the current and the last good one)",
+                    self.layout.keep_releases
+                ),
             ));
         }
         for entry in &self.layout.shared {
             let p = Path::new(entry.trim_end_matches('/'));
-            if entry.is_empty()
+            if entry.trim_end_matches('/').is_empty()
                 || p.is_absolute()
                 || p.components()
                     .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
-                return Err(self.config_error(
+                return Err(bad(
                     "layout.shared",
-                    format!("{entry:?} must be a relative path without `..`"),
+                    format!("{entry:?} must be a relative path inside shared/, without `..`"),
                 ));
             }
         }
+        for (key, value) in [
+            ("deploy.ready_timeout", self.deploy.ready_timeout),
+            ("deploy.validate_timeout", self.deploy.validate_timeout),
+            ("deploy.build_timeout", self.deploy.build_timeout),
+            (
+                "process.stop_timeout",
+                self.process.stop_timeout.unwrap_or(Duration::from_secs(1)),
+            ),
+            (
+                "process.start_timeout",
+                self.process.start_timeout.unwrap_or(Duration::from_secs(1)),
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(bad(
+                    key,
+                    "a zero timeout can never be met: give a duration such as \"30s\"".to_owned(),
+                ));
+            }
+        }
+        if let Some(proxy) = &self.proxy
+            && proxy.kind == ProxyKind::Nginx
+            && let Err(e) = proxy.validate()
+        {
+            let (key, reason) = match &e {
+                edge_proxy::EdgeError::InvalidConfig { key, reason } => {
+                    (key.clone(), reason.clone())
+                }
+                other => ("proxy".to_owned(), other.to_string()),
+            };
+            return Err(bad(&key, reason));
+        }
         if self.strategy() == StrategyKind::BlueGreen {
-            match self.service.standby_port {
-                None => {
-                    return Err(self.config_error(
-                        "service.standby_port",
-                        "blue-green needs a second port for the idle slot",
-                    ));
-                }
-                Some(p) if p == self.service.port => {
-                    return Err(
-                        self.config_error("service.standby_port", "must differ from service.port")
-                    );
-                }
-                Some(_) => {}
+            if self.service.standby_port.is_none() {
+                return Err(bad(
+                    "service.standby_port",
+                    "blue-green needs a second port for the idle slot".to_owned(),
+                ));
             }
             if !self
                 .proxy
                 .as_ref()
                 .is_some_and(|p| p.kind == ProxyKind::Nginx)
             {
-                return Err(self.config_error(
+                return Err(bad(
                     "deploy.strategy",
-                    "blue-green switches an nginx upstream: set [proxy] kind = \"nginx\"",
+                    "blue-green switches an nginx upstream: set [proxy] kind = \"nginx\""
+                        .to_owned(),
                 ));
             }
         }
         if self.deploy.perf_gate && self.perf.is_none() {
-            return Err(self.config_error("deploy.perf_gate", "the perf gate needs a [perf] table"));
+            return Err(bad(
+                "deploy.perf_gate",
+                "the perf gate needs a [perf] table".to_owned(),
+            ));
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ keep_releases = 3
 shared = ["data/"]
 [proxy]
 kind = "nginx"
+listen_http = ["127.0.0.1:18080"]
 control_listen = "127.0.0.1:9"
 [deploy]
 strategy = "{strategy}"
@@ -1016,4 +1017,86 @@ fn the_backup_phase_sweeps_partial_archives_that_killed_backups_left() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
         .count();
     assert_eq!(archives, 1);
+}
+
+/// Issue 21, item 7: each value that cannot work is exit 78 at load, naming file, line,
+/// column and key, before anything is touched.
+#[test]
+fn values_that_cannot_work_are_refused_at_load_with_file_line_column_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base = |service: &str, rest: &str| {
+        format!(
+            "[service]\nname = \"hub\"\nstart = [\"app\"]\n{service}\n[layout]\nroot = \"{}\"\n{rest}\n[proxy]\nkind = \"nginx\"\nlisten_http = [\"127.0.0.1:18080\"]\ncontrol_listen = \"127.0.0.1:9\"\n",
+            root.display()
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (base("standby_port = 17001\nport = 0", ""), "service.port"),
+        (
+            base("port = 17000\nstandby_port = 17000", ""),
+            "service.standby_port",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "")
+                .replace("start = [\"app\"]", "start = [\"\"]"),
+            "service.start",
+        ),
+        (
+            base(
+                "standby_port = 17001\nport = 17000\nenv = { \"A=B\" = \"x\" }",
+                "",
+            ),
+            "service.env.A=B",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "")
+                .replace(&format!("root = \"{}\"", root.display()), "root = \"/\""),
+            "layout.root",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "keep_releases = 1"),
+            "layout.keep_releases",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "shared = [\"../x/\"]"),
+            "layout.shared",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "")
+                + "server_name = \"a; include /etc/passwd\"\n",
+            "proxy.server_name",
+        ),
+        (
+            base("standby_port = 17001\nport = 17000", "") + "[deploy]\nready_timeout = \"0s\"\n",
+            "deploy.ready_timeout",
+        ),
+        (
+            base("standby_port = 17001\nport = 99999999999999999999", ""),
+            "service.port",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"));
+        assert_eq!(err.exit_code(), 78, "{key}: {err}");
+        let crate::DeployError::Manifest(manifest_loader::ManifestError::Invalid {
+            line,
+            column,
+            key: named,
+            ..
+        }) = &err
+        else {
+            panic!("{key}: not located: {err:?}");
+        };
+        assert!(
+            named.starts_with(key) || key.starts_with(named.as_str()),
+            "{key}: named {named}: {err}"
+        );
+        assert!(*line > 0 && *column > 0, "{key}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains("cutover.toml:"), "{msg}");
+        assert!(!root.exists(), "{key}: nothing is created");
+    }
 }

@@ -202,6 +202,21 @@ impl Manifest {
         .map_err(|e| self.error(&e, key))
     }
 
+    /// An error for a value that parses but cannot work, at the place `key` (dotted, such as
+    /// `service.port` or `proxy.locations[1].path`) is written: file, line, column and key.
+    pub fn invalid(&self, key: &str, message: impl Into<String>) -> ManifestError {
+        let (line, column) = locate_key(&self.text, key)
+            .map(|o| line_col(&self.text, o))
+            .unwrap_or((0, 0));
+        ManifestError::Invalid {
+            path: self.path.clone(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: format!("`{key}`: {}", message.into()),
+        }
+    }
+
     fn error(&self, err: &toml::de::Error, key: &str) -> ManifestError {
         let (line, column) = err
             .span()
@@ -212,7 +227,10 @@ impl Manifest {
             message.push_str(&hint);
         }
         let key = if key.is_empty() {
-            "(document)".to_owned()
+            // A value the parser refuses (an integer beyond i64): name the key on that line.
+            err.span()
+                .and_then(|s| key_at(&self.text, s.start))
+                .unwrap_or_else(|| "(document)".to_owned())
         } else {
             key.to_owned()
         };
@@ -300,6 +318,83 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The dotted key written at `offset`: the last table header before it, and the key of its line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let line = &text[line_start..line_end];
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
+/// Where the dotted `key` is written: `key =` inside the section of its table (`[a]` for
+/// `a.b`, `[a.b]` for `a.b.c`, …), else the table's header, else a top-level mention.
+fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let plain: String = {
+        let mut out = String::new();
+        let mut depth = 0;
+        for c in key.chars() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                c if depth == 0 => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let segments: Vec<&str> = plain.split('.').filter(|s| !s.is_empty()).collect();
+    let mut header_only = None;
+    for split in (1..segments.len()).rev() {
+        let table = segments[..split].join(".");
+        let rest = segments[split..].join(".");
+        let mut offset = 0;
+        let mut inside = false;
+        for line in text.split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if trimmed.starts_with('[') {
+                let name = trimmed
+                    .trim_end()
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .trim();
+                inside = name == table;
+                if inside && header_only.is_none() {
+                    header_only = Some(offset + indent);
+                }
+            } else if inside
+                && let Some(after) = trimmed.strip_prefix(rest.as_str())
+                && (after.trim_start().starts_with('=') || after.starts_with('.'))
+            {
+                return Some(offset + indent);
+            } else if inside
+                && let Some((k, _)) = trimmed.split_once('=')
+                && rest.starts_with(&format!("{}.", k.trim()))
+            {
+                // `env = { A = "x" }` for `env.A`: the line of the inline table.
+                return Some(offset + indent);
+            }
+            offset += line.len();
+        }
+    }
+    header_only.or_else(|| find_key_offset(text, segments.first().copied().unwrap_or(key)))
+}
+
 /// Where a top-level key is written (`[key]`, `[[key]]`, `key =` or `key.x =`), for messages.
 fn find_key_offset(text: &str, key: &str) -> Option<usize> {
     let mut offset = 0;
@@ -322,6 +417,40 @@ fn find_key_offset(text: &str, key: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn invalid_names_the_line_and_column_of_the_key_in_its_table() {
+        let text = "[service]\nname = \"hub\"\nport = 0\nenv = { \"A=B\" = \"x\" }\n[layout]\nroot = \"/\"\n[[probe]]\nurl = \"/a\"\n[[probe]]\nurl = \"/b\"\n";
+        let m = Manifest::from_str("cutover.toml", text).unwrap();
+        let at = |key: &str| match m.invalid(key, "bad") {
+            ManifestError::Invalid { line, column, .. } => (line, column),
+            other => panic!("{other}"),
+        };
+        assert_eq!(at("service.port"), (3, 1));
+        assert_eq!(at("service.env.A=B"), (4, 1));
+        assert_eq!(at("layout.root"), (6, 1));
+        assert_eq!(
+            at("layout.keep_releases"),
+            (5, 1),
+            "absent: the table's header"
+        );
+        assert_eq!(at("probe[0].url"), (8, 1));
+        let msg = m.invalid("service.port", "must not be 0").to_string();
+        assert_eq!(msg, "cutover.toml:3:1: `service.port`: must not be 0");
+    }
+
+    #[test]
+    fn an_integer_too_large_for_toml_is_reported_under_its_key() {
+        let err = Manifest::from_str("cutover.toml", "[service]\nport = 99999999999999999999\n")
+            .unwrap_err();
+        match err {
+            ManifestError::Invalid { key, line, .. } => {
+                assert_eq!(key, "service.port");
+                assert_eq!(line, 2);
+            }
+            other => panic!("{other}"),
+        }
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
