@@ -1143,3 +1143,91 @@ fn blue_green_through_systemd_units_deploy_a_failed_deploy_and_a_rollback() {
     assert_eq!(code, 0, "{status:#}\n{stderr}");
     assert_eq!(status["service"]["state"], "running", "{status:#}");
 }
+
+/// Issue 21, item 3: a SIGKILLed deploy's build and pre-flight command do not outlive it.
+#[test]
+fn a_killed_deploys_build_and_preflight_command_are_killed_by_recover() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    let hub = workspace_bin("cutover-demo-hub");
+    let marks = demo.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+    };
+    for phase in ["preflight", "build"] {
+        let pid_file = marks.join(format!("{phase}.pid"));
+        let late = marks.join(format!("{phase}.late"));
+        // A command that records its pid (and its own child's), then outlives a killed deploy
+        // unless something kills it, and writes `late` when it is done.
+        let slow = format!(
+            "sleep 6 & echo $! > {pid}; wait; touch {late}",
+            pid = pid_file.display(),
+            late = late.display()
+        );
+        let (build, extra) = if phase == "build" {
+            (
+                format!(
+                    r#"["sh", "-c", "{slow}; install -D {} bin/hub"]"#,
+                    hub.display()
+                ),
+                String::new(),
+            )
+        } else {
+            (
+                format!(r#"["install", "-D", "{}", "bin/hub"]"#, hub.display()),
+                format!(
+                    "[[preflight.check]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"{slow}\"]\n"
+                ),
+            )
+        };
+        demo.write_manifest_full("", "", &build, &extra);
+        let mut child = ChildGuard::spawn(demo.command(&["deploy"])).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || std::fs::read_to_string(
+                &pid_file
+            )
+            .is_ok_and(|s| s.trim().parse::<u32>().is_ok())),
+            "{phase}: the command never started: {}",
+            demo.journal()
+        );
+        let sleeper: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        child.signal(libc::SIGKILL);
+        child.wait_timeout(Duration::from_secs(10)).expect("killed");
+        assert!(
+            alive(sleeper),
+            "{phase}: the orphan outlives its deploy until recover"
+        );
+        demo.write_manifest("", "");
+        let (code, json, out) = demo.run(&["recover"]);
+        assert_eq!(
+            code,
+            0,
+            "{phase}: {json:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || !alive(sleeper)),
+            "{phase}: recover left {sleeper} running"
+        );
+        // Its shell, had it survived, would write `late` as soon as the sleep died.
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(!late.exists(), "{phase}: the orphaned command ran on");
+        assert_eq!(demo.serving().as_deref(), Some(r1.as_str()), "{phase}");
+        let releases: Vec<_> = std::fs::read_dir(demo.root().join("releases"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            releases,
+            [r1.clone()],
+            "{phase}: nothing half-built is left"
+        );
+    }
+}

@@ -132,6 +132,7 @@ fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), 
     let ctx = BuildContext {
         base_dir: manifest.dir(),
         secrets,
+        ..BuildContext::default()
     };
     let mut config = config.unwrap_or_default();
     if config.check.is_empty() {

@@ -13,6 +13,10 @@ impl Deployer {
         previous: Option<&str>,
     ) -> Vec<(String, String)> {
         vec![
+            (
+                crate::orphans::MARKER.into(),
+                crate::orphans::marker_value(self.layout.root()),
+            ),
             ("CUTOVER_PHASE".into(), phase.to_owned()),
             ("CUTOVER_HOOK".into(), hook.to_owned()),
             ("CUTOVER_RELEASE".into(), id.to_owned()),

@@ -71,6 +71,7 @@ mod layout;
 mod lock;
 mod manifest;
 mod operation;
+mod orphans;
 mod phase;
 mod phases;
 mod real;

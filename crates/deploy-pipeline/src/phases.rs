@@ -275,6 +275,11 @@ impl Deployer {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
+            env: [(
+                crate::orphans::MARKER.to_owned(),
+                crate::orphans::marker_value(self.layout.root()),
+            )]
+            .into(),
         };
         let checks = config.build(&ctx).map_err(|e| e.to_string())?;
         let report = preflight_checks::Runner::new()

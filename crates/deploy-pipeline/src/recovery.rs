@@ -252,6 +252,15 @@ impl Deployer {
         let started = Instant::now();
         let at = self.now();
         tracing::warn!(release = %i.release, op = i.op.as_str(), commit_started = i.commit_started, "recovering an interrupted operation");
+        // Its build, hooks and checks die before anything they write is removed.
+        let killed = crate::orphans::kill(self.layout.root(), Duration::from_secs(10));
+        if !killed.is_empty() {
+            tracing::warn!(
+                count = killed.len(),
+                "killed the interrupted operation's children"
+            );
+        }
+        let _ = std::fs::remove_dir_all(self.layout.build_dir(&i.release));
         let result = if i.commit_started && self.layout.is_complete(&i.release) {
             self.ensure_running(&i.release, i.to_slot, true)
                 .and_then(|()| self.strategy().ensure_traffic(self, i.to_slot, &i.release))

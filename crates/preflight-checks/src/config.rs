@@ -290,6 +290,10 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     /// `[service].secrets`: variable name to reference, for the `secrets` check.
     pub secrets: BTreeMap<String, String>,
+    /// Environment added to every `command` and `build` check (the deploy pipeline marks its
+    /// children with it, so that `recover` can find one its killed deploy left running); a
+    /// check's own `env` wins.
+    pub env: BTreeMap<String, String>,
 }
 
 impl BuildContext {
@@ -412,7 +416,11 @@ impl CheckSpec {
                 Arc::new(
                     check
                         .dir(ctx.resolve_or_base(s.dir.as_ref()))
-                        .env(s.env.clone())
+                        .env({
+                            let mut env = ctx.env.clone();
+                            env.extend(s.env.clone());
+                            env
+                        })
                         .with_timeout(t(crate::DEFAULT_COMMAND_TIMEOUT)),
                 )
             }

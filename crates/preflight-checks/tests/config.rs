@@ -61,6 +61,7 @@ fn the_issue_contract_parses_and_builds() {
     let ctx = BuildContext {
         base_dir: m.dir(),
         secrets,
+        ..BuildContext::default()
     };
     let checks = config.build(&ctx).unwrap();
     assert_eq!(checks.len(), 5);
