@@ -1226,7 +1226,7 @@ fn a_killed_deploys_build_and_preflight_command_are_killed_by_recover() {
             .collect();
         assert_eq!(
             releases,
-            [r1.clone()],
+            std::slice::from_ref(&r1),
             "{phase}: nothing half-built is left"
         );
     }
