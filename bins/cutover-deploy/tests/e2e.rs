@@ -1231,3 +1231,162 @@ fn a_killed_deploys_build_and_preflight_command_are_killed_by_recover() {
         );
     }
 }
+
+/// A small tmpfs mounted over a directory, unmounted when dropped (as root only).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a tmpfs to make a full disk: run it as root (cargo xtask test does)"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn fill(dir: &Path) {
+    // Writes until the file system is full (dd stops with ENOSPC).
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=1000"])
+        .arg(format!("of={}", dir.join("filler").display()))
+        .output();
+}
+
+fn temp_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if name.contains(".tmp") || name.contains(".partial-") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Issue 21, item 2: a full disk fails a deploy cleanly and never wedges stopping.
+#[test]
+fn a_full_disk_fails_the_build_cleanly_refuses_the_next_deploy_and_still_stops() {
+    struct FullDisk {
+        demo: Demo,
+        _tmpfs: Tmpfs,
+    }
+    let demo = Demo::new("blue-green");
+    let tmpfs = Tmpfs::mount(&demo.root(), "160m");
+    let t = FullDisk {
+        demo,
+        _tmpfs: tmpfs,
+    };
+    let demo = &t.demo;
+    let r1 = demo.deploy_ok();
+    let hub = workspace_bin("cutover-demo-hub");
+
+    // A build that fills the disk: rolled back (exit 2, not 4), its remains removed.
+    let build = format!(
+        r#"["sh", "-c", "install -D {} bin/hub && dd if=/dev/zero of=filler bs=1M count=1000"]"#,
+        hub.display()
+    );
+    demo.write_manifest_with("", "", &build);
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(
+        code,
+        2,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        json["reason"].as_str().unwrap().contains("build"),
+        "{json:#}"
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+    let releases: Vec<String> = std::fs::read_dir(demo.root().join("releases"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        releases,
+        std::slice::from_ref(&r1),
+        "the failed release is removed"
+    );
+    assert!(
+        temp_files(&demo.root()).is_empty(),
+        "{:?}",
+        temp_files(&demo.root())
+    );
+
+    // A disk full from elsewhere: the next deploy is refused before it writes anything.
+    demo.write_manifest("", "");
+    fill(&demo.root());
+    let journal_before = demo.journal();
+    let (code, json, out) = demo.run(&["deploy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 2, "{json:#}\n{stderr}");
+    assert!(
+        stderr.contains("disk-free") && stderr.contains("MiB free"),
+        "{json:#}\n{stderr}"
+    );
+    assert_eq!(demo.journal(), journal_before, "nothing was journalled");
+    assert!(
+        temp_files(&demo.root()).is_empty(),
+        "{:?}",
+        temp_files(&demo.root())
+    );
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+
+    // Stopping needs no space.
+    let (code, json, out) = demo.run(&["down"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || demo.serving().is_none()),
+        "the service still answers after down on a full disk"
+    );
+    assert!(
+        temp_files(&demo.root()).is_empty(),
+        "{:?}",
+        temp_files(&demo.root())
+    );
+    // With room again, the deployment comes back.
+    std::fs::remove_file(demo.root().join("filler")).unwrap();
+    let (code, json, out) = demo.run(&["recover"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -106,7 +106,10 @@ impl DeployLock {
             }
         }
         let json = serde_json::to_vec_pretty(owner).unwrap_or_default();
-        write_atomic(&owner_path(path), &json)?;
+        // Only ever shown to a second deployer: a full disk must not stop the one holding it.
+        if let Err(e) = write_atomic(&owner_path(path), &json) {
+            tracing::warn!(%e, "cannot record the lock's owner");
+        }
         Ok(Self {
             file,
             path: path.to_path_buf(),

@@ -250,6 +250,11 @@ impl Deployer {
             &LockOwner::current("deploy", None),
         )?;
         let recovered = self.recover_locked()?.map(|r| r.action);
+        if self.manifest.deploy.preflight {
+            // Before the journal's first line: on a full disk nothing is written at all.
+            self.check_room()
+                .map_err(|reason| DeployError::step("preflight", reason))?;
+        }
         let source = self.resolve_source(self.commit_request.as_deref())?;
         if let Some(warning) = source.dirty_warning() {
             tracing::warn!("{warning}");

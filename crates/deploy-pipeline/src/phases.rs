@@ -303,6 +303,33 @@ impl Deployer {
         }
     }
 
+    /// The layout root has room for a release: twice the current release (its build and its
+    /// staged copy), at least [`MIN_FREE`]. On by default, so that a full disk stops a deploy
+    /// before it writes anything rather than in the middle of its build.
+    pub(crate) fn check_room(&self) -> Result<(), String> {
+        let root = self.layout.root();
+        let Ok(stat) = rustix::fs::statvfs(root) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let current = self
+            .current()
+            .map(|id| dir_size(&self.layout.release_dir(&id)))
+            .unwrap_or(0);
+        let need = current.saturating_mul(2).max(MIN_FREE);
+        if free < need {
+            return Err(format!(
+                "disk-free: {} has {} MiB free, below the {} MiB a release needs (twice the current release, at least {} MiB): free some space (old backups in {}, releases) before deploying",
+                root.display(),
+                free >> 20,
+                need >> 20,
+                MIN_FREE >> 20,
+                self.backup_target().1.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// What the backup phase archives and where to: `[backup] paths` (else `<root>/shared`)
     /// to `[backup] dest` (else `<root>/backups`), relative paths against the manifest. The
     /// same rule `cutover-backup` applies through live-deployment, and `plan` shows.
@@ -543,6 +570,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::copy(from, to).map(drop)
     }
 }
+
+/// The least free space a deploy starts with on the layout root.
+const MIN_FREE: u64 = 64 << 20;
 
 /// Moves every entry of `from` into `to` (renames: both are under the layout root).
 fn move_entries(from: &Path, to: &Path) -> std::io::Result<()> {

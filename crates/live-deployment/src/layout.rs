@@ -397,12 +397,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LiveError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| LiveError::io("create", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| LiveError::io("write", &tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| LiveError::io("rename over", path, e))?;
+    let written = std::fs::File::create(&tmp)
+        .map_err(|e| LiveError::io("create", &tmp, e))
+        .and_then(|mut file| {
+            file.write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| LiveError::io("write", &tmp, e))
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| LiveError::io("rename over", path, e))
+        });
+    if let Err(e) = written {
+        // A full disk must not also leave a temp file behind for every attempt.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     fsync_dir(dir)
 }
 

@@ -526,7 +526,11 @@ impl ProcessManager for SupervisedManager {
         let mut killed = false;
         if let Some(supervisor) = record.supervisor.filter(|s| s.is_alive()) {
             was_running = true;
-            StopRequest { grace }.save(&paths.stop_request())?;
+            // On a full disk the request cannot be written: the stop goes on without it (the
+            // supervisor then uses the spec's stop timeout). Stopping must never need space.
+            if let Err(e) = (StopRequest { grace }).save(&paths.stop_request()) {
+                tracing::warn!(%e, "cannot write the stop request; stopping with the spec's grace");
+            }
             supervisor.signal(Signal::SIGTERM);
             let limit = grace + Duration::from_secs(15);
             let end = Instant::now() + limit;
@@ -562,12 +566,12 @@ impl ProcessManager for SupervisedManager {
                 "stopped".into()
             });
             record.service = None;
-            record.save(&paths.state())?;
+            save_after_stop(&mut record, &paths.state());
         } else if record.state.is_active() && record.state != ServiceState::Stopped {
             record.state = ServiceState::Stopped;
             record.service = None;
             record.message = Some("stopped".into());
-            record.save(&paths.state())?;
+            save_after_stop(&mut record, &paths.state());
         }
         Ok(StopOutcome {
             was_running,
@@ -610,4 +614,12 @@ pub fn tail_log(path: &Path, lines: usize) -> Result<Vec<String>, ProcError> {
     }
     let skip = all.len().saturating_sub(lines);
     Ok(all.split_off(skip))
+}
+
+/// Records a stop that happened. When the disk is full the record cannot be written, but the
+/// service is stopped all the same: status reads the dead process identity as stopped.
+fn save_after_stop(record: &mut SupervisedState, path: &std::path::Path) {
+    if let Err(e) = record.save(path) {
+        tracing::warn!(%e, "the service is stopped but its state could not be recorded");
+    }
 }
