@@ -1390,3 +1390,129 @@ fn a_full_disk_fails_the_build_cleanly_refuses_the_next_deploy_and_still_stops()
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A network namespace of the test's own, deleted (with what runs in it) when dropped.
+struct NetNs(String);
+
+impl NetNs {
+    fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "cutover-t{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let ok = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+                panic!("ip is missing ({e}): apt-get install -y iproute2, and run as root")
+            });
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {} (network namespaces need root)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(&["netns", "add", &name]);
+        let ns = Self(name);
+        ok(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Whatever still runs in it is killed first, or the namespace would outlive the test.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// Issue 21, item 9: a release listening on every interface behind the proxy fails the switch.
+#[test]
+fn a_release_listening_beyond_loopback_fails_the_switch_unless_exposure_is_any() {
+    let demo = Demo::new("blue-green");
+    let ns = NetNs::new();
+    let run = |args: &[&str]| {
+        let out = ns
+            .command(&workspace_bin("cutover-deploy"))
+            .arg("--manifest")
+            .arg(demo.manifest())
+            .arg("--json")
+            .args(args)
+            .env("CUTOVER_TEST_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    type Run<'a> = &'a dyn Fn(&[&str]) -> (i32, Value, String);
+    struct Down<'a>(Run<'a>);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down"]);
+        }
+    }
+    let _down = Down(&run);
+    let everywhere = |exposure: &str| {
+        demo.write_manifest("", "");
+        let text = std::fs::read_to_string(demo.manifest())
+            .unwrap()
+            .replace("\"127.0.0.1:{port}\"", "\"0.0.0.0:{port}\"")
+            .replace("[layout]", &format!("{exposure}\n[layout]"));
+        std::fs::write(demo.manifest(), text).unwrap();
+    };
+    everywhere("");
+    let (code, json, stderr) = run(&["deploy"]);
+    assert_eq!(code, 2, "{json:#}\n{stderr}");
+    let reason = json["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("switch failed")
+            && reason.contains(&format!("listens on 0.0.0.0:{} beyond loopback", demo.blue))
+            && reason.contains("exposure = \"any\""),
+        "{json:#}"
+    );
+    eprintln!("refused: {reason}");
+    // The pre-flight check says the same of a running service.
+    everywhere("exposure = \"any\"");
+    let (code, json, stderr) = run(&["deploy"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let checks = demo.dir.path().join("exposure.toml");
+    std::fs::write(
+        &checks,
+        format!(
+            "[[preflight.check]]\nkind = \"exposure\"\nport = {}\n",
+            demo.blue
+        ),
+    )
+    .unwrap();
+    let out = ns
+        .command(&workspace_bin("cutover-preflight"))
+        .arg("--json")
+        .arg("--manifest")
+        .arg(&checks)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("0.0.0.0:{}", demo.blue)) && text.contains("beyond loopback"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0));
+}

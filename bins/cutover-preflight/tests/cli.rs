@@ -228,7 +228,7 @@ fn list_documents_every_kind_with_keys_and_defaults() {
     insta::assert_snapshot!(text);
     let out = preflight(dir.path(), &["--list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["kinds"].as_array().unwrap().len(), 17);
+    assert_eq!(json["kinds"].as_array().unwrap().len(), 18);
 }
 
 #[test]

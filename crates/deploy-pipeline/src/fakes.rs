@@ -255,7 +255,8 @@ impl ProcessManager for FakeProcs {
                 ServiceState::Stopped
             },
             message: None,
-            pid: running.then_some(4242),
+            // Above the kernel's largest pid_max: no real process is ever read for it.
+            pid: running.then_some(4_194_305),
             pgid: None,
             supervisor_pid: None,
             supervisor_alive: None,

@@ -50,6 +50,45 @@ impl Deployer {
         Ok(spec)
     }
 
+    /// With a proxy in front, a release must not listen beyond loopback (around nginx, TLS
+    /// and the rate limits) unless `[service] exposure = "any"` says that is intended. Its
+    /// sockets are read through its processes' file descriptors, in its network namespace.
+    pub(crate) fn check_exposure(&self, id: &str, slot: Slot) -> Result<(), String> {
+        if self.manifest.proxy.is_none()
+            || self.manifest.service.exposure == live_deployment::Exposure::Any
+        {
+            return Ok(());
+        }
+        let name = slot.service_name(&self.manifest.service.name);
+        let Ok(status) = self.env.procs.status(&name) else {
+            return Ok(());
+        };
+        let Some(pid) = status.pid else {
+            return Ok(());
+        };
+        let mut pids = vec![pid];
+        if let Some(group) = status.pgid {
+            pids.extend(
+                process_group_members(group)
+                    .into_iter()
+                    .filter(|p| *p != pid),
+            );
+        }
+        let outside: Vec<String> = preflight_checks::checks::listening_addrs(&pids)
+            .iter()
+            .filter(|a| preflight_checks::checks::beyond_loopback(a))
+            .map(ToString::to_string)
+            .collect();
+        if outside.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{id} listens on {} beyond loopback, so it is reachable around nginx, TLS and the rate limits: make it listen on {} (its --listen or HOST setting, `{{host}}` in [service] start), or set [service] exposure = \"any\" if that is intended",
+            outside.join(", "),
+            self.manifest.service.host
+        ))
+    }
+
     /// Starts `id` in `slot` unless it already answers ready there as itself.
     pub(crate) fn ensure_running(&self, id: &str, slot: Slot, quick: bool) -> Result<(), String> {
         let target = self.target(id, slot);
@@ -217,3 +256,18 @@ const STABLE_ATTEMPT_GRACE: Duration = Duration::from_secs(5);
 
 /// The shortest attempt: one that starts as the budget ends still gets this long.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// The pids of the processes in process group `group`.
+fn process_group_members(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| {
+                    process_control::ProcStat::read(pid).is_some_and(|s| s.pgrp == group)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -105,6 +105,7 @@ impl Strategy for Restart {
     ) -> Result<String, String> {
         d.layout.set_current(id).map_err(|e| e.to_string())?;
         d.ensure_running(id, to, false)?;
+        d.check_exposure(id, to)?;
         Ok(format!(
             "restarted {} on port {}",
             to.service_name(&d.manifest.service.name),
@@ -174,6 +175,7 @@ impl Strategy for BlueGreen {
             // never names a standby that is not there.
             d.clear_standby().map_err(|e| e.to_string())?;
             d.ensure_running(id, to, false)?;
+            d.check_exposure(id, to)?;
         }
         let upstream = d.addr(to);
         // The release live now stays warm in its slot (keep_standby): nginx lists it as the

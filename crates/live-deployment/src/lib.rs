@@ -50,7 +50,7 @@ pub use error::LiveError;
 pub use layout::{
     DeployState, RELEASE_RECORD, ReleaseLayout, ReleaseRecord, fsync_dir, release_id, write_atomic,
 };
-pub use service::{ArtifactConfig, LayoutConfig, ServiceConfig, Slot, StrategyKind};
+pub use service::{ArtifactConfig, Exposure, LayoutConfig, ServiceConfig, Slot, StrategyKind};
 pub use view::{
     Deployment, LiveState, Paths, Role, SlotProcess, SlotView, backup_dest, backup_sources,
     proxy_dir_for, root_for, strategy_for,

@@ -56,6 +56,22 @@ pub struct ServiceConfig {
     /// The readiness path probed when no `ready` suite is configured (default `/api/health`).
     #[serde(default = "default_health_path")]
     pub health_path: String,
+    /// Where the service may listen when a proxy is in front of it: `loopback` (default; a
+    /// release that listens beyond loopback, around nginx, TLS and the rate limits, fails the
+    /// switch) or `any` (that is intended).
+    #[serde(default)]
+    pub exposure: Exposure,
+}
+
+/// `[service] exposure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exposure {
+    /// Loopback only: the proxy is the one way in.
+    #[default]
+    Loopback,
+    /// Any address: reaching the service around the proxy is intended.
+    Any,
 }
 
 /// `[service].artifact`: what the build must produce.

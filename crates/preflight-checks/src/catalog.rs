@@ -202,6 +202,16 @@ pub const CATALOG: &[KindDoc] = &[
         )],
     },
     KindDoc {
+        kind: "exposure",
+        summary: "the running service on a port listens on loopback only (not around the proxy); reads its sockets through /proc",
+        keys: &[key(
+            "port",
+            "port",
+            "required",
+            "the service's port, such as 7000",
+        )],
+    },
+    KindDoc {
         kind: "dir-writable",
         summary: "a directory exists (created when allowed) and a probe file can be written, fsynced and removed",
         keys: &[

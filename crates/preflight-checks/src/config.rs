@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::checks::{
-    Artifact, CertSource, CommandCheck, CpuCount, DirWritable, DiskFree, FileModeCheck, FilesExist,
-    GitClean, InodesFree, Memory, NotTracked, OpenFilesLimit, PortFree, RuntimeVersion,
+    Artifact, CertSource, CommandCheck, CpuCount, DirWritable, DiskFree, Exposure, FileModeCheck,
+    FilesExist, GitClean, InodesFree, Memory, NotTracked, OpenFilesLimit, PortFree, RuntimeVersion,
     SecretsResolve, TlsCert,
 };
 use crate::units::{FileMode, Level, Size};
@@ -66,6 +66,8 @@ pub enum CheckSpec {
     RuntimeVersion(RuntimeVersionSpec),
     /// `port-free`.
     PortFree(PortFreeSpec),
+    /// `exposure`.
+    Exposure(ExposureSpec),
     /// `dir-writable`.
     DirWritable(DirWritableSpec),
     /// `file-mode`.
@@ -209,6 +211,14 @@ spec!(
 );
 
 spec!(
+    /// Keys of `exposure`.
+    ExposureSpec {
+        /// The port of the running service whose listening sockets are checked.
+        port: u16,
+    }
+);
+
+spec!(
     /// Keys of `dir-writable`.
     DirWritableSpec {
         /// The directory.
@@ -328,6 +338,7 @@ impl CheckSpec {
             CheckSpec::Memory(_) => "memory",
             CheckSpec::RuntimeVersion(_) => "runtime-version",
             CheckSpec::PortFree(_) => "port-free",
+            CheckSpec::Exposure(_) => "exposure",
             CheckSpec::DirWritable(_) => "dir-writable",
             CheckSpec::FileMode(_) => "file-mode",
             CheckSpec::NotTracked(_) => "not-tracked",
@@ -354,6 +365,7 @@ impl CheckSpec {
             CheckSpec::Memory(s) => pick!(s),
             CheckSpec::RuntimeVersion(s) => pick!(s),
             CheckSpec::PortFree(s) => pick!(s),
+            CheckSpec::Exposure(s) => pick!(s),
             CheckSpec::DirWritable(s) => pick!(s),
             CheckSpec::FileMode(s) => pick!(s),
             CheckSpec::NotTracked(s) => pick!(s),
@@ -498,6 +510,12 @@ impl CheckSpec {
                     ));
                 }
                 Arc::new(PortFree::new(&id, s.addr.clone()).with_timeout(t(crate::DEFAULT_TIMEOUT)))
+            }
+            CheckSpec::Exposure(s) => {
+                if s.port == 0 {
+                    return Err(invalid("port", "must be the service's port, not 0"));
+                }
+                Arc::new(Exposure::new(&id, s.port).with_timeout(t(crate::DEFAULT_TIMEOUT)))
             }
             CheckSpec::DirWritable(s) => Arc::new(
                 DirWritable::new(&id, ctx.resolve(&s.path))

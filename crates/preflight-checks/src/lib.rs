@@ -68,8 +68,9 @@ pub use catalog::{CATALOG, COMMON_KEYS, KeyDoc, KindDoc, kind_doc};
 pub use check::{Check, CheckContext, DEFAULT_COMMAND_TIMEOUT, DEFAULT_TIMEOUT};
 pub use config::{
     ArtifactSpec, BuildContext, CheckSpec, CommandSpec, CountSpec, DefaultSet, DirWritableSpec,
-    FileModeSpec, FilesExistSpec, GitCleanSpec, MemorySpec, NotTrackedSpec, PortFreeSpec,
-    PreflightConfig, RuntimeVersionSpec, SecretsSpec, SpaceSpec, TlsCertSpec, in_git_work_tree,
+    ExposureSpec, FileModeSpec, FilesExistSpec, GitCleanSpec, MemorySpec, NotTrackedSpec,
+    PortFreeSpec, PreflightConfig, RuntimeVersionSpec, SecretsSpec, SpaceSpec, TlsCertSpec,
+    in_git_work_tree,
 };
 pub use error::PreflightError;
 pub use outcome::{CheckResult, CheckStatus, Outcome};

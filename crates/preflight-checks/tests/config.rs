@@ -149,6 +149,7 @@ fn minimal(kind: &str) -> String {
         .map(|k| match k.ty {
             "[argv]" | "[string]" | "[path]" => format!("{} = [\"x\"]", k.key),
             "host:port" => format!("{} = \"127.0.0.1:1\"", k.key),
+            "port" => format!("{} = 7000", k.key),
             _ => format!("{} = \"x\"", k.key),
         })
         .collect();
@@ -165,7 +166,7 @@ fn minimal(kind: &str) -> String {
 
 #[test]
 fn every_kind_is_documented_and_every_documented_key_is_accepted() {
-    assert_eq!(CATALOG.len(), 17);
+    assert_eq!(CATALOG.len(), 18);
     for doc in CATALOG {
         let config: PreflightConfig =
             toml::from_str(&minimal(doc.kind)).unwrap_or_else(|e| panic!("{}: {e}", doc.kind));

@@ -3,6 +3,7 @@
 //! match what `cutover-preflight --list` documents.
 
 mod command;
+mod exposure;
 mod files;
 mod git;
 mod host;
@@ -11,6 +12,7 @@ mod secrets;
 mod tls;
 
 pub use command::{CommandCheck, RuntimeVersion};
+pub use exposure::{Exposure, beyond_loopback, listening_addrs};
 pub use files::{Artifact, DirWritable, FileModeCheck, FilesExist};
 pub use git::{GitClean, NotTracked};
 pub use host::{CpuCount, DiskFree, InodesFree, Memory, OpenFilesLimit};
