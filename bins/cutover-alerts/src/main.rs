@@ -175,15 +175,17 @@ async fn run(cli: Cli) -> i32 {
         Ok(m) => m,
         Err(e) => return cutover_cli::report_manifest_error(&e),
     };
-    let templates = match load_rules(manifest.as_ref(), &rule_args) {
+    let mut templates = match load_rules(manifest.as_ref(), &rule_args) {
         Ok(r) => r,
         Err(code) => return code,
     };
     let needs_base = templates.iter().any(|r| r.source.needs_base_url());
+    let needs_edge = templates.iter().any(|r| r.source.needs_edge_log());
     // The deployment is read when something needs it: the default state file of `check` and
-    // `watch`, or a source written against the base URL with no --target.
+    // `watch`, a source written against the base URL with no --target, or an edge source
+    // (whose log is the deployment proxy's).
     let deployment = match &manifest {
-        Some(m) if default_state || (needs_base && rule_args.target.is_none()) => {
+        Some(m) if default_state || needs_edge || (needs_base && rule_args.target.is_none()) => {
             match Deployment::of(m) {
                 Ok(d) => d,
                 Err(e) => return report(&cli.common, &Stop::live(&e)),
@@ -191,6 +193,17 @@ async fn run(cli: Cli) -> i32 {
         }
         _ => None,
     };
+    // Edge sources read the access log of the deployment's proxy; the directory does not
+    // move while the command runs, so it is joined once.
+    if let Some(proxy_dir) = deployment
+        .as_ref()
+        .filter(|d| d.proxy().is_some())
+        .map(|d| d.proxy_dir().to_path_buf())
+    {
+        for r in &mut templates {
+            r.source.resolve_edge_log(&proxy_dir);
+        }
+    }
     let base = if needs_base {
         match BaseSource::new(&rule_args, deployment.as_ref()) {
             Ok(b) => Some(b),
@@ -412,7 +425,17 @@ fn load_rules(manifest: Option<&Manifest>, args: &RuleArgs) -> Result<Vec<AlertR
         None => {
             tracing::info!("no [[alert]] entries configured; using the default rules");
             // `{url}`: resolved against --target or the live deployment like any such source.
-            alert_rules::default_rules("{url}").map_err(|e| {
+            // With a proxy in front, success rate and latency are measured at the edge, so
+            // they work for a service that exposes no statistics.
+            let has_proxy = manifest
+                .and_then(|m| Deployment::of(m).ok().flatten())
+                .is_some_and(|d| d.proxy().is_some());
+            let from = if has_proxy {
+                alert_rules::SignalsFrom::Edge
+            } else {
+                alert_rules::SignalsFrom::Service
+            };
+            alert_rules::default_rules_from("{url}", from).map_err(|e| {
                 eprintln!("error: {e}");
                 EXIT_CONFIG
             })?

@@ -2,7 +2,10 @@
 //! that scripted pipelines can drive the proxy themselves. Settings come from cutover.toml's
 //! `[proxy]` table when a manifest is found, and from flags for one-off use (flags win). The
 //! instance's directory defaults to `[proxy] dir`, else, when the manifest describes a
-//! deployment, the pipeline's own `<root>/proxy`.
+//! deployment, the pipeline's own `<root>/proxy`. `metrics` prints (or, with `--listen`,
+//! serves) what users got, measured from nginx's JSON access log by `edge-signals`, as
+//! Prometheus text, naming upstreams after the deployment's slots and releases; `rotate`
+//! rotates the access logs by size.
 //!
 //! Exit codes: 0 done; 2 failed (a switch that was refused or not confirmed leaves traffic on
 //! the previous upstream); 3 nginx is not installed; 64 usage; 78 invalid configuration.
@@ -15,11 +18,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_FAIL, EXIT_UNKNOWN, Status, print_json};
 use edge_proxy::{
-    EdgeError, Layout, Nginx, NginxInstance, NginxSwitch, ProxyConfig, ProxyKind, RateLimit,
-    RenderOptions, SwitchTarget, TlsConfig, TrafficSwitch, admin_token_map_placeholder,
-    render_nginx_conf, render_upstream, stop_instance,
+    DEFAULT_ACCESS_LOG_MAX_BYTES, EdgeError, Layout, Nginx, NginxInstance, NginxSwitch,
+    ProxyConfig, ProxyKind, RateLimit, RenderOptions, RotateWhen, SwitchTarget, TlsConfig,
+    TrafficSwitch, admin_token_map_placeholder, render_nginx_conf, render_upstream,
+    rotate_access_logs, stop_instance,
 };
 use serde_json::json;
+
+mod metrics;
 
 /// Drive the nginx in front of a cutover service.
 #[derive(Debug, Parser)]
@@ -44,6 +50,12 @@ enum Command {
     Switch(SwitchArgs),
     /// Stop the nginx under --dir (graceful, then forced).
     Down(DownArgs),
+    /// Print what users got, measured at nginx (its JSON access log), as Prometheus text;
+    /// with --listen, serve it at /metrics until killed.
+    Metrics(MetricsArgs),
+    /// Rotate the access logs when larger than `[proxy] access_log_max_bytes` (or now, with
+    /// --force) and have nginx reopen them.
+    Rotate(RotateArgs),
 }
 
 /// Settings that shape the configuration; each overrides `[proxy]`.
@@ -111,6 +123,29 @@ struct DownArgs {
     /// How long each stop step (quit, TERM) may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct MetricsArgs {
+    /// The instance's directory; default `[proxy] dir`, else the
+    /// deployment's `<root>/proxy`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Serve the text at http://ADDR/metrics (reading the log as it grows, rotating it by
+    /// size) until killed, instead of printing it once.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct RotateArgs {
+    /// The instance's directory; default `[proxy] dir`, else the
+    /// deployment's `<root>/proxy`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rotate whatever the size (an empty log is left alone).
+    #[arg(long)]
+    force: bool,
 }
 
 /// A failure with the exit code it maps to.
@@ -193,6 +228,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Up(_) => "up",
         Command::Switch(_) => "switch",
         Command::Down(_) => "down",
+        Command::Metrics(_) => "metrics",
+        Command::Rotate(_) => "rotate",
     }
 }
 
@@ -204,6 +241,13 @@ struct Output {
 
 async fn run(cli: Cli) -> Result<Output, Failure> {
     let manifest = cli.common.manifest()?;
+    let deployment = match &manifest {
+        Some(m) => live_deployment::Deployment::of(m).map_err(|e| Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        })?,
+        None => None,
+    };
     let mut from_manifest: Option<ProxyConfig> = match &manifest {
         Some(m) => m.table("proxy")?,
         None => None,
@@ -216,10 +260,7 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
         // The pipeline's nginx lives in `[proxy] dir`, else `<root>/proxy`: live-deployment
         // says which, so `down`, `switch` and `up` find it with nothing but --manifest.
         if config.dir.is_none()
-            && let Some(deployment) = live_deployment::Deployment::of(m).map_err(|e| Failure {
-                code: e.exit_code(),
-                message: e.to_string(),
-            })?
+            && let Some(deployment) = &deployment
         {
             config.dir = Some(deployment.proxy_dir().to_path_buf());
         }
@@ -235,6 +276,51 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
         Command::Switch(args) => {
             let dir = pick_dir(args.dir, from_manifest.as_ref())?;
             switch(dir, args.upstream, args.expect_release).await
+        }
+        Command::Metrics(args) => {
+            let dir = pick_dir(args.dir, from_manifest.as_ref())?;
+            let max_bytes = from_manifest
+                .as_ref()
+                .map_or(DEFAULT_ACCESS_LOG_MAX_BYTES, |c| c.access_log_max_bytes);
+            let edge = metrics::Edge::new(Layout::new(&dir), deployment, max_bytes);
+            match args.listen {
+                Some(addr) => metrics::serve(edge, addr).await,
+                None => metrics::once(edge),
+            }
+        }
+        Command::Rotate(args) => {
+            let dir = pick_dir(args.dir, from_manifest.as_ref())?;
+            let when = if args.force {
+                RotateWhen::Now
+            } else {
+                RotateWhen::LargerThan(
+                    from_manifest
+                        .as_ref()
+                        .map_or(DEFAULT_ACCESS_LOG_MAX_BYTES, |c| c.access_log_max_bytes),
+                )
+            };
+            let nginx = Nginx::locate()?;
+            let layout = Layout::new(&dir);
+            let report = rotate_access_logs(&nginx, &layout, when).await?;
+            let text = if report.rotated {
+                format!(
+                    "rotated {} ({} bytes) to {}; nginx reopened: {}\n",
+                    layout.edge_log().display(),
+                    report.edge_log_bytes,
+                    layout.rotated_edge_log().display(),
+                    report.reopened.as_deref().unwrap_or("-")
+                )
+            } else {
+                format!(
+                    "{} is {} bytes: not rotated\n",
+                    layout.edge_log().display(),
+                    report.edge_log_bytes
+                )
+            };
+            Ok(Output {
+                doc: serde_json::to_value(&report).unwrap_or_default(),
+                text,
+            })
         }
         Command::Down(args) => {
             let dir = pick_dir(args.dir, from_manifest.as_ref())?;

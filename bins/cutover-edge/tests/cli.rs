@@ -310,3 +310,112 @@ fn usage_errors_exit_64() {
     let out = edge(&["switch", "--upstream", "not-an-address"], dir.path());
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn metrics_print_and_serve_the_edge_log_and_rotate_rotates_it() {
+    use std::io::BufRead;
+
+    let hub = DemoHub::start(&["--release-id", "r1"]);
+    hub.wait_ready();
+    let work = temp_dir();
+    let dir = work.path().join("proxy");
+    let dir_arg = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    let upstream = hub.addr.to_string();
+    let out = edge(
+        &[
+            "up",
+            "--json",
+            "--dir",
+            dir_arg,
+            "--upstream",
+            &upstream,
+            "--rate-limit",
+            "1000r/s",
+            "--burst",
+            "1000",
+        ],
+        work.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http: SocketAddr = json(&out)["listen_http"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ok = (0..30)
+        .filter(|_| http_get(http, "/api/tools").unwrap().status == 200)
+        .count();
+    assert_eq!(ok, 30);
+    let series = format!(
+        "cutover_edge_requests_total{{location=\"/api/tools\",slot=\"{upstream}\",release=\"\",status=\"200\"}} 30"
+    );
+    // nginx logs a request as it ends; wait for the last line.
+    let mut printed = String::new();
+    let logged = cutover_tests::wait_until(Duration::from_secs(20), || {
+        let out = edge(&["metrics", "--dir", dir_arg], work.path());
+        printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && printed.contains(&series)
+    });
+    assert!(logged, "{series} in:\n{printed}");
+    assert!(printed.contains("# TYPE cutover_edge_request_duration_seconds histogram"));
+
+    // Under the size limit nothing rotates; --force does, and nginx reopens.
+    let out = edge(&["rotate", "--json", "--dir", dir_arg], work.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["rotated"], false);
+    let out = edge(
+        &["rotate", "--json", "--force", "--dir", dir_arg],
+        work.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_eq!(doc["rotated"], true, "{doc}");
+    assert!(dir.join("logs/access.json.1").exists());
+    assert_eq!(http_get(http, "/api/tools").unwrap().status, 200);
+    let reopened = cutover_tests::wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(dir.join("logs/access.json")).is_ok_and(|t| t.lines().count() == 1)
+    });
+    assert!(
+        reopened,
+        "nginx writes the new access.json after the reopen"
+    );
+
+    // Served: the scrape sees the current file's request.
+    let mut command = Command::new(workspace_bin("cutover-edge"));
+    command
+        .args(["metrics", "--dir", dir_arg, "--listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped());
+    let mut server = cutover_tests::ChildGuard::spawn(command).unwrap();
+    let stdout = server.child().stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().strip_prefix("serving http://").unwrap();
+    let addr: SocketAddr = url.strip_suffix("/metrics").unwrap().parse().unwrap();
+    let scraped = http_get(addr, "/metrics").unwrap();
+    assert_eq!(scraped.status, 200);
+    assert!(
+        scraped.body.contains(&series.replace("} 30", "} 1")),
+        "{}",
+        scraped.body
+    );
+    assert_eq!(http_get(addr, "/other").unwrap().status, 404);
+}

@@ -27,9 +27,10 @@ use crate::condition::Condition;
 use crate::error::AlertError;
 use crate::notify::NotifierConfig;
 use crate::rule::{Policy, Rule};
+use crate::sources::edge::DEFAULT_EDGE_WINDOW;
 use crate::sources::{
-    Aggregate, CommandSource, HostFact, HostSource, JsonSource, ProcessField, ProcessSource,
-    ProcessTarget, PrometheusSource, SecretHeader, Source,
+    Aggregate, CommandSource, EdgeMetric, EdgeSource, HostFact, HostSource, JsonSource,
+    ProcessField, ProcessSource, ProcessTarget, PrometheusSource, SecretHeader, Source,
 };
 
 /// How long an HTTP source or a command may take by default.
@@ -116,7 +117,7 @@ impl TryFrom<RawAlertRule> for AlertRuleConfig {
         rule.validate()?;
         let numeric_only = matches!(
             source,
-            Source::Prometheus(_) | Source::Process(_) | Source::Host(_)
+            Source::Prometheus(_) | Source::Process(_) | Source::Host(_) | Source::Edge(_)
         );
         if numeric_only && rule.conditions().any(|(_, c)| c.is_text()) {
             return Err(AlertError::InvalidRule {
@@ -155,6 +156,7 @@ struct RawSource {
     command: Option<Vec<String>>,
     process: Option<ProcessTarget>,
     host: Option<HostFact>,
+    edge: Option<RawEdge>,
     pointer: Option<String>,
     scale: Option<f64>,
     header: Option<String>,
@@ -169,6 +171,17 @@ struct RawSource {
     cpu_window: Option<Duration>,
 }
 
+/// `source = { edge = { window = "60s", location = "/api/", metric = "success_rate" } }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    metric: Option<EdgeMetric>,
+    #[serde(default, with = "humantime_serde")]
+    window: Option<Duration>,
+    location: Option<String>,
+    log: Option<PathBuf>,
+}
+
 impl RawSource {
     fn build(self) -> Result<Source, String> {
         let kinds = [
@@ -177,6 +190,7 @@ impl RawSource {
             ("command", self.command.is_some()),
             ("process", self.process.is_some()),
             ("host", self.host.is_some()),
+            ("edge", self.edge.is_some()),
         ];
         let chosen: Vec<&str> = kinds
             .iter()
@@ -185,7 +199,11 @@ impl RawSource {
             .collect();
         let kind = match chosen.as_slice() {
             [one] => *one,
-            [] => return Err("name one kind: http, prometheus, command, process or host".into()),
+            [] => {
+                return Err(
+                    "name one kind: http, prometheus, command, process, host or edge".into(),
+                );
+            }
             many => return Err(format!("name one kind, not {}", many.join(" and "))),
         };
         let present = [
@@ -205,6 +223,7 @@ impl RawSource {
             "prometheus" => &["metric", "labels", "aggregate", "scale", "timeout"],
             "command" => &["scale", "timeout"],
             "process" => &["field", "cpu_window"],
+            "edge" => &[],
             _ => &["path"],
         };
         if let Some((key, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
@@ -293,6 +312,30 @@ impl RawSource {
                     target,
                     field,
                     cpu_window: self.cpu_window.unwrap_or(DEFAULT_CPU_WINDOW),
+                }))
+            }
+            "edge" => {
+                let raw = self.edge.ok_or("an edge source needs a table")?;
+                let metric = raw.metric.ok_or(
+                    "an edge source needs `metric` (success_rate, p50_ms, p95_ms, p99_ms, requests_per_sec, status_5xx, status_429)",
+                )?;
+                let window = raw.window.unwrap_or(DEFAULT_EDGE_WINDOW);
+                if window < Duration::from_secs(1) {
+                    return Err("an edge `window` is at least 1s (for example \"60s\")".into());
+                }
+                if let Some(location) = &raw.location
+                    && !location.starts_with('/')
+                    && !matches!(location.as_str(), "-" | "redirect" | "acme")
+                {
+                    return Err(format!(
+                        "edge `location` {location:?} is a [[proxy.locations]] path such as \"/api/\""
+                    ));
+                }
+                Ok(Source::Edge(EdgeSource {
+                    log: raw.log,
+                    window,
+                    location: raw.location,
+                    metric,
                 }))
             }
             _ => {

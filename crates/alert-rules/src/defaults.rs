@@ -1,5 +1,9 @@
 //! The default rules: the replaced tooling's thresholds, pointed at the fields the demo
-//! service (and any service with the same shapes) really serves.
+//! service (and any service with the same shapes) really serves, or, when the deployment has
+//! a proxy, at what the proxy measured ([`SignalsFrom::Edge`]): success rate and latency
+//! from nginx's access log work for a service that exposes nothing at all. What only the
+//! service knows (cache hit rate, queue depth, circuit breaker, its memory) stays on its
+//! routes.
 //!
 //! `/api/stats` is read because it answers without the fault knobs' injected errors, so a
 //! failing service can still be measured. Rates are fractions there and are scaled to
@@ -8,7 +12,18 @@
 use crate::config::AlertRuleConfig;
 use crate::error::AlertError;
 
-/// The default rules against a service at `base_url` (`http://127.0.0.1:7000`).
+/// Where the default rules take success rate and latency from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalsFrom {
+    /// The service's own `/api/stats`.
+    Service,
+    /// The proxy's access log (`edge` sources, resolved with
+    /// [`crate::Source::resolve_edge_log`]).
+    Edge,
+}
+
+/// The default rules against a service at `base_url` (`http://127.0.0.1:7000`), with success
+/// rate and latency from the service itself; see [`default_rules_from`].
 ///
 /// | rule | source | warning | critical |
 /// |---|---|---|---|
@@ -24,13 +39,44 @@ use crate::error::AlertError;
 /// Statistics computed over a traffic window have no value while no traffic flows; those
 /// rules treat "no data" as ok. A service that cannot be read makes the rules `unknown`.
 pub fn default_rules(base_url: &str) -> Result<Vec<AlertRuleConfig>, AlertError> {
+    default_rules_from(base_url, SignalsFrom::Service)
+}
+
+/// The default rules, with success rate and latency from `from`:
+///
+/// | rule | [`SignalsFrom::Edge`] source | warning | critical |
+/// |---|---|---|---|
+/// | success-rate | `edge` `success_rate`, all locations, 60 s | < 95 | < 90 |
+/// | latency-p95 | `edge` `p95_ms` | > 2000 | > 5000 |
+/// | latency-p99 | `edge` `p99_ms` | > 3000 | > 8000 |
+///
+/// The others are as in [`default_rules`]. A window without requests is "no data", which
+/// these rules treat as ok (an idle service is not failing).
+pub fn default_rules_from(
+    base_url: &str,
+    from: SignalsFrom,
+) -> Result<Vec<AlertRuleConfig>, AlertError> {
     let base = base_url.trim_end_matches('/');
     let stats = format!("{base}/api/stats");
+    let (success, p95, p99) = match from {
+        SignalsFrom::Service => (
+            format!(
+                r#"{{ http = "{stats}", pointer = "/success_rate", scale = 100, timeout = "10s" }}"#
+            ),
+            format!(r#"{{ http = "{stats}", pointer = "/latency_ms/p95", timeout = "10s" }}"#),
+            format!(r#"{{ http = "{stats}", pointer = "/latency_ms/p99", timeout = "10s" }}"#),
+        ),
+        SignalsFrom::Edge => (
+            r#"{ edge = { window = "60s", metric = "success_rate" } }"#.to_owned(),
+            r#"{ edge = { window = "60s", metric = "p95_ms" } }"#.to_owned(),
+            r#"{ edge = { window = "60s", metric = "p99_ms" } }"#.to_owned(),
+        ),
+    };
     let text = format!(
         r#"
 [[alert]]
 name = "success-rate"
-source = {{ http = "{stats}", pointer = "/success_rate", scale = 100, timeout = "10s" }}
+source = {success}
 warn = "< 95"
 crit = "< 90"
 for = "1m"
@@ -39,7 +85,7 @@ description = "{{{{ $value }}}} % of requests succeeded in the last minute"
 
 [[alert]]
 name = "latency-p95"
-source = {{ http = "{stats}", pointer = "/latency_ms/p95", timeout = "10s" }}
+source = {p95}
 warn = "> 2000"
 crit = "> 5000"
 for = "1m"
@@ -48,7 +94,7 @@ description = "p95 latency is {{{{ $value }}}} ms"
 
 [[alert]]
 name = "latency-p99"
-source = {{ http = "{stats}", pointer = "/latency_ms/p99", timeout = "10s" }}
+source = {p99}
 warn = "> 3000"
 crit = "> 8000"
 for = "1m"
@@ -133,5 +179,46 @@ mod tests {
         };
         assert_eq!(s.url, "http://127.0.0.1:9/api/stats");
         crate::config::validate_rules(&rules).unwrap();
+    }
+
+    #[test]
+    fn with_a_proxy_success_and_latency_come_from_the_edge_and_the_rest_from_the_service() {
+        let rules = default_rules_from("{url}", SignalsFrom::Edge).unwrap();
+        let kinds: Vec<(&str, &str)> = rules
+            .iter()
+            .map(|r| {
+                let kind = match &r.source {
+                    crate::Source::Edge(_) => "edge",
+                    crate::Source::Http(_) => "http",
+                    crate::Source::Host(_) => "host",
+                    _ => "other",
+                };
+                (r.rule.name.as_str(), kind)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("success-rate", "edge"),
+                ("latency-p95", "edge"),
+                ("latency-p99", "edge"),
+                ("cache-hit-rate", "http"),
+                ("queue-depth", "http"),
+                ("circuit-breaker", "http"),
+                ("memory-growth", "http"),
+                ("disk-free", "host")
+            ]
+        );
+        assert!(rules[0].source.needs_edge_log());
+        let mut success = rules[0].source.clone();
+        success.resolve_edge_log(std::path::Path::new("/srv/hub/proxy"));
+        let crate::Source::Edge(e) = &success else {
+            panic!()
+        };
+        assert_eq!(
+            e.log.as_deref(),
+            Some(std::path::Path::new("/srv/hub/proxy/logs/access.json"))
+        );
+        assert_eq!(e.metric, crate::sources::EdgeMetric::SuccessRate);
     }
 }

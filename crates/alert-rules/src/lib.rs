@@ -7,7 +7,9 @@
 //! * **Sources** ([`sources`]) read a JSON endpoint through a JSON pointer (with a scale and
 //!   an optional secret header), one series of a Prometheus `/metrics` page (parsed properly),
 //!   a command's output, a process's memory and CPU (by pid file or pid), or a host fact
-//!   (disk free, memory available, load). A JSON or Prometheus URL may be written against the
+//!   (disk free, memory available, load), or a signal of the proxy's access log over a window
+//!   (`edge`: success rate, p50/p95/p99, requests/s, 5xx and 429 counts, read by
+//!   `edge-signals`; an empty window is no data). A JSON or Prometheus URL may be written against the
 //!   service's base URL (`/api/stats`, `{url}/api/stats`), which the caller joins with
 //!   [`Source::resolve_base_url`] (the live deployment, in `cutover-alerts`), trusting the
 //!   deployment proxy's own certificate when it has one. Every sample is a value, *no data*
@@ -64,7 +66,7 @@ pub mod state;
 
 pub use condition::{Condition, Op, Threshold};
 pub use config::{AlertRuleConfig, validate_rules};
-pub use defaults::default_rules;
+pub use defaults::{SignalsFrom, default_rules, default_rules_from};
 pub use engine::{
     AlertState, Engine, EngineOptions, EngineState, Evaluation, RuleState, RuleStatus, Transition,
     TransitionKind, evaluate_rule,

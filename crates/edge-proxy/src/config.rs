@@ -73,6 +73,12 @@ pub struct ProxyConfig {
     #[serde(default = "default_switch_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub switch_timeout: Duration,
+    /// The size past which the access logs (`logs/access.json`, the JSON lines the edge reader
+    /// measures, and the plain `logs/access.log`) are rotated: renamed to `*.1` and reopened by
+    /// nginx (`USR1`). Checked by `cutover-edge rotate` and by the edge reader's owner
+    /// (`cutover-edge metrics --listen`). Default 64 MiB.
+    #[serde(default = "default_access_log_max_bytes")]
+    pub access_log_max_bytes: u64,
 }
 
 /// `[proxy].kind`.
@@ -200,6 +206,13 @@ fn default_body_limit() -> String {
 fn default_switch_timeout() -> Duration {
     Duration::from_secs(15)
 }
+/// 64 MiB: about 200,000 requests of the edge log, many minutes at a busy service's rate, so a
+/// one-minute window rarely spans a rotation and the disk never fills with logs.
+pub const DEFAULT_ACCESS_LOG_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+fn default_access_log_max_bytes() -> u64 {
+    DEFAULT_ACCESS_LOG_MAX_BYTES
+}
 fn default_hsts() -> Duration {
     Duration::from_secs(365 * 24 * 3600)
 }
@@ -269,6 +282,7 @@ impl ProxyConfig {
             worker_processes: None,
             dir: None,
             switch_timeout: default_switch_timeout(),
+            access_log_max_bytes: default_access_log_max_bytes(),
         }
     }
 
@@ -310,6 +324,15 @@ impl ProxyConfig {
             ));
         }
         check_size("client_max_body_size", &self.client_max_body_size)?;
+        if self.access_log_max_bytes < 4096 {
+            return Err(invalid(
+                "access_log_max_bytes",
+                format!(
+                    "{} bytes would rotate after a few requests; use at least 4096 (default {})",
+                    self.access_log_max_bytes, DEFAULT_ACCESS_LOG_MAX_BYTES
+                ),
+            ));
+        }
         for (i, resolver) in self.resolver.iter().enumerate() {
             check_word(&format!("resolver[{i}]"), resolver, |c| {
                 c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-')

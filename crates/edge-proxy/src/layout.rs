@@ -7,6 +7,7 @@
 //! PREFIX/conf/admin-token.map     the admin bearer token (0600; only when configured)
 //! PREFIX/conf/tls/{cert,key}.pem  the self-signed pair, when asked for
 //! PREFIX/logs/{nginx.pid,error.log,access.log}
+//! PREFIX/logs/access.json          JSON lines for measuring (the edge reader); *.1 once rotated
 //! PREFIX/temp/{client_body,proxy,fastcgi,uwsgi,scgi}
 //! PREFIX/acme/                    ACME http-01 challenge files
 //! PREFIX/cutover-edge.json        what a later `switch`/`down` needs to know
@@ -22,6 +23,8 @@ pub(crate) const SELF_SIGNED_KEY: &str = "tls/key.pem";
 pub(crate) const UPSTREAM_INCLUDE: &str = "upstream.conf";
 /// The admin-token map include, relative to the config directory.
 pub(crate) const ADMIN_TOKEN_INCLUDE: &str = "admin-token.map";
+/// The edge log, relative to the logs directory.
+pub(crate) const EDGE_LOG: &str = "access.json";
 /// The temp paths nginx may use, relative to the prefix.
 pub(crate) const TEMP_PATHS: [(&str, &str); 5] = [
     ("client_body_temp_path", "temp/client_body"),
@@ -89,6 +92,18 @@ impl Layout {
     /// The access log.
     pub fn access_log(&self) -> PathBuf {
         self.logs_dir().join("access.log")
+    }
+    /// The rotated plain access log (`access.log.1`).
+    pub fn rotated_access_log(&self) -> PathBuf {
+        self.logs_dir().join("access.log.1")
+    }
+    /// The JSON-lines access log made for measuring (`log_format cutover_edge`).
+    pub fn edge_log(&self) -> PathBuf {
+        self.logs_dir().join(EDGE_LOG)
+    }
+    /// The rotated edge log (`access.json.1`), read for the part of a window before a rotation.
+    pub fn rotated_edge_log(&self) -> PathBuf {
+        self.logs_dir().join(format!("{EDGE_LOG}.1"))
     }
     /// The state file `cutover-edge` keeps beside the instance.
     pub fn state_file(&self) -> PathBuf {

@@ -24,6 +24,11 @@
 //!   with `-p PREFIX -c CONF -e ERROR_LOG` and a timeout.
 //! - [`NginxInstance`]: a private instance under one directory ([`Layout`]): pid, logs and
 //!   every temp path under the prefix, identified by pid plus start time.
+//! - The edge log: every proxied request as one JSON line in `logs/access.json`
+//!   (`log_format cutover_edge`: time, status, request and upstream times, the upstream that
+//!   served it, method, the matched location from `$cutover_location`, bytes sent), beside the
+//!   plain access log; [`rotate_access_logs`] rotates both by size and has nginx reopen them.
+//!   The `edge-signals` crate reads it.
 //! - [`TrafficSwitch`] and [`NginxSwitch`]: check the new upstream directly, write the include
 //!   atomically (keeping the previous one), `nginx -t`, graceful reload, confirm through nginx;
 //!   on failure put the previous include back. `FakeSwitch` (feature `test-util`) for tests
@@ -68,12 +73,13 @@ mod instance;
 mod layout;
 mod nginx;
 mod render;
+mod rotate;
 mod switch;
 mod tls;
 
 pub use config::{
-    AdminConfig, LocationConfig, ProxyConfig, ProxyKind, RateLimit, Strategy, TlsConfig,
-    default_locations,
+    AdminConfig, DEFAULT_ACCESS_LOG_MAX_BYTES, LocationConfig, ProxyConfig, ProxyKind, RateLimit,
+    Strategy, TlsConfig, default_locations,
 };
 pub use error::EdgeError;
 #[cfg(any(test, feature = "test-util"))]
@@ -82,9 +88,10 @@ pub use instance::{DEFAULT_START_TIMEOUT, InstanceState, NginxInstance, stop_ins
 pub use layout::Layout;
 pub use nginx::{DEFAULT_COMMAND_TIMEOUT, Nginx};
 pub use render::{
-    RenderOptions, TOKEN_PLACEHOLDER, UPSTREAM_HEADER, UPSTREAM_NAME, admin_token_map_placeholder,
-    parse_upstream, render_admin_token_map, render_nginx_conf, render_upstream,
-    render_upstream_with_backup,
+    EDGE_LOG_FORMAT, LOCATION_VARIABLE, RenderOptions, TOKEN_PLACEHOLDER, UPSTREAM_HEADER,
+    UPSTREAM_NAME, admin_token_map_placeholder, parse_upstream, render_admin_token_map,
+    render_nginx_conf, render_upstream, render_upstream_with_backup,
 };
+pub use rotate::{RotateWhen, RotationReport, rotate_access_logs};
 pub use switch::{NginxSwitch, SwitchReport, SwitchTarget, TrafficSwitch};
 pub use tls::{self_signed_names, write_self_signed};

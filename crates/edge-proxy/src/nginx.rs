@@ -93,6 +93,14 @@ impl Nginx {
         self.run(layout, &["-s", "reload"]).await.map(drop)
     }
 
+    /// `nginx -s reopen`: the master reopens its log files (after they were renamed).
+    ///
+    /// # Errors
+    /// [`EdgeError::Nginx`] when the signal cannot be delivered.
+    pub async fn reopen(&self, layout: &Layout) -> Result<(), EdgeError> {
+        self.run(layout, &["-s", "reopen"]).await.map(drop)
+    }
+
     /// `nginx -s quit` (graceful) or `-s stop` (fast).
     ///
     /// # Errors

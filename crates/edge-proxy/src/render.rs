@@ -22,6 +22,28 @@ use crate::layout::{ADMIN_TOKEN_INCLUDE, TEMP_PATHS, UPSTREAM_INCLUDE};
 pub const UPSTREAM_NAME: &str = "cutover_upstream";
 /// The response header on the control listener naming the upstream that answered.
 pub const UPSTREAM_HEADER: &str = "X-Cutover-Upstream";
+/// The name of the JSON-lines `log_format` the edge reader measures.
+pub const EDGE_LOG_FORMAT: &str = "cutover_edge";
+/// The nginx variable each location sets to name itself in the edge log.
+pub const LOCATION_VARIABLE: &str = "$cutover_location";
+
+/// The fields of one edge log line, in the order nginx writes them. Numbers are bare; the
+/// upstream fields are strings because nginx writes `-`, or a list (`"0.004, 0.010"`,
+/// `"127.0.0.1:7001, 127.0.0.1:7002"`) when a request was retried on another server.
+const EDGE_LOG_FIELDS: [(&str, &str); 11] = [
+    ("time", "$msec"),
+    ("status", "$status"),
+    ("request_time", "$request_time"),
+    ("upstream_response_time", "\"$upstream_response_time\""),
+    ("upstream_addr", "\"$upstream_addr\""),
+    ("upstream_status", "\"$upstream_status\""),
+    ("method", "\"$request_method\""),
+    ("location", "\"$cutover_location\""),
+    ("bytes_sent", "$bytes_sent"),
+    ("request_length", "$request_length"),
+    ("connection", "$connection"),
+];
+
 /// What `render` shows in place of the admin token.
 pub const TOKEN_PLACEHOLDER: &str =
     "<admin token from secret reference; written 0600, never printed>";
@@ -147,6 +169,31 @@ fn render_http_common(w: &mut String, config: &ProxyConfig) {
     line(w, 1, "server_tokens off;");
     line(w, 1, "sendfile on;");
     line(w, 1, "access_log logs/access.log;");
+    line(
+        w,
+        1,
+        "# JSON lines for measuring what users get (the edge reader): one line per request,",
+    );
+    line(
+        w,
+        1,
+        "# written when it ends; 499 is a client that went away. Rotated by size (USR1).",
+    );
+    line(w, 1, &format!("log_format {EDGE_LOG_FORMAT} escape=json"));
+    let last = EDGE_LOG_FIELDS.len() - 1;
+    for (i, (name, value)) in EDGE_LOG_FIELDS.iter().enumerate() {
+        let open = if i == 0 { "{" } else { "" };
+        let close = if i == last { "}';" } else { ",'" };
+        line(w, 2, &format!("'{open}\"{name}\":{value}{close}"));
+    }
+    line(
+        w,
+        1,
+        &format!(
+            "access_log logs/{} {EDGE_LOG_FORMAT};",
+            crate::layout::EDGE_LOG
+        ),
+    );
     for (directive, path) in TEMP_PATHS {
         line(w, 1, &format!("{directive} {path};"));
     }
@@ -264,7 +311,14 @@ fn render_http_server(w: &mut String, config: &ProxyConfig) {
         line(w, 2, &format!("listen {addr};"));
     }
     line(w, 2, &format!("server_name {};", config.server_name));
+    line(
+        w,
+        2,
+        "# Requests that match no location below are logged under this name.",
+    );
+    tag(w, 2, "-");
     line(w, 2, "location ^~ /.well-known/acme-challenge/ {");
+    tag(w, 3, "acme");
     line(w, 3, "root acme;");
     line(w, 3, "default_type text/plain;");
     headers(w, 3, None);
@@ -278,6 +332,7 @@ fn render_http_server(w: &mut String, config: &ProxyConfig) {
                 format!("https://$host:{port}$request_uri")
             };
             line(w, 2, "location / {");
+            tag(w, 3, "redirect");
             line(w, 3, &format!("return 301 {target};"));
             headers(w, 3, None);
             line(w, 2, "}");
@@ -294,6 +349,7 @@ fn render_https_server(w: &mut String, config: &ProxyConfig, tls: &TlsConfig) {
         line(w, 2, &format!("listen {addr} ssl http2;"));
     }
     line(w, 2, &format!("server_name {};", config.server_name));
+    tag(w, 2, "-");
     line(
         w,
         2,
@@ -350,21 +406,24 @@ fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>
     line(w, 2, "}");
     if !config.locations.iter().any(|l| l.path == "/") {
         line(w, 2, "location / {");
+        tag(w, 3, "/");
         line(w, 3, &proxy);
         headers(w, 3, hsts);
         line(w, 2, "}");
     }
     for (i, loc) in config.locations.iter().enumerate() {
         line(w, 2, &format!("location {} {{", loc.path));
+        tag(w, 3, &loc.path);
         if loc.rate_limit.is_some() {
-            let burst = loc.rate_limit.as_ref().map_or(0, |l| l.burst);
+            // nginx refuses `burst=0`; no burst is written as none.
+            let burst = match loc.rate_limit.as_ref().map_or(0, |l| l.burst) {
+                0 => String::new(),
+                n => format!(" burst={n}"),
+            };
             line(
                 w,
                 3,
-                &format!(
-                    "limit_req zone={} burst={burst} nodelay;",
-                    zone_name(i, loc)
-                ),
+                &format!("limit_req zone={}{burst} nodelay;", zone_name(i, loc)),
             );
         }
         if loc.streaming {
@@ -394,6 +453,7 @@ fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>
         for path in &admin.paths {
             line(w, 2, &format!("location {path} {{"));
             line(w, 3, "# Admin: never published open.");
+            tag(w, 3, path);
             for addr in &admin.allow {
                 line(w, 3, &format!("allow {addr};"));
             }
@@ -412,6 +472,7 @@ fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>
     }
     line(w, 2, "# Dotfiles and configuration files are never served.");
     line(w, 2, "location ~ /\\. {");
+    tag(w, 3, "deny-dotfiles");
     line(w, 3, "deny all;");
     headers(w, 3, hsts);
     line(w, 2, "}");
@@ -420,9 +481,15 @@ fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>
         2,
         "location ~* \\.(json|ya?ml|toml|ini|env|conf|bak|sql)$ {",
     );
+    tag(w, 3, "deny-config");
     line(w, 3, "deny all;");
     headers(w, 3, hsts);
     line(w, 2, "}");
+}
+
+/// `set $cutover_location`: the name the edge log gives requests this location served.
+fn tag(w: &mut String, depth: usize, name: &str) {
+    line(w, depth, &format!("set {LOCATION_VARIABLE} \"{name}\";"));
 }
 
 /// `add_header` in a location replaces every inherited one, so each location carries them all.

@@ -1,6 +1,7 @@
 //! Where samples come from. Each kind is a module; [`Source`] is the configured choice.
 
 pub mod command;
+pub mod edge;
 pub mod host;
 pub mod json;
 pub mod process;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::sample::Sample;
 
 pub use command::CommandSource;
+pub use edge::{EdgeMetric, EdgeSource};
 pub use host::{HostFact, HostSource};
 pub use json::{JsonSource, SecretHeader};
 pub use process::{ProcessField, ProcessSource, ProcessTarget};
@@ -50,6 +52,8 @@ pub enum Source {
     Process(ProcessSource),
     /// A host fact.
     Host(HostSource),
+    /// A signal of the proxy's access log over a window.
+    Edge(EdgeSource),
 }
 
 impl Source {
@@ -76,6 +80,12 @@ impl Source {
                 (None, None) => "process ?".to_owned(),
             },
             Source::Host(s) => format!("host {} {}", snake(&s.fact), s.path.display()),
+            Source::Edge(s) => format!(
+                "edge {} {} over {}",
+                s.location.as_deref().unwrap_or("(all)"),
+                s.metric.as_str(),
+                humantime::format_duration(s.window)
+            ),
         }
     }
 
@@ -105,8 +115,31 @@ impl Source {
         }
     }
 
-    /// Resolves relative file paths (pid files) against `base`, usually the manifest's folder.
+    /// Whether this is an edge source that does not know its log yet (see
+    /// [`Self::resolve_edge_log`]).
+    pub fn needs_edge_log(&self) -> bool {
+        matches!(self, Source::Edge(s) if s.log.is_none())
+    }
+
+    /// Points an edge source without a log at the proxy under `proxy_dir` (its
+    /// `logs/access.json`); other sources, and edge sources with a log, are left alone.
+    pub fn resolve_edge_log(&mut self, proxy_dir: &std::path::Path) {
+        if let Source::Edge(s) = self
+            && s.log.is_none()
+        {
+            s.log = Some(proxy_dir.join("logs").join("access.json"));
+        }
+    }
+
+    /// Resolves relative file paths (pid files, edge logs) against `base`, usually the
+    /// manifest's folder.
     pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Source::Edge(e) = self
+            && let Some(log) = &e.log
+            && log.is_relative()
+        {
+            e.log = Some(base.join(log));
+        }
         if let Source::Process(p) = self
             && let Some(file) = &p.target.pid_file
             && file.is_relative()
@@ -140,6 +173,7 @@ impl MetricSource for Source {
             Source::Command(s) => s.sample().await,
             Source::Process(s) => s.sample().await,
             Source::Host(s) => s.sample().await,
+            Source::Edge(s) => s.sample().await,
         }
     }
 }
@@ -158,5 +192,6 @@ impl_metric_source!(
     PrometheusSource,
     CommandSource,
     ProcessSource,
-    HostSource
+    HostSource,
+    EdgeSource
 );
