@@ -1516,3 +1516,49 @@ fn a_release_listening_beyond_loopback_fails_the_switch_unless_exposure_is_any()
     );
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// Issue 21, item 8: `status` judges what nginx serves (its control listener), not what its
+/// upstream file says.
+#[test]
+fn status_asks_nginx_what_it_serves_not_the_upstream_file() {
+    let demo = Demo::new("blue-green");
+    let r1 = demo.deploy_ok();
+    let upstream = demo.root().join("proxy/conf/upstream.conf");
+    let written = std::fs::read_to_string(&upstream).unwrap();
+    let live = format!("127.0.0.1:{}", demo.blue);
+    let other = format!("127.0.0.1:{}", demo.green);
+    assert!(written.contains(&live), "{written}");
+    // A switch killed after writing the file, before nginx reloaded: the file lies.
+    std::fs::write(&upstream, written.replace(&live, &other)).unwrap();
+    let (code, status, _) = demo.run(&["status"]);
+    assert_eq!(code, 0, "nginx still serves the live slot: {status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    // nginx loads the lie: now users are sent to the idle slot, and status says so.
+    let pid: i32 = std::fs::read_to_string(demo.root().join("proxy/logs/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (_, s, _) = demo.run(&["status"]);
+            s["healthy"] == false
+        }),
+        "status stayed healthy"
+    );
+    let (code, status, _) = demo.run(&["status"]);
+    assert_ne!(code, 0);
+    let reason = status["health_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("nginx serves {other}")),
+        "{status:#}"
+    );
+    let (code, json, _) = demo.run(&["recover"]);
+    assert_eq!(code, 0, "{json:#}");
+    let (_, status, _) = demo.run(&["status"]);
+    assert_eq!(status["healthy"], true, "{status:#}");
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+}

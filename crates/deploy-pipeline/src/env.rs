@@ -78,6 +78,14 @@ pub trait Traffic: Send + Sync {
     /// # Errors
     /// A message when it cannot be read.
     fn current(&self) -> Result<Option<SocketAddr>, String>;
+    /// The upstream the running proxy itself serves (nginx's control listener), which a
+    /// killed switch can leave different from [`Self::current`]'s file. Default: `current`.
+    ///
+    /// # Errors
+    /// A message when the proxy does not answer.
+    fn serving(&self) -> Result<Option<SocketAddr>, String> {
+        self.current()
+    }
     /// Starts the proxy serving `upstream`.
     ///
     /// # Errors

@@ -170,6 +170,12 @@ impl Traffic for NginxTraffic {
             .map_err(|e| e.to_string())
     }
 
+    fn serving(&self) -> Result<Option<SocketAddr>, String> {
+        self.rt
+            .block_on(self.instance.switcher().served_by())
+            .map_err(|e| e.to_string())
+    }
+
     fn start(&self, upstream: SocketAddr) -> Result<(), String> {
         let token = match self
             .instance

@@ -937,7 +937,7 @@ fn status_names_a_proxy_that_routes_to_another_slot_than_the_live_one() {
     assert!(!status.healthy, "{status:?}");
     let reason = status.health_reason.unwrap();
     assert!(
-        reason.contains(&format!("nginx routes to {GREEN}")),
+        reason.contains(&format!("nginx serves {GREEN}")),
         "{reason}"
     );
 }

@@ -291,13 +291,20 @@ impl Deployer {
             );
         }
         let live = self.addr(slot);
-        match self.env.traffic.current() {
+        let file = self.env.traffic.current().ok().flatten();
+        // What nginx serves, asked of nginx; the include file only says what it was told.
+        match self.env.traffic.serving() {
             Ok(Some(upstream)) if upstream == live => Ok(()),
             Ok(Some(upstream)) => Err(format!(
-                "nginx routes to {upstream}, but the live slot {slot} is {live}; `cutover-deploy recover` switches it"
+                "nginx serves {upstream}{}, but the live slot {slot} is {live}; `cutover-deploy recover` switches it",
+                match file {
+                    Some(f) if f != upstream =>
+                        format!(" (its upstream file names {f}: a switch was interrupted)"),
+                    _ => String::new(),
+                }
             )),
-            Ok(None) => Err("nginx has no upstream".to_owned()),
-            Err(e) => Err(format!("the proxy's upstream cannot be read: {e}")),
+            Ok(None) => Err("nginx answers without naming an upstream".to_owned()),
+            Err(e) => Err(format!("users cannot be served: {e}")),
         }
     }
 

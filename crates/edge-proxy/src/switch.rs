@@ -124,6 +124,25 @@ impl NginxSwitch {
         ))
     }
 
+    /// Which upstream nginx itself serves now, asked through its control listener (not the
+    /// include file, which a killed switch can leave ahead of what nginx loaded): one request
+    /// to the health path, answered with the upstream in [`UPSTREAM_HEADER`].
+    ///
+    /// # Errors
+    /// [`EdgeError::UpstreamUnhealthy`] naming the control address when nginx does not answer.
+    pub async fn served_by(&self) -> Result<Option<SocketAddr>, EdgeError> {
+        let answer = http::get(self.control, &self.health_path, PROBE_TIMEOUT)
+            .await
+            .map_err(|reason| EdgeError::UpstreamUnhealthy {
+                upstream: self.control,
+                reason: format!("the control listener does not answer: {reason}"),
+            })?;
+        Ok(answer
+            .header(UPSTREAM_HEADER)
+            .and_then(|v| v.rsplit([',', ' ']).next())
+            .and_then(|a| a.parse::<SocketAddr>().ok()))
+    }
+
     /// Checks `target` directly (not through nginx): 2xx on the health path and the release.
     async fn precheck(&self, target: &SwitchTarget) -> Result<(), EdgeError> {
         let refuse = |reason: String| EdgeError::UpstreamUnhealthy {
