@@ -11,6 +11,7 @@ mod config;
 mod notify;
 mod routes;
 mod stats;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,10 +73,11 @@ async fn run(args: Args, inherited: std::io::Result<Option<std::net::TcpListener
         });
     }
 
+    let streams = streams::Streams::new(&args.release_id);
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let server = {
         let shutdown = shutdown.clone();
-        let app = routes::router(state.clone());
+        let app = routes::router(state.clone(), streams.clone());
         tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -89,6 +91,12 @@ async fn run(args: Args, inherited: std::io::Result<Option<std::net::TcpListener
     wait_for_stop_signal(args.ignore_sigterm).await;
     state.set_stopping();
     tracing::info!(grace = ?args.grace, "stopping: no new connections, finishing in-flight requests");
+    // Streams first: each gets `stopping` and its end, or it would hold the shutdown open.
+    streams.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while streams.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     shutdown.notify_one();
     match tokio::time::timeout(args.grace, server).await {
         Ok(Ok(Ok(()))) => 0,

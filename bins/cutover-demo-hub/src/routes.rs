@@ -84,8 +84,9 @@ impl AppState {
 }
 
 /// All routes. `/api/*` goes through the knob middleware; `/metrics` does not.
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>, streams: Arc<crate::streams::Streams>) -> Router {
     let api = Router::new()
+        .route("/events", crate::streams::events_route(streams.clone()))
         .route("/health", get(health))
         .route("/filtering/stats", get(filtering_stats))
         .route("/tools", get(tools))
@@ -96,6 +97,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/metrics", get(metrics))
+        .merge(crate::streams::router(streams))
         .fallback(not_found)
         .with_state(state)
 }
