@@ -1562,3 +1562,236 @@ fn status_asks_nginx_what_it_serves_not_the_upstream_file() {
     assert_eq!(status["healthy"], true, "{status:#}");
     assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
 }
+
+/// One SSE stream as a client saw it.
+#[derive(Debug, Clone)]
+struct StreamSeen {
+    release: String,
+    last_event: String,
+    clean: bool,
+}
+
+/// Reads an SSE stream with curl until it ends; reconnects until `stop`. Each ended stream is
+/// recorded; `on_event(name, data)` sees every event.
+fn sse_client(
+    url: String,
+    stop: Arc<AtomicBool>,
+    seen: Arc<std::sync::Mutex<Vec<StreamSeen>>>,
+    on_event: impl Fn(&str, &str) + Send + 'static,
+    on_end: impl Fn() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(90);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+            let mut cmd = Command::new("curl");
+            cmd.args(["-skN", "--max-time", "60", &url])
+                .stdout(std::process::Stdio::piped());
+            let Ok(mut child) = ChildGuard::spawn(cmd) else {
+                return;
+            };
+            let out = child.child().stdout.take().unwrap();
+            let (mut event, mut release, mut last) = (String::new(), String::new(), String::new());
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = name.to_owned();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    if let Ok(v) = serde_json::from_str::<Value>(data)
+                        && let Some(r) = v["release"].as_str()
+                    {
+                        release = r.to_owned();
+                    }
+                    on_event(&event, data);
+                    last = event.clone();
+                }
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            let status = child.wait_timeout(Duration::from_secs(5));
+            on_end();
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            seen.lock().unwrap().push(StreamSeen {
+                release,
+                last_event: last,
+                clean: status.is_some_and(|s| s.success()),
+            });
+        }
+    })
+}
+
+/// Issue 16: SSE streams and MCP sessions survive a deploy and a rollback, and keep-alive
+/// clients over HTTPS lose nothing.
+#[test]
+fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
+    let demo = Demo::new("blue-green");
+    let https = free_port();
+    let extra = format!(
+        "[proxy.tls]\nlisten = [\"127.0.0.1:{https}\"]\nself_signed = true\n\
+         [[proxy.locations]]\npath = \"/api/events\"\nstreaming = true\n\
+         [[proxy.locations]]\npath = \"/mcp\"\nstreaming = true\n\
+         [[proxy.locations]]\npath = \"/messages\"\nsessions = true\n"
+    );
+    let hub = workspace_bin("cutover-demo-hub");
+    let build = format!(r#"["install", "-D", "{}", "bin/hub"]"#, hub.display());
+    demo.write_manifest_full("", "drain = \"1s\"", &build, &extra);
+    let r1 = demo.deploy_ok();
+    let base = format!("https://127.0.0.1:{https}");
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Keep-alive load: wrk, 4 HTTPS connections, for the whole deploy and rollback.
+    let wrk = ChildGuard::spawn({
+        let mut c = Command::new("wrk");
+        c.args(["-t1", "-c4", "-d25s", &format!("{base}/api/health")])
+            .stdout(std::process::Stdio::piped());
+        c
+    })
+    .expect("wrk is missing: apt-get install -y wrk");
+
+    // SSE clients.
+    let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sse: Vec<_> = (0..2)
+        .map(|_| {
+            sse_client(
+                format!("{base}/api/events"),
+                stop.clone(),
+                streams.clone(),
+                |_, _| {},
+                || {},
+            )
+        })
+        .collect();
+
+    // An MCP client: a session stream, and a post on it every 100 ms.
+    let session = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mcp_streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mcp = {
+        let (s1, s2) = (session.clone(), session.clone());
+        sse_client(
+            format!("{base}/mcp"),
+            stop.clone(),
+            mcp_streams.clone(),
+            move |event, data| {
+                if event == "endpoint"
+                    && let Some(id) = data.split("sessionId=").nth(1)
+                {
+                    *s1.lock().unwrap() = Some(id.to_owned());
+                }
+            },
+            move || *s2.lock().unwrap() = None,
+        )
+    };
+    let posts = {
+        let (stop, session, base) = (stop.clone(), session.clone(), base.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut told, mut failed) = (0u32, 0u32, Vec::new());
+            let end = Instant::now() + Duration::from_secs(90);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(100));
+                let Some(id) = session.lock().unwrap().clone() else {
+                    continue;
+                };
+                let out = Command::new("curl")
+                    .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+                    .arg(format!("{base}/messages?sessionId={id}"))
+                    .output()
+                    .unwrap();
+                let code = String::from_utf8_lossy(&out.stdout).to_string();
+                if code == "202" {
+                    ok += 1;
+                    continue;
+                }
+                // Not a failure if the client had been told to reconnect: its stream closed.
+                let closed = wait_until(Duration::from_secs(1), || {
+                    session.lock().unwrap().as_deref() != Some(id.as_str())
+                });
+                if closed {
+                    told += 1;
+                } else {
+                    failed.push(format!("{code} for {id}"));
+                }
+            }
+            (ok, told, failed)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || session
+            .lock()
+            .unwrap()
+            .is_some()),
+        "the MCP client never got a session"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (code, json, out) = demo.run(&["deploy"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r2 = json["release"].as_str().unwrap().to_owned();
+    let switch = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "switch")
+        .unwrap()
+        .clone();
+    eprintln!("deploy switch: {switch}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, json, out) = demo.run(&["rollback"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let health = Command::new("curl")
+        .args(["-sk", &format!("{base}/api/health")])
+        .output()
+        .unwrap();
+    let health: Value = serde_json::from_slice(&health.stdout).unwrap_or(Value::Null);
+    assert_eq!(health["version"].as_str(), Some(r1.as_str()), "{health}");
+
+    stop.store(true, Ordering::SeqCst);
+    let (ok, told, failed) = posts.join().unwrap();
+    let mut wrk = wrk;
+    let status = wrk.wait_timeout(Duration::from_secs(40)).expect("wrk ends");
+    let mut report = String::new();
+    use std::io::Read as _;
+    if let Some(mut o) = wrk.child().stdout.take() {
+        let _ = o.read_to_string(&mut report);
+    }
+    eprintln!("wrk ({status:?}):\n{report}");
+    eprintln!(
+        "MCP posts: {ok} served by their session's owner, {told} after a clean close, failed {failed:?}"
+    );
+    let seen = streams.lock().unwrap().clone();
+    let mcp_seen = mcp_streams.lock().unwrap().clone();
+    eprintln!("SSE streams ended: {seen:#?}\nMCP streams ended: {mcp_seen:#?}");
+    drop(sse);
+    drop(mcp);
+
+    // (2) Every stream that ended, ended with a complete stopping event and a clean close,
+    // and the clients moved across both releases.
+    assert!(
+        !seen.is_empty(),
+        "no stream ended: the old releases kept them"
+    );
+    for s in seen.iter().chain(&mcp_seen) {
+        assert!(s.clean, "a stream was cut: {s:?}");
+        assert_eq!(s.last_event, "hub_state", "{s:?}");
+    }
+    assert!(seen.iter().any(|s| s.release == r1), "{seen:?}");
+    assert!(seen.iter().any(|s| s.release == r2), "{seen:?}");
+    // (3) No MCP post failed.
+    assert!(failed.is_empty(), "failed posts: {failed:?}");
+    assert!(ok > 20, "{ok}");
+    // (1) The keep-alive load lost nothing.
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+}

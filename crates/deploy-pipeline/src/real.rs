@@ -21,6 +21,7 @@ use crate::env::{
     NoTraffic, PerfGate, Target, Traffic,
 };
 use crate::manifest::{DeployManifest, StrategyKind};
+use crate::phase::Slot;
 use crate::{DeployError, ReleaseLayout};
 
 /// The system clock.
@@ -136,6 +137,9 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
 pub struct NginxTraffic {
     instance: NginxInstance,
     rt: Arc<tokio::runtime::Runtime>,
+    /// The two slots' addresses: every group a switch between them can need is in nginx's
+    /// configuration from the start, so no switch reloads it.
+    slots: Vec<SocketAddr>,
 }
 
 impl NginxTraffic {
@@ -152,9 +156,13 @@ impl NginxTraffic {
         let dir = manifest.proxy_dir();
         config.dir = Some(dir.clone());
         let nginx = Nginx::locate().map_err(|e| DeployError::step("locate nginx", e))?;
+        let slots = [Slot::Blue, Slot::Green]
+            .map(|s| manifest.service.addr_for(s))
+            .to_vec();
         Ok(Self {
             instance: NginxInstance::new(nginx, Layout::new(dir), config),
             rt: runtime().map_err(|e| DeployError::step("proxy", e))?,
+            slots,
         })
     }
 }
@@ -191,8 +199,19 @@ impl Traffic for NginxTraffic {
             ),
             None => None,
         };
+        let live = edge_proxy::UpstreamGroup::new(upstream, None);
+        let mut known = Vec::new();
+        for a in &self.slots {
+            known.push(edge_proxy::UpstreamGroup::new(*a, None));
+            for b in &self.slots {
+                if a != b {
+                    known.push(edge_proxy::UpstreamGroup::new(*a, Some(*b)));
+                }
+            }
+        }
+        let routes = edge_proxy::Routes::with_default(live, &known);
         self.instance
-            .write_config(Some(upstream), token.as_ref())
+            .write_config_with_routes(Some(upstream), Some(routes), token.as_ref())
             .map_err(|e| e.to_string())?;
         self.rt
             .block_on(self.instance.start(edge_proxy::DEFAULT_START_TIMEOUT))

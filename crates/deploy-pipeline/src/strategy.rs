@@ -170,6 +170,7 @@ impl Strategy for BlueGreen {
         from: Option<Slot>,
     ) -> Result<String, String> {
         let warm = d.warm_standby(id, to);
+        let leaving = d.current();
         if !warm {
             // Whatever waited in that slot is stopped now: forget it first, so that the state
             // never names a standby that is not there.
@@ -191,14 +192,19 @@ impl Strategy for BlueGreen {
             d.env.traffic.start(upstream)?;
         }
         d.layout.set_current(id).map_err(|e| e.to_string())?;
+        let streams = match (backup.and(from), leaving.as_deref()) {
+            (Some(from), Some(leaving)) if leaving != id => d.end_standby_streams(leaving, from),
+            _ => None,
+        };
         Ok(format!(
-            "{id} {} in slot {to}; traffic moved to {upstream}{}",
+            "{id} {} in slot {to}; traffic moved to {upstream}{}{}",
             if warm {
                 "was the warm standby, healthy"
             } else {
                 "ready"
             },
-            from.map(|s| format!(" from slot {s}")).unwrap_or_default()
+            from.map(|s| format!(" from slot {s}")).unwrap_or_default(),
+            streams.map(|s| format!("; {s}")).unwrap_or_default()
         ))
     }
 
@@ -270,6 +276,43 @@ impl Deployer {
 
     pub(crate) fn keeps_standby(&self) -> bool {
         self.strategy().keeps_standby(self)
+    }
+
+    /// Whether the proxy serves streams or sessions (`[proxy.locations]` with `streaming` or
+    /// `sessions`): their connections stay attached to the release they opened on.
+    pub(crate) fn has_streams(&self) -> bool {
+        self.manifest
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.locations.iter().any(|l| l.streaming || l.sessions))
+    }
+
+    /// After a switch, the release left warm in `slot` still holds its streams (SSE, MCP
+    /// sessions), which nginx's old workers would cut uncleanly at `worker_shutdown_timeout`.
+    /// After `[deploy] drain` (in-flight requests and session messages finish on it, retried
+    /// there by nginx on a 404), it is restarted gracefully: its own stop ends every stream
+    /// with a complete event and a clean close, clients reconnect to the live release, and it
+    /// is warm again moments later. A standby that cannot be restarted is let go (the next
+    /// rollback is a cold start). Returns what it did, for the report.
+    pub(crate) fn end_standby_streams(&self, release: &str, slot: Slot) -> Option<String> {
+        if !self.has_streams() {
+            return None;
+        }
+        self.env.clock.sleep(self.manifest.deploy.drain);
+        let started = self.env.clock.monotonic();
+        match self.ensure_running(release, slot, false) {
+            Ok(()) => Some(format!(
+                "the standby {release} was restarted to end its streams ({} ms)",
+                (self.env.clock.monotonic().saturating_sub(started)).as_millis()
+            )),
+            Err(e) => {
+                tracing::warn!(%e, "the standby could not be restarted after ending its streams");
+                let _ = self.clear_standby();
+                Some(format!(
+                    "the standby {release} ended its streams but did not come back: {e}"
+                ))
+            }
+        }
     }
 
     /// Whether `id` already runs warm in `slot` as the recorded standby: the process manager

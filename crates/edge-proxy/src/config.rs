@@ -79,6 +79,12 @@ pub struct ProxyConfig {
     /// (`cutover-edge metrics --listen`). Default 64 MiB.
     #[serde(default = "default_access_log_max_bytes")]
     pub access_log_max_bytes: u64,
+    /// nginx `worker_shutdown_timeout`: how long old workers may keep connections open after
+    /// a reload. Streams are ended by the old release itself within `[deploy] drain`, so this
+    /// is a last resort, kept longer than the drain (default 60 s).
+    #[serde(default = "default_worker_shutdown_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub worker_shutdown_timeout: Duration,
 }
 
 /// `[proxy].kind`.
@@ -163,6 +169,12 @@ pub struct LocationConfig {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub read_timeout: Option<Duration>,
+    /// Requests that belong to a session held by one process (MCP's `POST
+    /// /messages?sessionId=`): a `404` from the live release is retried on the warm standby
+    /// (nginx's backup server), which still owns the sessions of its streams until it has
+    /// closed them. Default false.
+    #[serde(default)]
+    pub sessions: bool,
 }
 
 /// A rate limit: `rate` like `10r/s` or `600r/m`, `burst` extra requests served at once.
@@ -203,6 +215,9 @@ fn default_release_field() -> String {
 fn default_body_limit() -> String {
     "10m".to_owned()
 }
+fn default_worker_shutdown_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_switch_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -228,6 +243,7 @@ pub fn default_locations() -> Vec<LocationConfig> {
             }),
             streaming: false,
             read_timeout: None,
+            sessions: false,
         },
         LocationConfig {
             path: "/api/tools".to_owned(),
@@ -237,6 +253,7 @@ pub fn default_locations() -> Vec<LocationConfig> {
             }),
             streaming: false,
             read_timeout: None,
+            sessions: false,
         },
     ]
 }
@@ -283,6 +300,7 @@ impl ProxyConfig {
             dir: None,
             switch_timeout: default_switch_timeout(),
             access_log_max_bytes: default_access_log_max_bytes(),
+            worker_shutdown_timeout: default_worker_shutdown_timeout(),
         }
     }
 
@@ -324,6 +342,12 @@ impl ProxyConfig {
             ));
         }
         check_size("client_max_body_size", &self.client_max_body_size)?;
+        if self.worker_shutdown_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "worker_shutdown_timeout",
+                "at least 1s: old workers must get time to finish what they serve".to_owned(),
+            ));
+        }
         if self.access_log_max_bytes < 4096 {
             return Err(invalid(
                 "access_log_max_bytes",

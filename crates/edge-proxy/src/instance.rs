@@ -20,7 +20,8 @@ use crate::config::ProxyConfig;
 use crate::fsutil::{read, write_atomic};
 use crate::layout::Layout;
 use crate::nginx::Nginx;
-use crate::render::{RenderOptions, render_admin_token_map, render_nginx_conf, render_upstream};
+use crate::render::{RenderOptions, render_admin_token_map, render_nginx_conf};
+use crate::routes::{Routes, UpstreamGroup};
 use crate::switch::NginxSwitch;
 use crate::tls::{self_signed_names, write_self_signed};
 
@@ -111,6 +112,18 @@ impl NginxInstance {
         }
     }
 
+    /// As [`Self::write_config_with_routes`] with no groups besides the live one.
+    ///
+    /// # Errors
+    /// As [`Self::write_config_with_routes`].
+    pub fn write_config(
+        &self,
+        upstream: Option<SocketAddr>,
+        admin_token: Option<&Secret>,
+    ) -> Result<(), EdgeError> {
+        self.write_config_with_routes(upstream, None, admin_token)
+    }
+
     /// Writes every file under the prefix: directories, `nginx.conf`, the upstream include
     /// (`upstream`, else `[proxy] upstream`, else the one already there), the admin token map
     /// (0600) and a self-signed pair when asked for and missing.
@@ -119,10 +132,14 @@ impl NginxInstance {
     /// [`EdgeError::InvalidConfig`] when the configuration does not validate or no upstream is
     /// known, [`EdgeError::Token`] when a configured admin token was not given or is unusable,
     /// [`EdgeError::Io`] when a file cannot be written.
+    ///
+    /// `routes` lists every upstream group later switches may route to without a reload (its
+    /// default must be `upstream`); the route marker is cleared, so the default serves.
     #[tracing::instrument(skip_all, fields(prefix = %self.layout.prefix().display()))]
-    pub fn write_config(
+    pub fn write_config_with_routes(
         &self,
         upstream: Option<SocketAddr>,
+        routes: Option<Routes>,
         admin_token: Option<&Secret>,
     ) -> Result<(), EdgeError> {
         self.config.validate()?;
@@ -140,12 +157,19 @@ impl NginxInstance {
         let conf = render_nginx_conf(&self.config, &self.render_options())?;
         write_atomic(&self.layout.conf_file(), conf.as_bytes(), 0o644)?;
         match upstream.or(self.config.upstream) {
-            Some(addr) => write_atomic(
-                &self.layout.upstream_file(),
-                render_upstream(addr).as_bytes(),
-                0o644,
-            )?,
-            None if self.layout.upstream_file().exists() => {}
+            Some(addr) => {
+                let routes = routes
+                    .filter(|r| r.default_group().is_some_and(|g| g.upstream == addr))
+                    .unwrap_or_else(|| Routes::with_default(UpstreamGroup::new(addr, None), &[]));
+                self.write_routes(&routes)?;
+            }
+            None if self.layout.upstream_file().exists() => {
+                if !self.layout.route_file().exists() {
+                    let text = std::fs::read_to_string(self.layout.upstream_file())
+                        .map_err(|e| EdgeError::io("read", self.layout.upstream_file(), e))?;
+                    self.write_routes(&Routes::parse(&text))?;
+                }
+            }
             None => {
                 return Err(EdgeError::InvalidConfig {
                     key: "proxy.upstream".to_owned(),
@@ -249,6 +273,21 @@ impl NginxInstance {
     #[tracing::instrument(skip_all, fields(prefix = %self.layout.prefix().display()))]
     pub async fn stop(&self, timeout: Duration) -> Result<bool, EdgeError> {
         stop_instance(&self.nginx, &self.layout, timeout).await
+    }
+
+    /// Writes the upstream include and `route.conf` for `routes`, and clears the marker.
+    fn write_routes(&self, routes: &Routes) -> Result<(), EdgeError> {
+        write_atomic(
+            &self.layout.upstream_file(),
+            routes.render_upstreams().as_bytes(),
+            0o644,
+        )?;
+        write_atomic(
+            &self.layout.route_file(),
+            routes.render_route(&self.layout.route_dir()).as_bytes(),
+            0o644,
+        )?;
+        crate::routes::clear_markers_except(&self.layout, None)
     }
 
     /// The traffic switch driving this instance.

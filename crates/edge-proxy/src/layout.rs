@@ -21,6 +21,8 @@ pub(crate) const SELF_SIGNED_CERT: &str = "tls/cert.pem";
 pub(crate) const SELF_SIGNED_KEY: &str = "tls/key.pem";
 /// The upstream include, relative to the config directory.
 pub(crate) const UPSTREAM_INCLUDE: &str = "upstream.conf";
+/// The route include (which upstream group serves), relative to the config directory.
+pub(crate) const ROUTE_INCLUDE: &str = "route.conf";
 /// The admin-token map include, relative to the config directory.
 pub(crate) const ADMIN_TOKEN_INCLUDE: &str = "admin-token.map";
 /// The edge log, relative to the logs directory.
@@ -68,6 +70,18 @@ impl Layout {
     /// The live upstream include.
     pub fn upstream_file(&self) -> PathBuf {
         self.conf_dir().join(UPSTREAM_INCLUDE)
+    }
+    /// The route include, read by every server block.
+    pub fn route_file(&self) -> PathBuf {
+        self.conf_dir().join(ROUTE_INCLUDE)
+    }
+    /// The directory of the route marker: the file named after the routed group.
+    pub fn route_dir(&self) -> PathBuf {
+        self.conf_dir().join("route")
+    }
+    /// The previous route include.
+    pub fn previous_route_file(&self) -> PathBuf {
+        self.conf_dir().join("route.conf.prev")
     }
     /// The previous upstream include.
     pub fn previous_upstream_file(&self) -> PathBuf {
@@ -123,6 +137,7 @@ impl Layout {
             self.prefix.clone(),
             self.conf_dir(),
             self.conf_dir().join("tls"),
+            self.route_dir(),
             self.logs_dir(),
             self.prefix.join("temp"),
             self.prefix.join("acme"),

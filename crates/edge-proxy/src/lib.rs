@@ -74,6 +74,7 @@ mod layout;
 mod nginx;
 mod render;
 mod rotate;
+mod routes;
 mod switch;
 mod tls;
 
@@ -93,5 +94,6 @@ pub use render::{
     render_nginx_conf, render_upstream, render_upstream_with_backup,
 };
 pub use rotate::{RotateWhen, RotationReport, rotate_access_logs};
+pub use routes::{ROUTE_VARIABLE, Routes, UpstreamGroup, clear_markers_except, set_marker};
 pub use switch::{NginxSwitch, SwitchReport, SwitchTarget, TrafficSwitch};
 pub use tls::{self_signed_names, write_self_signed};

@@ -16,10 +16,11 @@ use secret_refs::Secret;
 
 use crate::EdgeError;
 use crate::config::{LocationConfig, ProxyConfig, TlsConfig};
-use crate::layout::{ADMIN_TOKEN_INCLUDE, TEMP_PATHS, UPSTREAM_INCLUDE};
+use crate::layout::{ADMIN_TOKEN_INCLUDE, ROUTE_INCLUDE, TEMP_PATHS, UPSTREAM_INCLUDE};
+use crate::routes::{ROUTE_VARIABLE, Routes, UpstreamGroup};
 
-/// The name of the upstream block every location proxies to.
-pub const UPSTREAM_NAME: &str = "cutover_upstream";
+/// The nginx variable every location proxies to (the routed upstream group's name).
+pub const UPSTREAM_NAME: &str = ROUTE_VARIABLE;
 /// The response header on the control listener naming the upstream that answered.
 pub const UPSTREAM_HEADER: &str = "X-Cutover-Upstream";
 /// The name of the JSON-lines `log_format` the edge reader measures.
@@ -147,7 +148,14 @@ pub fn render_nginx_conf(
         0,
         "# (streaming connections would otherwise hold them for a day).",
     );
-    line(w, 0, "worker_shutdown_timeout 30s;");
+    line(
+        w,
+        0,
+        &format!(
+            "worker_shutdown_timeout {}s;",
+            config.worker_shutdown_timeout.as_secs().max(1)
+        ),
+    );
     line(w, 0, "");
     line(w, 0, "events {");
     line(w, 1, "worker_connections 1024;");
@@ -281,12 +289,13 @@ fn render_control_server(w: &mut String, config: &ProxyConfig) {
     line(w, 1, "server {");
     line(w, 2, &format!("listen {};", config.control_listen));
     line(w, 2, "server_name _;");
+    line(w, 2, &format!("include {ROUTE_INCLUDE};"));
     line(w, 2, "access_log off;");
     line(w, 2, "allow 127.0.0.1;");
     line(w, 2, "allow ::1;");
     line(w, 2, "deny all;");
     line(w, 2, &format!("location = {} {{", config.health_path));
-    line(w, 3, &format!("proxy_pass http://{UPSTREAM_NAME};"));
+    line(w, 3, &format!("proxy_pass http://{ROUTE_VARIABLE};"));
     line(
         w,
         3,
@@ -311,6 +320,12 @@ fn render_http_server(w: &mut String, config: &ProxyConfig) {
         line(w, 2, &format!("listen {addr};"));
     }
     line(w, 2, &format!("server_name {};", config.server_name));
+    line(
+        w,
+        2,
+        "# Which upstream group serves: a marker file, read per request (no reload).",
+    );
+    line(w, 2, &format!("include {ROUTE_INCLUDE};"));
     line(
         w,
         2,
@@ -349,6 +364,7 @@ fn render_https_server(w: &mut String, config: &ProxyConfig, tls: &TlsConfig) {
         line(w, 2, &format!("listen {addr} ssl http2;"));
     }
     line(w, 2, &format!("server_name {};", config.server_name));
+    line(w, 2, &format!("include {ROUTE_INCLUDE};"));
     tag(w, 2, "-");
     line(
         w,
@@ -397,7 +413,7 @@ fn render_https_server(w: &mut String, config: &ProxyConfig, tls: &TlsConfig) {
 
 /// The service's locations, identical over HTTP and HTTPS apart from HSTS.
 fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>) {
-    let proxy = format!("proxy_pass http://{UPSTREAM_NAME};");
+    let proxy = format!("proxy_pass http://{ROUTE_VARIABLE};");
     line(w, 2, "# Health: never rate limited, never access-logged.");
     line(w, 2, &format!("location = {} {{", config.health_path));
     line(w, 3, "access_log off;");
@@ -436,6 +452,23 @@ fn render_app_locations(w: &mut String, config: &ProxyConfig, hsts: Option<&str>
             line(w, 3, "proxy_request_buffering off;");
             line(w, 3, "proxy_cache off;");
             line(w, 3, "gzip off;");
+        }
+        if loc.sessions {
+            line(
+                w,
+                3,
+                "# Session routes: a session the live release does not know (404) may belong to",
+            );
+            line(
+                w,
+                3,
+                "# the standby until its streams are closed: try it (nginx's backup server).",
+            );
+            line(
+                w,
+                3,
+                "proxy_next_upstream error timeout http_404 non_idempotent;",
+            );
         }
         let timeout = loc
             .read_timeout
@@ -530,36 +563,15 @@ pub fn render_upstream(upstream: SocketAddr) -> String {
 
 /// Renders the upstream include with a `backup` server: the warm standby, which nginx sends
 /// requests to only while the live upstream fails (a crash, a restart), so users get answers
-/// instead of 502s while the supervisor brings the live release back.
+/// instead of 502s while the supervisor brings the live release back. One group, the default;
+/// see [`Routes`] for the include with every group a switch may route to.
 pub fn render_upstream_with_backup(upstream: SocketAddr, backup: Option<SocketAddr>) -> String {
-    let backup = backup.filter(|b| *b != upstream);
-    // With a standby behind it, a failed live upstream is tried again after 5 s rather than
-    // 30 s, so traffic returns to the live release soon after its supervisor restarted it.
-    let fail_timeout = if backup.is_some() { "5s" } else { "30s" };
-    let backup = backup
-        .map(|b| format!("    server {b} backup;\n"))
-        .unwrap_or_default();
-    format!(
-        "# Managed by cutover: the live upstream. Replaced atomically by a switch; the previous\n\
-         # one is kept in upstream.conf.prev.\n\
-         upstream {UPSTREAM_NAME} {{\n    \
-             server {upstream} max_fails=3 fail_timeout={fail_timeout};\n\
-         {backup}    \
-             keepalive 32;\n    \
-             keepalive_requests 1000;\n    \
-             # Shorter than the service's own idle timeout, so nginx closes idle connections first.\n    \
-             keepalive_timeout 30s;\n\
-         }}\n"
-    )
+    Routes::with_default(UpstreamGroup::new(upstream, backup), &[]).render_upstreams()
 }
 
-/// Reads the upstream address back out of an upstream include.
+/// Reads the default upstream address back out of an upstream include.
 pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
-    text.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("server "))
-        .and_then(|rest| rest.split([' ', ';']).next())
-        .and_then(|addr| addr.parse().ok())
+    Routes::parse(text).default_group().map(|g| g.upstream)
 }
 
 /// Renders the admin-token map include: the only place the token value is written.

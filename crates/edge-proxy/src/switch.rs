@@ -23,7 +23,8 @@ use crate::fsutil::{read, write_atomic};
 use crate::http;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
-use crate::render::{UPSTREAM_HEADER, parse_upstream, render_upstream_with_backup};
+use crate::render::UPSTREAM_HEADER;
+use crate::routes::{Routes, UpstreamGroup, clear_markers_except, set_marker};
 
 /// Where traffic should go, and how to recognise it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,8 +225,18 @@ impl NginxSwitch {
         }
     }
 
-    /// Puts `previous` back as the live include; reloads when nginx had been reloaded.
-    async fn restore(&self, previous: Option<&str>, reloaded: bool) -> String {
+    /// The groups of the include, when there is one.
+    fn routes(&self) -> Result<Option<Routes>, EdgeError> {
+        let path = self.layout.upstream_file();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Routes::parse(&read(&path)?)))
+    }
+
+    /// Puts `previous` back as the live include (and its route file); reloads when nginx had
+    /// been reloaded.
+    async fn restore(&self, previous: Option<&str>, route: Option<&str>, reloaded: bool) -> String {
         let path = self.layout.upstream_file();
         let Some(previous) = previous else {
             let _ = std::fs::remove_file(&path);
@@ -234,8 +245,17 @@ impl NginxSwitch {
         if let Err(e) = write_atomic(&path, previous.as_bytes(), 0o644) {
             return format!("putting the previous upstream back failed too: {e}");
         }
-        let prev_addr = parse_upstream(previous)
-            .map_or_else(|| "the previous upstream".to_owned(), |a| a.to_string());
+        let routes = Routes::parse(previous);
+        let route_text = route
+            .map(str::to_owned)
+            .unwrap_or_else(|| routes.render_route(&self.layout.route_dir()));
+        if let Err(e) = write_atomic(&self.layout.route_file(), route_text.as_bytes(), 0o644) {
+            return format!("putting the previous route back failed too: {e}");
+        }
+        let prev_addr = routes.default_group().map_or_else(
+            || "the previous upstream".to_owned(),
+            |g| g.upstream.to_string(),
+        );
         if !reloaded {
             return format!("{prev_addr} still serving (nginx was not reloaded)");
         }
@@ -285,24 +305,66 @@ fn still_accepting(pid: i32, start: u64) -> bool {
 
 impl TrafficSwitch for NginxSwitch {
     async fn current(&self) -> Result<Option<SocketAddr>, EdgeError> {
-        let path = self.layout.upstream_file();
-        if !path.exists() {
-            return Ok(None);
-        }
-        Ok(parse_upstream(&read(&path)?))
+        Ok(self
+            .routes()?
+            .and_then(|r| r.routed(&self.layout.route_dir()))
+            .map(|g| g.upstream))
     }
 
     #[tracing::instrument(skip_all, fields(upstream = %target.upstream, prefix = %self.layout.prefix().display()))]
     async fn switch(&self, target: &SwitchTarget) -> Result<SwitchReport, EdgeError> {
         let started = Instant::now();
         self.precheck(target).await?;
+        let group = UpstreamGroup::new(target.upstream, target.backup);
+        let routes = self.routes()?;
+        let routed = routes
+            .as_ref()
+            .and_then(|r| r.routed(&self.layout.route_dir()));
+        let from = routed.map(|g| g.upstream);
+        let failed = |reason: String, rollback: String| EdgeError::SwitchFailed {
+            upstream: target.upstream,
+            reason,
+            rollback,
+        };
+        // A group nginx knows: one marker file, no reload, no connection closed.
+        if let (Some(routes), Some(routed)) = (&routes, routed)
+            && routes.groups.contains(&group)
+            && self.layout.route_file().exists()
+        {
+            set_marker(&self.layout, &group)?;
+            return match self.confirm(target, &[]).await {
+                Ok((confirm_probes, release)) => {
+                    tracing::info!(?from, to = %target.upstream, confirm_probes, "switch confirmed (no reload)");
+                    Ok(SwitchReport {
+                        from,
+                        to: target.upstream,
+                        release,
+                        elapsed: started.elapsed(),
+                        confirm_probes,
+                    })
+                }
+                Err(reason) => {
+                    let rollback = match set_marker(&self.layout, &routed) {
+                        Ok(()) => format!("{} routed again", routed.upstream),
+                        Err(e) => format!("routing back to {} failed too: {e}", routed.upstream),
+                    };
+                    Err(failed(reason, rollback))
+                }
+            };
+        }
+        // A new group: added to the include (the routed one kept), then one reload.
+        let known: Vec<UpstreamGroup> = routed
+            .into_iter()
+            .chain(routes.iter().flat_map(|r| r.groups.iter().copied()))
+            .collect();
+        let next = Routes::with_default(group, &known);
         let path = self.layout.upstream_file();
         let previous = if path.exists() {
             Some(read(&path)?)
         } else {
             None
         };
-        let from = previous.as_deref().and_then(parse_upstream);
+        let previous_route = read(&self.layout.route_file()).ok();
         if let Some(previous) = &previous {
             write_atomic(
                 &self.layout.previous_upstream_file(),
@@ -310,23 +372,32 @@ impl TrafficSwitch for NginxSwitch {
                 0o644,
             )?;
         }
+        if let Some(previous) = &previous_route {
+            write_atomic(
+                &self.layout.previous_route_file(),
+                previous.as_bytes(),
+                0o644,
+            )?;
+        }
+        write_atomic(&path, next.render_upstreams().as_bytes(), 0o644)?;
         write_atomic(
-            &path,
-            render_upstream_with_backup(target.upstream, target.backup).as_bytes(),
+            &self.layout.route_file(),
+            next.render_route(&self.layout.route_dir()).as_bytes(),
             0o644,
         )?;
-        let failed = |reason: String, rollback: String| EdgeError::SwitchFailed {
-            upstream: target.upstream,
-            reason,
-            rollback,
-        };
+        // The new group is the default; until the reload, the routed group stays marked.
         if let Err(e) = self.nginx.test(&self.layout).await {
-            let rollback = self.restore(previous.as_deref(), false).await;
+            let rollback = self
+                .restore(previous.as_deref(), previous_route.as_deref(), false)
+                .await;
             return Err(failed(e.to_string(), rollback));
         }
         let old_workers = workers_of(read_pid(&self.layout.pid_file()));
+        clear_markers_except(&self.layout, None)?;
         if let Err(e) = self.nginx.reload(&self.layout).await {
-            let rollback = self.restore(previous.as_deref(), false).await;
+            let rollback = self
+                .restore(previous.as_deref(), previous_route.as_deref(), false)
+                .await;
             return Err(failed(e.to_string(), rollback));
         }
         match self.confirm(target, &old_workers).await {
@@ -341,7 +412,9 @@ impl TrafficSwitch for NginxSwitch {
                 })
             }
             Err(reason) => {
-                let rollback = self.restore(previous.as_deref(), true).await;
+                let rollback = self
+                    .restore(previous.as_deref(), previous_route.as_deref(), true)
+                    .await;
                 Err(failed(reason, rollback))
             }
         }

@@ -156,6 +156,7 @@ async fn a_burst_beyond_the_rate_limit_gets_429_while_health_never_does() {
         }),
         streaming: false,
         read_timeout: None,
+        sessions: false,
     }];
     let proxy = Running::start(config, blue.addr, None).await;
     let statuses: Vec<u16> = (0..12)
@@ -199,6 +200,7 @@ async fn security_headers_are_on_every_location_including_streaming_and_admin() 
         rate_limit: None,
         streaming: true,
         read_timeout: None,
+        sessions: false,
     });
     config.admin = Some(edge_proxy::AdminConfig {
         paths: vec!["/api/servers".to_owned()],
@@ -212,7 +214,7 @@ async fn security_headers_are_on_every_location_including_streaming_and_admin() 
         "/api/health",
         "/api/tools",
         "/api/stats",
-        "/mcp",
+        "/mcp/none",
         "/mcp/stream",
         "/api/servers",
         "/.env",

@@ -36,6 +36,7 @@ pub fn config() -> ProxyConfig {
             rate_limit: None,
             streaming: false,
             read_timeout: None,
+            sessions: false,
         },
         LocationConfig {
             path: "/limited/".to_owned(),
@@ -45,6 +46,7 @@ pub fn config() -> ProxyConfig {
             }),
             streaming: false,
             read_timeout: None,
+            sessions: false,
         },
     ];
     config
