@@ -158,17 +158,23 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         let error = toml::from_str::<JudgeConfig>("tolerance = 0.01").unwrap_err();
-        assert!(error.to_string().contains("unknown field `tolerance`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `tolerance`"),
+            "{error}"
+        );
     }
 
     /// Each bad value is refused with the key, the value and what would do.
     #[test]
     fn bad_values_are_refused_with_a_clear_error() {
-        let cases: [(&str, fn(&mut JudgeConfig)); 9] = [
+        type Spoil = fn(&mut JudgeConfig);
+        let cases: [(&str, Spoil); 9] = [
             ("alpha", |c| c.alpha = 0.0),
             ("alpha", |c| c.alpha = 0.7),
             ("alpha", |c| c.alpha = f64::NAN),
-            ("failure_rate_tolerance", |c| c.failure_rate_tolerance = -0.01),
+            ("failure_rate_tolerance", |c| {
+                c.failure_rate_tolerance = -0.01
+            }),
             ("failure_rate_tolerance", |c| c.failure_rate_tolerance = 1.0),
             ("latency_quantile", |c| c.latency_quantile = 1.0),
             ("latency_quantile", |c| c.latency_quantile = 0.0),
@@ -184,8 +190,10 @@ mod tests {
                 "{key}: {error}"
             );
         }
-        let mut config = JudgeConfig::default();
-        config.alpha = 1.5;
+        let config = JudgeConfig {
+            alpha: 1.5,
+            ..JudgeConfig::default()
+        };
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             "invalid canary setting `alpha` = 1.5: a significance level above 0 and at most \

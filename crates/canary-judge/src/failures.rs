@@ -179,13 +179,28 @@ mod tests {
     #[test]
     fn e_values_grow_in_the_direction_of_the_data() {
         let test = FailureTest::new();
-        let worse = test.log_e_value(trials(6000, 120), trials(6000, 30), 0.005, Null::WithinTolerance);
+        let worse = test.log_e_value(
+            trials(6000, 120),
+            trials(6000, 30),
+            0.005,
+            Null::WithinTolerance,
+        );
         assert!(worse > 20f64.ln(), "{worse}");
         let test = FailureTest::new();
-        let fine = test.log_e_value(trials(40000, 400), trials(40000, 400), 0.005, Null::BeyondTolerance);
+        let fine = test.log_e_value(
+            trials(40000, 400),
+            trials(40000, 400),
+            0.005,
+            Null::BeyondTolerance,
+        );
         assert!(fine > 20f64.ln(), "{fine}");
         let test = FailureTest::new();
-        let none = test.log_e_value(trials(40000, 400), trials(40000, 400), 0.005, Null::WithinTolerance);
+        let none = test.log_e_value(
+            trials(40000, 400),
+            trials(40000, 400),
+            0.005,
+            Null::WithinTolerance,
+        );
         assert!(none <= 0.0, "{none}");
     }
 }

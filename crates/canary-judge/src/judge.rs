@@ -364,6 +364,32 @@ impl Judge {
     /// (the judge has no clock). A rollback takes precedence over a promotion, and both over
     /// an inconclusive step.
     pub fn decide(&self, step_elapsed: Duration) -> Decision {
+        let (verdict, evidence) = self.assess(step_elapsed);
+        let reason = match verdict {
+            Verdict::Rollback => self.rollback_reason(&evidence),
+            Verdict::PromoteStep => self.promote_reason(&evidence),
+            Verdict::Inconclusive => format!(
+                "no decision after {} in step {} (max_step_time): {}",
+                humantime::format_duration(step_elapsed),
+                self.step,
+                self.missing(&evidence)
+            ),
+            Verdict::Continue => format!("not enough evidence yet: {}", self.missing(&evidence)),
+        };
+        Decision {
+            verdict,
+            evidence,
+            reason,
+        }
+    }
+
+    /// The verdict [`Judge::decide`] would give, without writing its reason: for callers that
+    /// check after every request and only care when the answer changes.
+    pub fn verdict(&self, step_elapsed: Duration) -> Verdict {
+        self.assess(step_elapsed).0
+    }
+
+    fn assess(&self, step_elapsed: Duration) -> (Verdict, Evidence) {
         let evidence = Evidence {
             step: self.step,
             step_elapsed,
@@ -371,37 +397,20 @@ impl Judge {
             latency: self.latency_evidence(),
         };
         let min = self.config.min_requests;
-        let rollback_ready = self.canary.counts.requests >= min
-            && self.baseline.counts.requests >= min;
-        let promote_ready = self.step_canary.counts.requests >= min
-            && self.step_baseline.counts.requests >= min;
-        let (verdict, reason) = if rollback_ready
-            && (evidence.failures.worse || evidence.latency.worse)
-        {
-            (Verdict::Rollback, self.rollback_reason(&evidence))
+        let rollback_ready =
+            self.canary.counts.requests >= min && self.baseline.counts.requests >= min;
+        let promote_ready =
+            self.step_canary.counts.requests >= min && self.step_baseline.counts.requests >= min;
+        let verdict = if rollback_ready && (evidence.failures.worse || evidence.latency.worse) {
+            Verdict::Rollback
         } else if promote_ready && evidence.failures.not_worse && evidence.latency.not_worse {
-            (Verdict::PromoteStep, self.promote_reason(&evidence))
+            Verdict::PromoteStep
         } else if step_elapsed >= self.config.max_step_time {
-            (
-                Verdict::Inconclusive,
-                format!(
-                    "no decision after {} in step {} (max_step_time): {}",
-                    humantime::format_duration(step_elapsed),
-                    self.step,
-                    self.missing(&evidence)
-                ),
-            )
+            Verdict::Inconclusive
         } else {
-            (
-                Verdict::Continue,
-                format!("not enough evidence yet: {}", self.missing(&evidence)),
-            )
+            Verdict::Continue
         };
-        Decision {
-            verdict,
-            evidence,
-            reason,
-        }
+        (verdict, evidence)
     }
 
     fn failure_evidence(&self) -> FailureEvidence {

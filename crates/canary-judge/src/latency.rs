@@ -137,12 +137,12 @@ pub(crate) enum Bound {
 
 /// The rank boundary of one time-uniform bound, updated as samples arrive.
 ///
-/// For `n` samples the boundary is the real root `K*` of `ln M_n(K) = ln(1/a)` for the mixture
-/// `M` on the side the bound needs. The root only moves right as `n` grows, by less than the
-/// number of new samples, so Newton's method started from the previous root (for a lower bound)
-/// or from the previous root plus the new samples (for an upper bound) converges monotonically
-/// from the side where the mixture exceeds the level, which also makes the rounding of the
-/// result conservative.
+/// For `n` samples the mixture `M_n(K)` on the side the bound needs is monotone and log-convex
+/// in the count `K`; the boundary is the least count it rejects at level `a` (upper bound) or
+/// the largest (lower bound). As `n` grows the boundary only moves up, by at most the number of
+/// new samples plus one, so after a few samples it is found by stepping from the previous one
+/// (one or two evaluations), and after a large batch by Newton's method on the real root,
+/// rounded and then checked exactly.
 #[derive(Debug, Clone)]
 pub(crate) struct RankBoundary {
     bound: Bound,
@@ -150,9 +150,12 @@ pub(crate) struct RankBoundary {
     log_level: f64,
     psi: [f64; 6],
     samples: u64,
-    /// `K*` for `samples`, or `None` while no count is rejected.
-    root: Option<f64>,
+    /// The boundary count for `samples`, or `None` while no count is rejected.
+    rejected: Option<u64>,
 }
+
+/// Batches larger than this are handled by Newton's method rather than by stepping.
+const STEPPING_LIMIT: u64 = 8;
 
 impl RankBoundary {
     pub(crate) fn new(grid: &TiltGrid, quantile: f64, bound: Bound, level: f64) -> Self {
@@ -161,7 +164,7 @@ impl RankBoundary {
             log_level: (1.0 / level).ln(),
             psi: grid.cumulants(quantile, Self::side_for(bound)),
             samples: 0,
-            root: None,
+            rejected: None,
         }
     }
 
@@ -176,22 +179,54 @@ impl RankBoundary {
     pub(crate) fn update(&mut self, grid: &TiltGrid, samples: u64) {
         let side = Self::side_for(self.bound);
         let n = samples as f64;
-        let h = |k: f64| {
+        let excess = |k: f64| {
             let (value, slope) = grid.log_mixture_in_successes(n, k, &self.psi, side);
             (value - self.log_level, slope)
         };
-        let added = samples.saturating_sub(self.samples) as f64;
-        self.root = match self.bound {
-            Bound::Upper => {
-                let start = self.root.map_or(n, |r| (r + added).min(n));
-                let start = if h(start).0 >= 0.0 { start } else { n };
-                (h(start).0 >= 0.0).then(|| newton_monotone(h, start))
-            }
-            Bound::Lower => {
-                let start = self.root.unwrap_or(0.0);
-                let start = if h(start).0 >= 0.0 { start } else { 0.0 };
-                (h(start).0 >= 0.0).then(|| newton_monotone(h, start))
-            }
+        let rejects = |k: u64| excess(k as f64).0 >= 0.0;
+        let added = samples.saturating_sub(self.samples);
+        self.rejected = match self.bound {
+            // The least rejected count: the mixture grows with the count.
+            Bound::Upper => match self.rejected {
+                Some(mut k) if added <= STEPPING_LIMIT => {
+                    while k <= samples && !rejects(k) {
+                        k += 1;
+                    }
+                    (k <= samples).then_some(k)
+                }
+                _ if !rejects(samples) => None,
+                _ => {
+                    let mut k = newton_monotone(excess, n).ceil().clamp(0.0, n) as u64;
+                    while k > 0 && rejects(k - 1) {
+                        k -= 1;
+                    }
+                    while !rejects(k) {
+                        k += 1;
+                    }
+                    Some(k)
+                }
+            },
+            // The largest rejected count: the mixture falls as the count grows.
+            Bound::Lower => match self.rejected {
+                Some(mut k) if added <= STEPPING_LIMIT => {
+                    while k < samples && rejects(k + 1) {
+                        k += 1;
+                    }
+                    Some(k)
+                }
+                _ if !rejects(0) => None,
+                _ => {
+                    let start = self.rejected.unwrap_or(0) as f64;
+                    let mut k = newton_monotone(excess, start).floor().clamp(0.0, n) as u64;
+                    while k < samples && rejects(k + 1) {
+                        k += 1;
+                    }
+                    while k > 0 && !rejects(k) {
+                        k -= 1;
+                    }
+                    Some(k)
+                }
+            },
         };
         self.samples = samples;
     }
@@ -200,43 +235,32 @@ impl RankBoundary {
     /// evidence is strong enough to say more.
     pub(crate) fn value(&self, histogram: &LatencyHistogram) -> f64 {
         let n = histogram.len();
-        match (self.bound, self.root) {
+        match (self.bound, self.rejected) {
             (Bound::Lower, None) => 0.0,
             (Bound::Upper, None) => f64::INFINITY,
-            (Bound::Lower, Some(root)) => {
-                // Counts 0..=floor(root) are rejected, so at least floor(root) + 1 samples lie
-                // at or below the quantile.
-                let rank = root.floor().max(0.0) as u64 + 1;
-                if rank > n {
-                    0.0
-                } else {
-                    histogram.at_least_below_rank(rank)
-                }
-            }
-            (Bound::Upper, Some(root)) => {
-                // Counts from ceil(root) up are rejected, so fewer than ceil(root) samples lie
-                // below the quantile: the ceil(root)-th smallest is at or above it.
-                let rank = (root.ceil() as u64).max(1);
-                if rank > n {
-                    f64::INFINITY
-                } else {
-                    histogram.at_most_above_rank(rank)
-                }
-            }
+            // Counts 0..=k of samples at or below the quantile are rejected, so at least k + 1
+            // samples lie at or below it.
+            (Bound::Lower, Some(k)) if k < n => histogram.at_least_below_rank(k + 1),
+            (Bound::Lower, Some(_)) => 0.0,
+            // Counts from k up of samples below the quantile are rejected, so fewer than k lie
+            // below it: the k-th smallest is at or above it.
+            (Bound::Upper, Some(k)) if (1..=n).contains(&k) => histogram.at_most_above_rank(k),
+            (Bound::Upper, Some(_)) => f64::INFINITY,
         }
     }
 }
 
-/// Newton's method on a monotone convex function from a point where it is non-negative.
+/// Newton's method on a monotone convex function from a point where it is non-negative; the
+/// iterates approach the root from that side.
 fn newton_monotone(h: impl Fn(f64) -> (f64, f64), start: f64) -> f64 {
     let mut x = start;
     for _ in 0..100 {
         let (value, slope) = h(x);
-        if value.abs() < 1e-10 || slope == 0.0 {
+        if value.abs() < 1e-9 || slope == 0.0 {
             return x;
         }
         let next = x - value / slope;
-        if (next - x).abs() < 1e-9 {
+        if (next - x).abs() < 1e-6 {
             return next;
         }
         x = next;
@@ -261,7 +285,10 @@ mod tests {
         values.retain(|v| *v < 1e6);
         for v in &values {
             let b = bucket_of(*v);
-            assert!(lower_edge(b) <= *v && *v <= upper_edge(b), "{v} in bucket {b}");
+            assert!(
+                lower_edge(b) <= *v && *v <= upper_edge(b),
+                "{v} in bucket {b}"
+            );
         }
         // Insert in a scrambled order.
         for i in 0..values.len() {
@@ -284,34 +311,42 @@ mod tests {
         assert!(histogram.at_least_below_rank(1) > 1e6);
     }
 
-    /// The incremental boundary agrees with one computed from scratch, and rounds outwards.
+    /// The incremental boundary agrees with one computed from scratch and with the exact
+    /// definition: the boundary count is rejected and its neighbour on the inside is not.
     #[test]
     fn incremental_boundaries_match_fresh_ones() {
         let grid = TiltGrid::new();
         for bound in [Bound::Lower, Bound::Upper] {
             let mut incremental = RankBoundary::new(&grid, 0.95, bound, 0.025);
             let mut n = 0;
-            for step in [1, 1, 3, 10, 50, 1, 1, 200, 1000, 1, 5000] {
+            for step in [1, 1, 3, 10, 50, 1, 1, 200, 1000, 1, 1, 1, 5000, 7, 8, 9] {
                 n += step;
                 incremental.update(&grid, n);
                 let mut fresh = RankBoundary::new(&grid, 0.95, bound, 0.025);
                 fresh.update(&grid, n);
-                match (incremental.root, fresh.root) {
-                    (Some(a), Some(b)) => assert!((a - b).abs() < 1e-6, "{bound:?} {n}"),
-                    (None, None) => {}
-                    other => panic!("{bound:?} n={n}: {other:?}"),
-                }
-                if let Some(root) = incremental.root {
-                    let side = RankBoundary::side_for(bound);
-                    let k = match bound {
-                        Bound::Upper => root.ceil(),
-                        Bound::Lower => root.floor(),
-                    };
-                    let (value, _) =
-                        grid.log_mixture_in_successes(n as f64, k, &incremental.psi, side);
-                    assert!(value >= incremental.log_level - 1e-9, "{bound:?} {n}");
+                assert_eq!(incremental.rejected, fresh.rejected, "{bound:?} n={n}");
+                let side = RankBoundary::side_for(bound);
+                let log_m = |k: u64| {
+                    grid.log_mixture_in_successes(n as f64, k as f64, &fresh.psi, side)
+                        .0
+                };
+                match (bound, fresh.rejected) {
+                    (Bound::Upper, Some(k)) => {
+                        assert!(log_m(k) >= fresh.log_level);
+                        assert!(k == 0 || log_m(k - 1) < fresh.log_level);
+                    }
+                    (Bound::Lower, Some(k)) => {
+                        assert!(log_m(k) >= fresh.log_level);
+                        assert!(log_m(k + 1) < fresh.log_level);
+                    }
+                    (Bound::Upper, None) => assert!(log_m(n) < fresh.log_level),
+                    (Bound::Lower, None) => assert!(log_m(0) < fresh.log_level),
                 }
             }
+            assert!(
+                incremental.rejected.is_some(),
+                "{bound:?} bounded after {n} samples"
+            );
         }
     }
 }

@@ -74,6 +74,9 @@ impl TiltGrid {
 
     /// The log of the mixture after `successes` in `trials` against the null probability `p`,
     /// with its first and second derivatives in `p`.
+    ///
+    /// Plain indexed loops rather than iterator chains: this runs after every request in the
+    /// simulation tests, which are built without optimisation.
     pub(crate) fn log_mixture_in_p(
         &self,
         trials: f64,
@@ -81,26 +84,31 @@ impl TiltGrid {
         p: f64,
         side: Side,
     ) -> Derivatives {
-        let side = Self::index(side);
+        let lambda = &self.lambda[Self::index(side)];
+        let expm1 = &self.expm1[Self::index(side)];
         let mut exponent = [0.0; TILTS.len()];
-        let mut first = [0.0; TILTS.len()];
-        let mut second = [0.0; TILTS.len()];
+        let mut max = f64::NEG_INFINITY;
         for j in 0..TILTS.len() {
-            let c = self.expm1[side][j];
-            let denominator = 1.0 + p * c;
-            exponent[j] = self.lambda[side][j] * successes - trials * (p * c).ln_1p();
-            let slope = c / denominator;
-            first[j] = -trials * slope;
-            second[j] = trials * slope * slope;
+            exponent[j] = lambda[j] * successes - trials * (p * expm1[j]).ln_1p();
+            max = max.max(exponent[j]);
         }
-        let (log_sum, weights) = softmax(&exponent);
-        let mean_first: f64 = weights.iter().zip(&first).map(|(w, d)| w * d).sum();
-        let mean_square: f64 = weights.iter().zip(&first).map(|(w, d)| w * d * d).sum();
-        let mean_second: f64 = weights.iter().zip(&second).map(|(w, d)| w * d).sum();
+        // The derivatives of each component's log are −n·c/(1 + p·c) and n·c²/(1 + p·c)²;
+        // those of the mixture's log are their weighted means plus the variance of the first.
+        let (mut sum, mut first, mut square) = (0.0, 0.0, 0.0);
+        for j in 0..TILTS.len() {
+            let weight = (exponent[j] - max).exp();
+            let slope = expm1[j] / (1.0 + p * expm1[j]);
+            sum += weight;
+            first += weight * slope;
+            square += weight * slope * slope;
+        }
+        let (first, square) = (-trials * first / sum, trials * trials * square / sum);
+        // E[n·s²] + E[(n·s)²] − E[n·s]², with s the slope above.
+        let second = square / trials.max(f64::MIN_POSITIVE) + square - first * first;
         Derivatives {
-            value: log_sum - self.ln_size,
-            first: mean_first,
-            second: mean_second + (mean_square - mean_first * mean_first).max(0.0),
+            value: max + sum.ln() - self.ln_size,
+            first,
+            second: second.max(0.0),
         }
     }
 
@@ -123,18 +131,20 @@ impl TiltGrid {
         psi: &[f64; TILTS.len()],
         side: Side,
     ) -> (f64, f64) {
-        let side = Self::index(side);
+        let lambda = &self.lambda[Self::index(side)];
         let mut exponent = [0.0; TILTS.len()];
+        let mut max = f64::NEG_INFINITY;
         for j in 0..TILTS.len() {
-            exponent[j] = self.lambda[side][j] * successes - trials * psi[j];
+            exponent[j] = lambda[j] * successes - trials * psi[j];
+            max = max.max(exponent[j]);
         }
-        let (log_sum, weights) = softmax(&exponent);
-        let slope = weights
-            .iter()
-            .zip(&self.lambda[side])
-            .map(|(w, l)| w * l)
-            .sum();
-        (log_sum - self.ln_size, slope)
+        let (mut sum, mut slope) = (0.0, 0.0);
+        for j in 0..TILTS.len() {
+            let weight = (exponent[j] - max).exp();
+            sum += weight;
+            slope += weight * lambda[j];
+        }
+        (max + sum.ln() - self.ln_size, slope / sum)
     }
 }
 
@@ -144,21 +154,6 @@ pub(crate) struct Derivatives {
     pub(crate) value: f64,
     pub(crate) first: f64,
     pub(crate) second: f64,
-}
-
-/// `ln Σ e^x` and the normalised weights `e^x / Σ e^x`, computed without overflow.
-fn softmax<const N: usize>(x: &[f64; N]) -> (f64, [f64; N]) {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut weights = [0.0; N];
-    let mut sum = 0.0;
-    for (w, v) in weights.iter_mut().zip(x) {
-        *w = (v - max).exp();
-        sum += *w;
-    }
-    for w in &mut weights {
-        *w /= sum;
-    }
-    (max + sum.ln(), weights)
 }
 
 /// The minimum of a convex function on `[lo, hi]` and where it is, by Newton's method kept
