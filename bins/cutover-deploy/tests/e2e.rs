@@ -1569,6 +1569,7 @@ struct StreamSeen {
     release: String,
     last_event: String,
     clean: bool,
+    ended: Instant,
 }
 
 /// Reads an SSE stream with curl until it ends; reconnects until `stop`. Each ended stream is
@@ -1617,6 +1618,7 @@ fn sse_client(
                 release,
                 last_event: last,
                 clean: status.is_some_and(|s| s.success()),
+                ended: Instant::now(),
             });
         }
     })
@@ -1641,11 +1643,21 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
     let base = format!("https://127.0.0.1:{https}");
     let stop = Arc::new(AtomicBool::new(false));
 
+    // One deploy and its rollback (more with CUTOVER_STREAM_DEPLOYS=N, for the figures).
+    let rounds: u64 = std::env::var("CUTOVER_STREAM_DEPLOYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     // Keep-alive load: wrk, 4 HTTPS connections, for the whole deploy and rollback.
     let wrk = ChildGuard::spawn({
         let mut c = Command::new("wrk");
-        c.args(["-t1", "-c4", "-d25s", &format!("{base}/api/health")])
-            .stdout(std::process::Stdio::piped());
+        c.args([
+            "-t1",
+            "-c4",
+            &format!("-d{}s", 15 + 10 * rounds),
+            &format!("{base}/api/health"),
+        ])
+        .stdout(std::process::Stdio::piped());
         c
     })
     .expect("wrk is missing: apt-get install -y wrk");
@@ -1703,12 +1715,18 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
                     ok += 1;
                     continue;
                 }
-                // Not a failure if the client had been told to reconnect: its stream closed.
-                let closed = wait_until(Duration::from_secs(1), || {
+                // Not a failure if the client had been told to reconnect: its stream closed
+                // (the client may see the close a moment after the post's answer).
+                let asked = Instant::now();
+                let closed = wait_until(Duration::from_secs(3), || {
                     session.lock().unwrap().as_deref() != Some(id.as_str())
                 });
                 if closed {
                     told += 1;
+                    eprintln!(
+                        "post answered {code} for {id}; its stream closed {:?} later",
+                        asked.elapsed()
+                    );
                 } else {
                     failed.push(format!("{code} for {id}"));
                 }
@@ -1725,31 +1743,49 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
     );
     std::thread::sleep(Duration::from_secs(1));
 
-    let (code, json, out) = demo.run(&["deploy"]);
-    assert_eq!(
-        code,
-        0,
-        "{json:#}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r2 = json["release"].as_str().unwrap().to_owned();
-    let switch = json["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == "switch")
-        .unwrap()
-        .clone();
-    eprintln!("deploy switch: {switch}");
-    std::thread::sleep(Duration::from_secs(2));
-    let (code, json, out) = demo.run(&["rollback"]);
-    assert_eq!(
-        code,
-        0,
-        "{json:#}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    // Which release answers, every 50 ms: the switch moment is when the answer changes.
+    let served = Arc::new(std::sync::Mutex::new(Vec::<(Instant, String)>::new()));
+    let poller = {
+        let (stop, served, base) = (stop.clone(), served.clone(), base.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                let out = Command::new("curl")
+                    .args(["-sk", "--max-time", "2", &format!("{base}/api/health")])
+                    .output();
+                if let Ok(out) = out
+                    && let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+                    && let Some(r) = v["version"].as_str()
+                {
+                    let mut s = served.lock().unwrap();
+                    if s.last().is_none_or(|(_, last)| last != r) {
+                        s.push((Instant::now(), r.to_owned()));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut r2 = String::new();
+    for _ in 0..rounds {
+        let (code, json, out) = demo.run(&["deploy"]);
+        assert_eq!(
+            code,
+            0,
+            "{json:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        r2 = json["release"].as_str().unwrap().to_owned();
+        std::thread::sleep(Duration::from_secs(2));
+        let (code, json, out) = demo.run(&["rollback", "--to", &r1]);
+        assert_eq!(
+            code,
+            0,
+            "{json:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let health = Command::new("curl")
         .args(["-sk", &format!("{base}/api/health")])
         .output()
@@ -1759,8 +1795,12 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
 
     stop.store(true, Ordering::SeqCst);
     let (ok, told, failed) = posts.join().unwrap();
+    poller.join().unwrap();
+    let served = served.lock().unwrap().clone();
     let mut wrk = wrk;
-    let status = wrk.wait_timeout(Duration::from_secs(40)).expect("wrk ends");
+    let status = wrk
+        .wait_timeout(Duration::from_secs(40 + 10 * rounds))
+        .expect("wrk ends");
     let mut report = String::new();
     use std::io::Read as _;
     if let Some(mut o) = wrk.child().stdout.take() {
@@ -1788,6 +1828,32 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
     }
     assert!(seen.iter().any(|s| s.release == r1), "{seen:?}");
     assert!(seen.iter().any(|s| s.release == r2), "{seen:?}");
+    // Each old stream closed within drain + 1 s of the switch away from its release (with a
+    // second of slack for the 50 ms poller and a loaded machine).
+    let drain = Duration::from_secs(1);
+    let mut slowest = Duration::ZERO;
+    for s in seen.iter().chain(&mcp_seen) {
+        let switched = served
+            .windows(2)
+            .filter(|w| w[0].1 == s.release && w[1].0 <= s.ended)
+            .map(|w| w[1].0)
+            .next_back()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no switch away from {} before its stream ended: {served:?}",
+                    s.release
+                )
+            });
+        let took = s.ended.duration_since(switched);
+        slowest = slowest.max(took);
+        assert!(
+            took <= drain + Duration::from_secs(2),
+            "{s:?} closed {took:?} after the switch"
+        );
+    }
+    eprintln!(
+        "the slowest old stream closed {slowest:?} after its switch (drain {drain:?}); {rounds} deploy(s) and rollback(s)"
+    );
     // (3) No MCP post failed.
     assert!(failed.is_empty(), "failed posts: {failed:?}");
     assert!(ok > 20, "{ok}");
