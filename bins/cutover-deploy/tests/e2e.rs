@@ -250,6 +250,7 @@ fn blue_green_under_load_bad_release_rollback_and_the_read_only_views() {
     let r2 = demo.deploy_ok();
     std::thread::sleep(Duration::from_millis(300));
     let (ok, failed, errors) = load.finish();
+    eprintln!("connection-per-request load across a blue-green deploy: {ok} ok, {failed} failed");
     assert_eq!(
         failed, 0,
         "failed requests during the switch: {errors:?} ({ok} ok)"
