@@ -180,6 +180,30 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
 }
 
+/// Runs a prepared command and returns (exit code, stdout as JSON, stderr).
+fn json_output(mut cmd: Command) -> (i32, Value, String) {
+    let out = cmd.output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A test's way of running cutover-deploy.
+type RunFn<'a> = &'a dyn Fn(&[&str]) -> (i32, Value, String);
+
+/// Runs `down` through the test's own runner when dropped, so that what a test started goes
+/// even when it fails.
+struct DownOnDrop<'a>(RunFn<'a>);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = (self.0)(&["down"]);
+    }
+}
+
 /// Connection-per-request GETs through nginx until stopped; counts failures.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -1033,28 +1057,13 @@ fn blue_green_through_systemd_units_deploy_a_failed_deploy_and_a_rollback() {
     let run = |args: &[&str]| {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
-        let out = demo
-            .command(&full)
-            .env("FAKE_SYSTEMCTL_DIR", &fake_dir)
-            .env("FAKE_SYSTEMCTL_UNITS", &units)
-            .output()
-            .unwrap();
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.code().unwrap_or(-1),
-            json,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut cmd = demo.command(&full);
+        cmd.env("FAKE_SYSTEMCTL_DIR", &fake_dir)
+            .env("FAKE_SYSTEMCTL_UNITS", &units);
+        json_output(cmd)
     };
     // Whatever happens, the fake's processes go.
-    type Run<'a> = &'a dyn Fn(&[&str]) -> (i32, Value, String);
-    struct Down<'a>(Run<'a>);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down"]);
-        }
-    }
-    let _down = Down(&run);
+    let _down = DownOnDrop(&run);
     manifest("", "");
 
     let (code, json, stderr) = run(&["deploy"]);
@@ -1446,30 +1455,15 @@ fn a_release_listening_beyond_loopback_fails_the_switch_unless_exposure_is_any()
     let demo = Demo::new("blue-green");
     let ns = NetNs::new();
     let run = |args: &[&str]| {
-        let out = ns
-            .command(&workspace_bin("cutover-deploy"))
-            .arg("--manifest")
+        let mut cmd = ns.command(&workspace_bin("cutover-deploy"));
+        cmd.arg("--manifest")
             .arg(demo.manifest())
             .arg("--json")
             .args(args)
-            .env("CUTOVER_TEST_SECRET", SECRET)
-            .output()
-            .unwrap();
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.code().unwrap_or(-1),
-            json,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .env("CUTOVER_TEST_SECRET", SECRET);
+        json_output(cmd)
     };
-    type Run<'a> = &'a dyn Fn(&[&str]) -> (i32, Value, String);
-    struct Down<'a>(Run<'a>);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down"]);
-        }
-    }
-    let _down = Down(&run);
+    let _down = DownOnDrop(&run);
     let everywhere = |exposure: &str| {
         demo.write_manifest("", "");
         let text = std::fs::read_to_string(demo.manifest())

@@ -269,6 +269,24 @@ impl NginxSwitch {
     }
 }
 
+/// The report of a confirmed switch.
+fn report(
+    from: Option<SocketAddr>,
+    target: &SwitchTarget,
+    started: Instant,
+    (confirm_probes, release): (u32, Option<String>),
+    how: &str,
+) -> SwitchReport {
+    tracing::info!(?from, to = %target.upstream, confirm_probes, how, "switch confirmed");
+    SwitchReport {
+        from,
+        to: target.upstream,
+        release,
+        elapsed: started.elapsed(),
+        confirm_probes,
+    }
+}
+
 fn read_pid(path: &std::path::Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -333,16 +351,7 @@ impl TrafficSwitch for NginxSwitch {
         {
             set_marker(&self.layout, &group)?;
             return match self.confirm(target, &[]).await {
-                Ok((confirm_probes, release)) => {
-                    tracing::info!(?from, to = %target.upstream, confirm_probes, "switch confirmed (no reload)");
-                    Ok(SwitchReport {
-                        from,
-                        to: target.upstream,
-                        release,
-                        elapsed: started.elapsed(),
-                        confirm_probes,
-                    })
-                }
+                Ok(confirmed) => Ok(report(from, target, started, confirmed, "no reload")),
                 Err(reason) => {
                     let rollback = match set_marker(&self.layout, &routed) {
                         Ok(()) => format!("{} routed again", routed.upstream),
@@ -401,16 +410,7 @@ impl TrafficSwitch for NginxSwitch {
             return Err(failed(e.to_string(), rollback));
         }
         match self.confirm(target, &old_workers).await {
-            Ok((confirm_probes, release)) => {
-                tracing::info!(?from, to = %target.upstream, confirm_probes, "switch confirmed");
-                Ok(SwitchReport {
-                    from,
-                    to: target.upstream,
-                    release,
-                    elapsed: started.elapsed(),
-                    confirm_probes,
-                })
-            }
+            Ok(confirmed) => Ok(report(from, target, started, confirmed, "reloaded")),
             Err(reason) => {
                 let rollback = self
                     .restore(previous.as_deref(), previous_route.as_deref(), true)
