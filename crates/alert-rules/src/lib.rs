@@ -24,7 +24,10 @@
 //!   warning and critical. Its state is plain data that [`save_state`] writes atomically, so
 //!   one-shot runs from cron honour `for` across invocations.
 //! * **Notifiers** ([`notify`]): a line writer, a JSON webhook (timeout, retries, Slack `text`),
-//!   a command; on transitions and, while firing, every `repeat_interval`.
+//!   a command; on transitions and, while firing, every `repeat_interval`. And Alertmanager
+//!   (`notify = { alertmanager = "http://127.0.0.1:9093" }`, its v2 API): firing alerts with
+//!   `endsAt` a margin ahead, re-sent at every evaluation while firing
+//!   ([`deliver_evaluation`]), resolved ones with `endsAt` = now.
 //! * **Export** ([`export_prometheus`]): rules on Prometheus metrics become an alerting-rules
 //!   file that `promtool check rules` accepts.
 //! * **Defaults** ([`default_rules`]): the replaced tooling's thresholds pointed at the demo
@@ -74,11 +77,11 @@ pub use engine::{
 pub use error::AlertError;
 pub use export::{Export, export_prometheus, write_export};
 pub use notify::{
-    AnyNotifier, CommandNotifier, LineNotifier, Notifier, NotifierConfig, WebhookFormat,
-    WebhookNotifier, render_line,
+    AlertmanagerNotifier, AnyNotifier, CommandNotifier, LineNotifier, Notifier, NotifierConfig,
+    WebhookFormat, WebhookNotifier, render_line,
 };
 pub use rule::{Policy, Rule, Severity};
-pub use runner::{deliver, sample_all};
+pub use runner::{deliver, deliver_evaluation, label_transitions, sample_all};
 pub use sample::{Sample, Value};
 pub use sources::{MetricSource, Source};
 pub use state::{load_state, save_state};
