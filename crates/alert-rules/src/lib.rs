@@ -31,7 +31,9 @@
 //! * **Export** ([`export_prometheus`]): rules on Prometheus metrics become an alerting-rules
 //!   file that `promtool check rules` accepts.
 //! * **Defaults** ([`default_rules`]): the replaced tooling's thresholds pointed at the demo
-//!   service's real fields.
+//!   service's real fields, or at the edge when a proxy is in front; [`default_candidates`]
+//!   with [`select_served`] keep only the rules whose routes the service serves (each route
+//!   asked once; absent ones are left out and said so, never unknown for ever).
 //!
 //! ```
 //! use alert_rules::{AlertRuleConfig, AlertState, Engine, Sample};
@@ -64,12 +66,13 @@ pub mod notify;
 pub mod rule;
 pub mod runner;
 pub mod sample;
+pub mod served;
 pub mod sources;
 pub mod state;
 
 pub use condition::{Condition, Op, Threshold};
 pub use config::{AlertRuleConfig, validate_rules};
-pub use defaults::{SignalsFrom, default_rules, default_rules_from};
+pub use defaults::{SignalsFrom, default_candidates, default_rules, default_rules_from};
 pub use engine::{
     AlertState, Engine, EngineOptions, EngineState, Evaluation, RuleState, RuleStatus, Transition,
     TransitionKind, evaluate_rule,
@@ -83,5 +86,6 @@ pub use notify::{
 pub use rule::{Policy, Rule, Severity};
 pub use runner::{deliver, deliver_evaluation, label_transitions, sample_all};
 pub use sample::{Sample, Value};
+pub use served::{NotServed, Selection, select_served};
 pub use sources::{MetricSource, Source};
 pub use state::{load_state, save_state};
