@@ -560,3 +560,15 @@ fn the_knobs_work_in_the_mcp_hub_shape() {
         "{stats}"
     );
 }
+
+/// `--error-rate` fails only routes the service serves: a route it does not serve stays 404.
+#[test]
+fn error_rate_never_turns_an_absent_route_into_a_500() {
+    let hub = DemoHub::start(&["--shape", "mcp-hub", "--error-rate", "1"]);
+    hub.wait_ready();
+    assert_eq!(http_get(hub.addr, "/api/tools").unwrap().status, 500);
+    for _ in 0..5 {
+        assert_eq!(http_get(hub.addr, "/api/stats").unwrap().status, 404);
+        assert_eq!(http_get(hub.addr, "/api/nope").unwrap().status, 404);
+    }
+}

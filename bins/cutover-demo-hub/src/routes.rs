@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -152,6 +152,9 @@ async fn api_knobs(State(app): State<Arc<AppState>>, request: Request, next: Nex
     let is_health = path == "/health" || path == "/api/health";
     // The statistics reader is not traffic: reading the stats route must not move the figures.
     let counted = !is_stats_route(app.shape, &path);
+    // Only routes the service serves fail by the knob: a route it does not serve stays 404,
+    // as routing comes before any work in a real service.
+    let served = request.extensions().get::<MatchedPath>().is_some();
     let started = Instant::now();
     if counted {
         app.stats.begin();
@@ -168,6 +171,7 @@ async fn api_knobs(State(app): State<Arc<AppState>>, request: Request, next: Nex
             .into_response()
     } else if !is_health
         && counted
+        && served
         && app.error_rate > 0.0
         && rand::random::<f64>() < app.error_rate
     {
