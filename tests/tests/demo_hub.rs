@@ -481,3 +481,94 @@ fn socket_activation_and_ready_notification() {
         health.body
     );
 }
+
+/// `--shape mcp-hub` serves only what MCP Hub 4.3.0 serves: no `/api/stats`, `/metrics` is the
+/// web UI's HTML, and `/api/filtering/stats` has fractions with `cacheHitRate` 0 and
+/// `totalTools` 0 until the first lookup, both moving with traffic to `/api/tools`.
+#[test]
+fn the_mcp_hub_shape_serves_only_what_the_real_hub_serves() {
+    let hub = DemoHub::start_with(&[], &[("CUTOVER_DEMO_SHAPE", "mcp-hub")]);
+    hub.wait_ready();
+    let stats = http_get(hub.addr, "/api/stats").unwrap();
+    assert_eq!(stats.status, 404, "{}", stats.body);
+    let page = http_get(hub.addr, "/metrics").unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{:?}",
+        page.headers
+    );
+    assert!(page.body.contains("<html"), "{}", page.body);
+    assert!(serde_json::from_str::<Value>(&page.body).is_err());
+
+    let (status, idle) = json(&hub, "/api/filtering/stats");
+    assert_eq!(status, 200);
+    assert_eq!(idle["enabled"], true);
+    assert_eq!(idle["cacheHitRate"], 0.0, "0 before any lookup: {idle}");
+    assert_eq!(idle["llmCacheHitRate"], 0.0, "{idle}");
+    assert_eq!(idle["totalTools"], 0, "no tool checked yet: {idle}");
+    assert!(idle["filterRate"].is_number(), "{idle}");
+    // Reading the statistics is not traffic.
+    let (_, again) = json(&hub, "/api/filtering/stats");
+    assert_eq!(again["totalTools"], 0, "{again}");
+
+    for _ in 0..4 {
+        assert_eq!(http_get(hub.addr, "/api/tools?q=x").unwrap().status, 200);
+    }
+    let (_, busy) = json(&hub, "/api/filtering/stats");
+    assert_eq!(busy["totalTools"], 4, "{busy}");
+    for key in ["cacheHitRate", "llmCacheHitRate", "filterRate"] {
+        let v = busy[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} is a fraction: {busy}");
+    }
+    assert_eq!(busy["cacheHitRate"], 0.75, "one miss, three hits: {busy}");
+}
+
+/// The fault knobs work in the mcp-hub shape too, and its statistics route is never failed by
+/// `--error-rate`, so a failing hub can still be measured.
+#[test]
+fn the_knobs_work_in_the_mcp_hub_shape() {
+    let hub = DemoHub::start(&[
+        "--shape",
+        "mcp-hub",
+        "--error-rate",
+        "1",
+        "--latency",
+        "50ms",
+        "--cache-capacity",
+        "0",
+    ]);
+    hub.wait_ready();
+    let started = Instant::now();
+    assert_eq!(http_get(hub.addr, "/api/tools").unwrap().status, 500);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    for _ in 0..5 {
+        let (status, stats) = json(&hub, "/api/filtering/stats");
+        assert_eq!(status, 200, "{stats}");
+    }
+    assert_eq!(http_get(hub.addr, "/api/health").unwrap().status, 200);
+    let hub = DemoHub::start(&["--shape", "mcp-hub", "--cache-capacity", "0"]);
+    hub.wait_ready();
+    for _ in 0..3 {
+        http_get(hub.addr, "/api/tools?q=x").unwrap();
+    }
+    let (_, stats) = json(&hub, "/api/filtering/stats");
+    assert_eq!(
+        (stats["totalTools"].as_u64(), stats["cacheHitRate"].as_f64()),
+        (Some(3), Some(0.0)),
+        "{stats}"
+    );
+}
+
+/// `--error-rate` fails only routes the service serves: a route it does not serve stays 404.
+#[test]
+fn error_rate_never_turns_an_absent_route_into_a_500() {
+    let hub = DemoHub::start(&["--shape", "mcp-hub", "--error-rate", "1"]);
+    hub.wait_ready();
+    assert_eq!(http_get(hub.addr, "/api/tools").unwrap().status, 500);
+    for _ in 0..5 {
+        assert_eq!(http_get(hub.addr, "/api/stats").unwrap().status, 404);
+        assert_eq!(http_get(hub.addr, "/api/nope").unwrap().status, 404);
+    }
+}

@@ -25,6 +25,11 @@ const REQUIRED: &[(&str, &str, &str)] = &[
         "prometheus",
         "exported alert rules are checked with promtool",
     ),
+    (
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "the Alertmanager notifier is tested against a real Alertmanager",
+    ),
     ("wrk", "wrk", "load-generator comparisons"),
     ("curl", "curl", "probe comparisons"),
     (

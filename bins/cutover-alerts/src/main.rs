@@ -25,6 +25,15 @@
 //! `check` prints `{status, target, alerts, transitions, errors}`; `target` is `{url, via,
 //! release}`, present when a source went to the base URL.
 //!
+//! The default rules keep only what the service serves: each route they read is asked once
+//! per `check` (and, in `watch`, again at each evaluation while a rule is left out), and a
+//! rule whose route answers 404 or something other than the JSON field it reads is left out
+//! and listed as `n/a` with the reason (`not_served` in `--json`) instead of being unknown for
+//! ever; a service that is down keeps its rules, which say so. Notifications carry the
+//! labels `service` and `release` of the live deployment; `--alertmanager URL` (or `notify
+//! = { alertmanager = URL }` in an `[[alert]]`) posts to Alertmanager's v2 API, re-sending
+//! what fires at every evaluation.
+//!
 //! This file is argument parsing and glue; the work is in the `alert-rules` and
 //! `live-deployment` crates.
 
@@ -32,9 +41,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use alert_rules::{
-    AlertRuleConfig, AlertState, AnyNotifier, CommandNotifier, Engine, EngineState, Evaluation,
-    LineNotifier, Notifier, RuleStatus, Severity, WebhookFormat, WebhookNotifier,
+    AlertRuleConfig, AlertState, AlertmanagerNotifier, AnyNotifier, CommandNotifier, Engine,
+    EngineState, Evaluation, LineNotifier, NotServed, Notifier, RuleStatus, Severity,
+    WebhookFormat, WebhookNotifier,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Manifest, Status};
@@ -148,6 +160,11 @@ struct EvalArgs {
     /// Run this program for each transition (JSON on stdin, CUTOVER_ALERT_* variables).
     #[arg(long, value_name = "PROGRAM")]
     notify_command: Vec<String>,
+    /// POST firing and resolved alerts to this Alertmanager's v2 API
+    /// (http://127.0.0.1:9093); what fires is re-sent at every evaluation with endsAt a
+    /// margin ahead (15m, or 4 intervals of `watch` when longer).
+    #[arg(long, value_name = "URL")]
+    alertmanager: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -175,7 +192,7 @@ async fn run(cli: Cli) -> i32 {
         Ok(m) => m,
         Err(e) => return cutover_cli::report_manifest_error(&e),
     };
-    let mut templates = match load_rules(manifest.as_ref(), &rule_args) {
+    let (mut templates, defaults) = match load_rules(manifest.as_ref(), &rule_args) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -221,15 +238,19 @@ async fn run(cli: Cli) -> i32 {
         } => (eval, Some((interval, count))),
         // Listing and exporting describe the configuration: when nothing is deployed, sources
         // written against the base URL are shown as written.
+        // The defaults' alternative sources are listed by their first choice.
         Command::List(_) => {
             let target = base.as_ref().and_then(|b| b.current().ok());
-            return list(&cli.common, &resolve(&templates, target.as_ref()));
+            return list(
+                &cli.common,
+                &first_choices(resolve(&templates, target.as_ref())),
+            );
         }
         Command::Export {
             prometheus, group, ..
         } => {
             let target = base.as_ref().and_then(|b| b.current().ok());
-            let rules = resolve(&templates, target.as_ref());
+            let rules = first_choices(resolve(&templates, target.as_ref()));
             return export(&cli.common, &rules, &prometheus, &group);
         }
     };
@@ -245,7 +266,9 @@ async fn run(cli: Cli) -> i32 {
         eval: &eval,
         state: state.as_deref(),
         templates: &templates,
+        defaults,
         base: base.as_ref(),
+        deployment: deployment.as_ref(),
         target,
     };
     match repeat {
@@ -406,20 +429,30 @@ struct Evaluate<'a> {
     state: Option<&'a std::path::Path>,
     /// The rules as configured (sources not yet joined to a base URL).
     templates: &'a [AlertRuleConfig],
+    /// Whether they are the default rules' candidates (kept by what the service serves).
+    defaults: bool,
     /// Where the base URL comes from, when a source needs one.
     base: Option<&'a BaseSource>,
+    /// The deployment, when the manifest describes one (for the notification labels).
+    deployment: Option<&'a Deployment>,
     /// The base URL the rules were resolved against.
     target: Option<BaseTarget>,
 }
 
-/// The manifest's `[[alert]]` entries, or the default rules (written against the base URL).
-fn load_rules(manifest: Option<&Manifest>, args: &RuleArgs) -> Result<Vec<AlertRuleConfig>, i32> {
+/// The manifest's `[[alert]]` entries, or the default rules' candidates (written against the
+/// base URL; several may share a name, see [`alert_rules::default_candidates`]), and whether
+/// they are the defaults.
+fn load_rules(
+    manifest: Option<&Manifest>,
+    args: &RuleArgs,
+) -> Result<(Vec<AlertRuleConfig>, bool), i32> {
     let configured = match (manifest, args.defaults) {
         (Some(m), false) => m
             .table::<Vec<AlertRuleConfig>>("alert")
             .map_err(|e| cutover_cli::report_manifest_error(&e))?,
         _ => None,
     };
+    let defaults = configured.is_none();
     let mut rules = match configured {
         Some(rules) => rules,
         None => {
@@ -435,13 +468,13 @@ fn load_rules(manifest: Option<&Manifest>, args: &RuleArgs) -> Result<Vec<AlertR
             } else {
                 alert_rules::SignalsFrom::Service
             };
-            alert_rules::default_rules_from("{url}", from).map_err(|e| {
+            alert_rules::default_candidates("{url}", from).map_err(|e| {
                 eprintln!("error: {e}");
                 EXIT_CONFIG
             })?
         }
     };
-    if let Err(e) = alert_rules::validate_rules(&rules) {
+    if !defaults && let Err(e) = alert_rules::validate_rules(&rules) {
         eprintln!("error: {e}");
         return Err(EXIT_CONFIG);
     }
@@ -451,11 +484,62 @@ fn load_rules(manifest: Option<&Manifest>, args: &RuleArgs) -> Result<Vec<AlertR
             r.source.resolve_paths(&dir);
         }
     }
-    Ok(rules)
+    Ok((rules, defaults))
 }
 
-fn shared_notifiers(eval: &EvalArgs) -> Vec<AnyNotifier> {
+/// The first candidate of each name (the defaults as [`alert_rules::default_rules_from`]
+/// gives them); configured rules have unique names and pass unchanged.
+fn first_choices(mut rules: Vec<AlertRuleConfig>) -> Vec<AlertRuleConfig> {
+    let mut seen = std::collections::BTreeSet::new();
+    rules.retain(|r| seen.insert(r.rule.name.clone()));
+    rules
+}
+
+/// The rules to evaluate: configured ones as they are; for the defaults, per name the first
+/// candidate the service serves, and those left out with the reason.
+async fn applicable(
+    rules: Vec<AlertRuleConfig>,
+    defaults: bool,
+) -> (Vec<AlertRuleConfig>, Vec<NotServed>) {
+    if !defaults {
+        return (rules, Vec::new());
+    }
+    let selection = alert_rules::select_served(&rules).await;
+    (selection.rules, selection.not_served)
+}
+
+/// The labels every notification carries: the deployment's `service` and, when one is live,
+/// its `release`.
+fn context_labels(
+    deployment: Option<&Deployment>,
+    target: Option<&BaseTarget>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let Some(d) = deployment else {
+        return labels;
+    };
+    labels.insert("service".to_owned(), d.service().name.clone());
+    let release = match target.and_then(|t| t.release.clone()) {
+        Some(r) => Some(r),
+        None => d.live().ok().and_then(|l| l.release),
+    };
+    if let Some(r) = release {
+        labels.insert("release".to_owned(), r);
+    }
+    labels
+}
+
+/// The notifiers of the flags; `interval` is `watch`'s, which an Alertmanager's resend margin
+/// must exceed.
+fn shared_notifiers(eval: &EvalArgs, interval: Option<Duration>) -> Vec<AnyNotifier> {
     let mut out = Vec::new();
+    for url in &eval.alertmanager {
+        let mut a = AlertmanagerNotifier::new(url.clone());
+        if let Some(every) = interval {
+            a.resend_margin = a.resend_margin.max(every.saturating_mul(4));
+        }
+        out.push(AnyNotifier::Alertmanager(a));
+    }
     for url in &eval.webhook {
         let mut w = WebhookNotifier::new(url.clone());
         w.format = if eval.slack {
@@ -507,6 +591,9 @@ struct CheckReport<'a> {
     target: Option<&'a BaseTarget>,
     alerts: Vec<AlertRow<'a>>,
     transitions: &'a [alert_rules::Transition],
+    /// Default rules left out because the service does not serve what they read.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    not_served: &'a [NotServed],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<String>,
 }
@@ -527,15 +614,20 @@ fn rows(evaluation: &Evaluation) -> Vec<AlertRow<'_>> {
         .collect()
 }
 
-/// One evaluation: sample, evaluate, deliver. Returns the evaluation and problems to report.
+/// One evaluation: sample, evaluate, deliver (with `labels` on every notification). Returns
+/// the evaluation, its transitions labelled as delivered, and problems to report.
 async fn evaluate_once(
     engine: &mut Engine,
     rules: &[AlertRuleConfig],
     notifiers: &[AnyNotifier],
+    labels: &BTreeMap<String, String>,
 ) -> (Evaluation, Vec<String>) {
     let samples = alert_rules::sample_all(rules).await;
-    let evaluation = engine.evaluate(jiff::Timestamp::now(), &samples);
-    let failures = alert_rules::deliver(&evaluation.transitions, rules, notifiers).await;
+    let now = jiff::Timestamp::now();
+    let mut evaluation = engine.evaluate(now, &samples);
+    let failures =
+        alert_rules::deliver_evaluation(now, &evaluation, rules, notifiers, labels).await;
+    alert_rules::label_transitions(&mut evaluation.transitions, labels);
     let errors = failures
         .into_iter()
         .map(|e| {
@@ -567,9 +659,11 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
         errors.push(e);
         EngineState::default()
     });
+    let (rules, not_served) = applicable(rules, run.defaults).await;
+    let labels = context_labels(run.deployment, run.target.as_ref());
     let mut engine = Engine::new(rules.iter().map(|r| r.rule.clone()).collect(), state);
     let (evaluation, notify_errors) =
-        evaluate_once(&mut engine, &rules, &shared_notifiers(eval)).await;
+        evaluate_once(&mut engine, &rules, &shared_notifiers(eval, None), &labels).await;
     errors.extend(notify_errors);
     let mut status = verdict(&evaluation.statuses);
     if let Some(path) = run.state
@@ -588,6 +682,7 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
             target: run.target.as_ref(),
             alerts: rows(&evaluation),
             transitions: &evaluation.transitions,
+            not_served: &not_served,
             errors,
         };
         if let Err(e) = cutover_cli::print_json(&report) {
@@ -602,7 +697,7 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
                 t.release.as_deref().unwrap_or("?")
             );
         }
-        print_table(&evaluation);
+        print_table(&evaluation, &not_served);
         for t in &evaluation.transitions {
             if t.kind.notifies() {
                 println!("{}", alert_rules::render_line(t));
@@ -616,7 +711,7 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
     status.exit_code()
 }
 
-fn print_table(evaluation: &Evaluation) {
+fn print_table(evaluation: &Evaluation, not_served: &[NotServed]) {
     println!(
         "{:<24} {:<9} {:<9} {:>14}  {:<20} DETAIL",
         "RULE", "STATE", "SEVERITY", "VALUE", "SINCE"
@@ -642,11 +737,17 @@ fn print_table(evaluation: &Evaluation) {
             ),
         );
     }
+    for n in not_served {
+        println!(
+            "{:<24} {:<9} {:<9} {:>14}  {:<20} not served, rule left out: {}",
+            n.name, "n/a", "-", "-", "-", n.reason
+        );
+    }
 }
 
 async fn watch(
     mut run: Evaluate<'_>,
-    mut rules: Vec<AlertRuleConfig>,
+    rules: Vec<AlertRuleConfig>,
     interval: Duration,
     count: Option<u64>,
 ) -> i32 {
@@ -658,8 +759,10 @@ async fn watch(
             return EXIT_UNKNOWN;
         }
     };
+    let candidates = rules;
+    let (mut rules, mut not_served) = applicable(candidates.clone(), run.defaults).await;
     let mut engine = Engine::new(rules.iter().map(|r| r.rule.clone()).collect(), state);
-    let notifiers = shared_notifiers(eval);
+    let notifiers = shared_notifiers(eval, Some(interval));
     let stdout_lines = LineNotifier::new(std::io::stdout());
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -677,11 +780,14 @@ async fn watch(
             Some(()) = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => break,
         }
         // Follow a new deploy (blue-green moves the live slot): read the live release again.
+        let mut reselect = !not_served.is_empty();
+        let mut candidates_now = None;
         if let Some(base) = run.base {
             match base.current() {
                 Ok(target) if run.target.as_ref() != Some(&target) => {
                     tracing::info!(url = %target.url, release = ?target.release, "the live deployment changed");
-                    rules = resolve(run.templates, Some(&target));
+                    candidates_now = Some(resolve(run.templates, Some(&target)));
+                    reselect = true;
                     run.target = Some(target);
                 }
                 Ok(_) => {}
@@ -693,7 +799,30 @@ async fn watch(
                 }
             }
         }
-        let (evaluation, errors) = evaluate_once(&mut engine, &rules, &notifiers).await;
+        // A rule left out comes back once its route is served (a hub that was starting).
+        if reselect && run.defaults {
+            let all = match candidates_now {
+                Some(c) => c,
+                None => resolve(run.templates, run.target.as_ref()),
+            };
+            let (now_rules, now_not_served) = applicable(all, true).await;
+            let names = |r: &[AlertRuleConfig]| -> Vec<String> {
+                r.iter().map(|r| r.rule.name.clone()).collect()
+            };
+            if names(&now_rules) != names(&rules) {
+                tracing::info!(left_out = ?now_not_served, "the rules the service serves changed");
+                engine = Engine::new(
+                    now_rules.iter().map(|r| r.rule.clone()).collect(),
+                    engine.state().clone(),
+                );
+            }
+            rules = now_rules;
+            not_served = now_not_served;
+        } else if let Some(c) = candidates_now {
+            rules = c;
+        }
+        let labels = context_labels(run.deployment, run.target.as_ref());
+        let (evaluation, errors) = evaluate_once(&mut engine, &rules, &notifiers, &labels).await;
         done += 1;
         status = verdict(&evaluation.statuses);
         if let Some(path) = run.state
@@ -708,6 +837,7 @@ async fn watch(
                 target: run.target.as_ref(),
                 alerts: rows(&evaluation),
                 transitions: &evaluation.transitions,
+                not_served: &not_served,
                 errors,
             };
             match serde_json::to_string(&report) {

@@ -56,9 +56,25 @@ pub(crate) struct Args {
     /// (every lookup misses, so the cache hit rate falls to 0).
     #[arg(long, env = "CUTOVER_DEMO_CACHE_CAPACITY", default_value_t = 256)]
     pub(crate) cache_capacity: usize,
+    /// Which API to serve: `demo` (the MCP Hub routes plus `/api/stats` and a Prometheus
+    /// `/metrics`) or `mcp-hub` (only what MCP Hub 4.3.0 serves: no `/api/stats`, `/metrics`
+    /// answers 200 with the web UI's HTML, `/api/filtering/stats` counts tool checks in
+    /// `totalTools`). The fault knobs work in both.
+    #[arg(long, env = "CUTOVER_DEMO_SHAPE", value_enum, default_value_t = Shape::Demo)]
+    pub(crate) shape: Shape,
     /// Format of the log lines on stderr.
     #[arg(long, value_enum, default_value_t = cutover_cli::LogFormat::Text)]
     pub(crate) log_format: cutover_cli::LogFormat,
+}
+
+/// The API shape the service answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Shape {
+    /// The MCP Hub routes plus what the real service never had: `/api/stats` and a
+    /// Prometheus `/metrics`.
+    Demo,
+    /// Only what MCP Hub 4.3.0 serves.
+    McpHub,
 }
 
 /// A state the service can be told to stay in.

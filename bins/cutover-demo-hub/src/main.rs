@@ -6,6 +6,11 @@
 //! `"ok"`; readiness is `state == "ready"`; the stats route answers 404 while starting), and adds
 //! what the real service never had: `/api/stats` and `/metrics`, computed from the traffic it
 //! actually serves. Fault knobs produce on purpose every failure a deploy must catch.
+//!
+//! `--shape mcp-hub` (or `CUTOVER_DEMO_SHAPE=mcp-hub`) serves only what MCP Hub 4.3.0 serves:
+//! no `/api/stats`, `/metrics` answering 200 with the web UI's HTML, and
+//! `/api/filtering/stats` with fractions, `cacheHitRate` 0 until the first lookup and
+//! `totalTools` counting the tool checks (lookups) made so far. The knobs work in both shapes.
 
 mod config;
 mod notify;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::config::{Args, StuckState};
+use crate::config::{Args, Shape, StuckState};
 use crate::stats::{self, Stats};
 
 const STARTING: u8 = 0;
@@ -33,6 +33,7 @@ pub(crate) struct AppState {
     error_rate: f64,
     leak_per_request: u64,
     started: Instant,
+    shape: Shape,
     pub(crate) stats: Stats,
 }
 
@@ -51,6 +52,7 @@ impl AppState {
             error_rate: args.error_rate,
             leak_per_request: args.leak_per_request,
             started: Instant::now(),
+            shape: args.shape,
             stats: Stats::new(args.cache_capacity),
         }
     }
@@ -84,22 +86,56 @@ impl AppState {
 }
 
 /// All routes. `/api/*` goes through the knob middleware; `/metrics` does not.
+///
+/// With `--shape mcp-hub` only what MCP Hub 4.3.0 serves is there: no `/api/stats` (404), and
+/// every other path outside `/api` (`/metrics` included) answers 200 with the web UI's HTML.
+/// Both shapes serve the streams (`/api/events`, `/mcp`, `/messages`).
 pub(crate) fn router(state: Arc<AppState>, streams: Arc<crate::streams::Streams>) -> Router {
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/events", crate::streams::events_route(streams.clone()))
         .route("/health", get(health))
         .route("/filtering/stats", get(filtering_stats))
         .route("/tools", get(tools))
-        .route("/servers", get(servers))
-        .route("/stats", get(api_stats))
+        .route("/servers", get(servers));
+    if state.shape == Shape::Demo {
+        api = api.route("/stats", get(api_stats));
+    }
+    let api = api
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), api_knobs));
-    Router::new()
+    let root = Router::new()
         .nest("/api", api)
-        .route("/metrics", get(metrics))
-        .merge(crate::streams::router(streams))
-        .fallback(not_found)
-        .with_state(state)
+        .merge(crate::streams::router(streams));
+    let root = match state.shape {
+        Shape::Demo => root.route("/metrics", get(metrics)).fallback(not_found),
+        Shape::McpHub => root.fallback(web_ui),
+    };
+    root.with_state(state)
+}
+
+/// The statistics route a reader polls: not traffic, so reading it neither moves the figures
+/// nor fails by `--error-rate` (a failing service can still be measured).
+fn is_stats_route(shape: Shape, path: &str) -> bool {
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    match shape {
+        Shape::Demo => path == "/stats",
+        Shape::McpHub => path == "/filtering/stats",
+    }
+}
+
+/// What MCP Hub serves outside `/api`: its web UI, a single-page app whose index answers every
+/// path (so `/metrics` is 200 and HTML, not Prometheus text).
+async fn web_ui() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        concat!(
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"UTF-8\" />\n",
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\" />\n",
+            "<title>MCP Hub</title>\n<script type=\"module\" src=\"/assets/index.js\"></script>\n",
+            "</head>\n<body>\n<div id=\"root\"></div>\n</body>\n</html>\n"
+        ),
+    )
+        .into_response()
 }
 
 fn timestamp() -> String {
@@ -118,8 +154,11 @@ async fn not_found() -> Response {
 async fn api_knobs(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let is_health = path == "/health" || path == "/api/health";
-    // The statistics reader is not traffic: reading /api/stats must not move the figures.
-    let counted = !(path == "/stats" || path == "/api/stats");
+    // The statistics reader is not traffic: reading the stats route must not move the figures.
+    let counted = !is_stats_route(app.shape, &path);
+    // Only routes the service serves fail by the knob: a route it does not serve stays 404,
+    // as routing comes before any work in a real service.
+    let served = request.extensions().get::<MatchedPath>().is_some();
     let started = Instant::now();
     if counted {
         app.stats.begin();
@@ -136,6 +175,7 @@ async fn api_knobs(State(app): State<Arc<AppState>>, request: Request, next: Nex
             .into_response()
     } else if !is_health
         && counted
+        && served
         && app.error_rate > 0.0
         && rand::random::<f64>() < app.error_rate
     {
@@ -248,8 +288,17 @@ async fn filtering_stats(State(app): State<Arc<AppState>>) -> Response {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "Filtering stats not available: hub is initialising", "timestamp": timestamp()})))
             .into_response();
     }
+    // As the real hub: a rate of 0 while nothing has been looked up.
     let rate = app.stats.cache_hit_rate().unwrap_or(0.0);
-    let total = TOOLS.len();
+    // MCP Hub's `totalTools` is the number of tool checks made so far (each a cache lookup),
+    // so it rises with traffic; the demo shape reports its catalogue's size.
+    let total = match app.shape {
+        Shape::Demo => TOOLS.len() as u64,
+        Shape::McpHub => {
+            let (hits, misses) = app.stats.cache_counts();
+            hits + misses
+        }
+    };
     Json(json!({
         "enabled": true,
         "mode": "category",

@@ -6,6 +6,8 @@
 //! source = { http = "http://127.0.0.1:7000/api/filtering/stats", pointer = "/llmCacheHitRate", scale = 100 }
 //! # or, against the service's base URL (the live deployment, or cutover-alerts --target):
 //! # source = { http = "{url}/api/filtering/stats", … }   or   { http = "/api/filtering/stats", … }
+//! # a ratio is no data while the count it is over is 0 (nothing looked up yet):
+//! # source = { http = "{url}/api/filtering/stats", pointer = "/cacheHitRate", denominator = "/totalTools", scale = 100 }
 //! warn = "< 80"
 //! crit = "< 60"
 //! for = "2m"
@@ -159,6 +161,7 @@ struct RawSource {
     edge: Option<RawEdge>,
     pointer: Option<String>,
     scale: Option<f64>,
+    denominator: Option<String>,
     header: Option<String>,
     metric: Option<String>,
     labels: Option<BTreeMap<String, String>>,
@@ -209,6 +212,7 @@ impl RawSource {
         let present = [
             ("pointer", self.pointer.is_some()),
             ("scale", self.scale.is_some()),
+            ("denominator", self.denominator.is_some()),
             ("header", self.header.is_some()),
             ("metric", self.metric.is_some()),
             ("labels", self.labels.is_some()),
@@ -219,7 +223,7 @@ impl RawSource {
             ("cpu_window", self.cpu_window.is_some()),
         ];
         let allowed: &[&str] = match kind {
-            "http" => &["pointer", "scale", "header", "timeout"],
+            "http" => &["pointer", "scale", "denominator", "header", "timeout"],
             "prometheus" => &["metric", "labels", "aggregate", "scale", "timeout"],
             "command" => &["scale", "timeout"],
             "process" => &["field", "cpu_window"],
@@ -251,11 +255,19 @@ impl RawSource {
                         "`pointer` is a JSON pointer and starts with `/` (\"/{pointer}\")"
                     ));
                 }
+                if let Some(d) = &self.denominator
+                    && !d.starts_with('/')
+                {
+                    return Err(format!(
+                        "`denominator` is a JSON pointer and starts with `/` (\"/{d}\")"
+                    ));
+                }
                 let header = self.header.map(|h| SecretHeader::parse(&h)).transpose()?;
                 Ok(Source::Http(JsonSource {
                     url,
                     pointer,
                     scale: self.scale,
+                    denominator: self.denominator,
                     header,
                     timeout,
                     ca_file: None,

@@ -8,6 +8,15 @@
 //! `/api/stats` is read because it answers without the fault knobs' injected errors, so a
 //! failing service can still be measured. Rates are fractions there and are scaled to
 //! percentages here: the replaced tooling compared 95 % with 0.95 and was always critical.
+//!
+//! Not every service serves these routes (MCP Hub 4.3.0 serves no `/api/stats`, and its
+//! `/metrics` is the HTML of its web UI), so the defaults come as *candidates*
+//! ([`default_candidates`]): a rule may have several, in order of preference, and
+//! [`crate::select_served`] asks the service once for each route and keeps, per rule, the
+//! first candidate the service serves. A rule none of whose routes is served (404, or an
+//! answer that is not JSON or lacks the field) is left out and said so, rather than being
+//! unknown for ever; a route that cannot be read (down, 5xx) keeps its rule, which then says
+//! what is wrong.
 
 use crate::config::AlertRuleConfig;
 use crate::error::AlertError;
@@ -30,14 +39,15 @@ pub enum SignalsFrom {
 /// | success-rate | `/api/stats` `/success_rate` × 100 | < 95 | < 90 |
 /// | latency-p95 | `/latency_ms/p95` (ms) | > 2000 | > 5000 |
 /// | latency-p99 | `/latency_ms/p99` (ms) | > 3000 | > 8000 |
-/// | cache-hit-rate | `/cache_hit_rate` × 100 | < 80 | < 60 |
+/// | cache-hit-rate | `/cache_hit_rate` × 100 (else, in [`default_candidates`], `/api/filtering/stats` `/cacheHitRate` × 100 over `/totalTools`) | < 80 | < 60 |
 /// | queue-depth | `/queue_depth` | > 10 | > 50 |
 /// | circuit-breaker | `/circuit_breaker` | `== "half-open"` | `== "open"` |
 /// | memory-growth | `/rss_bytes`, change over 10 min | > 64 MiB | > 256 MiB |
 /// | disk-free | free space on `/`, % | < 10 | < 5 |
 ///
 /// Statistics computed over a traffic window have no value while no traffic flows; those
-/// rules treat "no data" as ok. A service that cannot be read makes the rules `unknown`.
+/// rules treat "no data" as ok. A hit rate over no lookup is no data too (not 0 %), so an
+/// idle service does not warn. A service that cannot be read makes the rules `unknown`.
 pub fn default_rules(base_url: &str) -> Result<Vec<AlertRuleConfig>, AlertError> {
     default_rules_from(base_url, SignalsFrom::Service)
 }
@@ -56,8 +66,25 @@ pub fn default_rules_from(
     base_url: &str,
     from: SignalsFrom,
 ) -> Result<Vec<AlertRuleConfig>, AlertError> {
+    let mut rules = default_candidates(base_url, from)?;
+    let mut seen = std::collections::BTreeSet::new();
+    rules.retain(|r| seen.insert(r.rule.name.clone()));
+    Ok(rules)
+}
+
+/// The default rules of [`default_rules_from`] with every alternative source: entries that
+/// share a name are candidates for one rule, in order of preference, for
+/// [`crate::select_served`] to choose from by what the service serves. Today one rule has
+/// an alternative: `cache-hit-rate`, from `/api/stats` `/cache_hit_rate` (the demo), else
+/// `/api/filtering/stats` `/cacheHitRate` (MCP Hub's), taken over `/totalTools` (the tool
+/// checks, each a cache lookup) so that `0` before the first lookup is no data, not 0 %.
+pub fn default_candidates(
+    base_url: &str,
+    from: SignalsFrom,
+) -> Result<Vec<AlertRuleConfig>, AlertError> {
     let base = base_url.trim_end_matches('/');
     let stats = format!("{base}/api/stats");
+    let filtering = format!("{base}/api/filtering/stats");
     let (success, p95, p99) = match from {
         SignalsFrom::Service => (
             format!(
@@ -104,6 +131,15 @@ description = "p99 latency is {{{{ $value }}}} ms"
 [[alert]]
 name = "cache-hit-rate"
 source = {{ http = "{stats}", pointer = "/cache_hit_rate", scale = 100, timeout = "10s" }}
+warn = "< 80"
+crit = "< 60"
+for = "5m"
+no_data = "ok"
+description = "cache hit rate is {{{{ $value }}}} %"
+
+[[alert]]
+name = "cache-hit-rate"
+source = {{ http = "{filtering}", pointer = "/cacheHitRate", denominator = "/totalTools", scale = 100, timeout = "10s" }}
 warn = "< 80"
 crit = "< 60"
 for = "5m"

@@ -24,11 +24,16 @@
 //!   warning and critical. Its state is plain data that [`save_state`] writes atomically, so
 //!   one-shot runs from cron honour `for` across invocations.
 //! * **Notifiers** ([`notify`]): a line writer, a JSON webhook (timeout, retries, Slack `text`),
-//!   a command; on transitions and, while firing, every `repeat_interval`.
+//!   a command; on transitions and, while firing, every `repeat_interval`. And Alertmanager
+//!   (`notify = { alertmanager = "http://127.0.0.1:9093" }`, its v2 API): firing alerts with
+//!   `endsAt` a margin ahead, re-sent at every evaluation while firing
+//!   ([`deliver_evaluation`]), resolved ones with `endsAt` = now.
 //! * **Export** ([`export_prometheus`]): rules on Prometheus metrics become an alerting-rules
 //!   file that `promtool check rules` accepts.
 //! * **Defaults** ([`default_rules`]): the replaced tooling's thresholds pointed at the demo
-//!   service's real fields.
+//!   service's real fields, or at the edge when a proxy is in front; [`default_candidates`]
+//!   with [`select_served`] keep only the rules whose routes the service serves (each route
+//!   asked once; absent ones are left out and said so, never unknown for ever).
 //!
 //! ```
 //! use alert_rules::{AlertRuleConfig, AlertState, Engine, Sample};
@@ -61,12 +66,13 @@ pub mod notify;
 pub mod rule;
 pub mod runner;
 pub mod sample;
+pub mod served;
 pub mod sources;
 pub mod state;
 
 pub use condition::{Condition, Op, Threshold};
 pub use config::{AlertRuleConfig, validate_rules};
-pub use defaults::{SignalsFrom, default_rules, default_rules_from};
+pub use defaults::{SignalsFrom, default_candidates, default_rules, default_rules_from};
 pub use engine::{
     AlertState, Engine, EngineOptions, EngineState, Evaluation, RuleState, RuleStatus, Transition,
     TransitionKind, evaluate_rule,
@@ -74,11 +80,12 @@ pub use engine::{
 pub use error::AlertError;
 pub use export::{Export, export_prometheus, write_export};
 pub use notify::{
-    AnyNotifier, CommandNotifier, LineNotifier, Notifier, NotifierConfig, WebhookFormat,
-    WebhookNotifier, render_line,
+    AlertmanagerNotifier, AnyNotifier, CommandNotifier, LineNotifier, Notifier, NotifierConfig,
+    WebhookFormat, WebhookNotifier, render_line,
 };
 pub use rule::{Policy, Rule, Severity};
-pub use runner::{deliver, sample_all};
+pub use runner::{deliver, deliver_evaluation, label_transitions, sample_all};
 pub use sample::{Sample, Value};
+pub use served::{NotServed, Selection, select_served};
 pub use sources::{MetricSource, Source};
 pub use state::{load_state, save_state};

@@ -1,5 +1,6 @@
 //! Notifiers: who hears about transitions. A line writer (the binary points it at stdout), a
-//! JSON webhook (with retries and a Slack-compatible `text` body), and a command.
+//! JSON webhook (with retries and a Slack-compatible `text` body), a command, and
+//! Alertmanager's v2 API ([`AlertmanagerNotifier`]).
 
 use std::io::Write;
 use std::process::Stdio;
@@ -13,6 +14,10 @@ use tokio::io::AsyncWriteExt;
 use crate::engine::Transition;
 use crate::error::AlertError;
 use crate::http as client;
+
+pub mod alertmanager;
+
+pub use alertmanager::{AlertmanagerNotifier, AmAlert, DEFAULT_RESEND_MARGIN};
 
 /// Something that hears about transitions.
 pub trait Notifier {
@@ -212,36 +217,70 @@ impl Notifier for WebhookNotifier {
         let body = self
             .body(transition)
             .map_err(|e| give_up(0, e.to_string()))?;
-        let mut pause = self.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let out = client::Outgoing {
-                method: http::Method::POST,
-                url: &url,
-                headers: vec![(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body: Some(body.clone()),
-                timeout: self.timeout,
-                ca_file: None,
-            };
-            let (retryable, message) = match client::send(out).await {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(()),
-                Ok(r) => (
+        post_json(
+            &self.describe(),
+            &url,
+            body,
+            self.timeout,
+            self.retries,
+            self.backoff,
+        )
+        .await
+    }
+}
+
+/// POSTs a JSON body, retrying connection failures, 429 and 5xx answers `retries` times with
+/// a doubling `backoff`; `notifier` names it in the error.
+pub(crate) async fn post_json(
+    notifier: &str,
+    url: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+) -> Result<(), AlertError> {
+    let mut pause = backoff;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let out = client::Outgoing {
+            method: http::Method::POST,
+            url,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Some(body.clone()),
+            timeout,
+            ca_file: None,
+        };
+        let (retryable, message) = match client::send(out).await {
+            Ok(r) if (200..300).contains(&r.status) => return Ok(()),
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&r.body);
+                let text = text.trim();
+                let detail = if text.is_empty() || text.len() > 300 {
+                    String::new()
+                } else {
+                    format!(": {text}")
+                };
+                (
                     r.status == 429 || r.status >= 500,
-                    format!("HTTP {}", r.status),
-                ),
-                Err(f) => (true, f.message),
-            };
-            if !retryable || attempt > self.retries {
-                return Err(give_up(attempt, message));
+                    format!("HTTP {}{detail}", r.status),
+                )
             }
-            tracing::warn!(attempt, %message, "webhook failed; retrying");
-            tokio::time::sleep(pause).await;
-            pause = pause.saturating_mul(2);
+            Err(f) => (true, f.message),
+        };
+        if !retryable || attempt > retries {
+            return Err(AlertError::NotifyFailed {
+                notifier: notifier.to_owned(),
+                attempts: attempt,
+                message,
+            });
         }
+        tracing::warn!(%notifier, attempt, %message, "notification failed; retrying");
+        tokio::time::sleep(pause).await;
+        pause = pause.saturating_mul(2);
     }
 }
 
@@ -346,6 +385,8 @@ pub enum NotifierConfig {
     Webhook(WebhookNotifier),
     /// A command.
     Command(CommandNotifier),
+    /// An Alertmanager.
+    Alertmanager(AlertmanagerNotifier),
 }
 
 impl NotifierConfig {
@@ -354,6 +395,7 @@ impl NotifierConfig {
         match self {
             NotifierConfig::Webhook(w) => AnyNotifier::Webhook(w.clone()),
             NotifierConfig::Command(c) => AnyNotifier::Command(c.clone()),
+            NotifierConfig::Alertmanager(a) => AnyNotifier::Alertmanager(a.clone()),
         }
     }
 }
@@ -376,28 +418,63 @@ impl From<NotifierConfig> for NotifierSummary {
                 kind: "command",
                 target: c.argv.first().cloned().unwrap_or_default(),
             },
+            NotifierConfig::Alertmanager(a) => NotifierSummary {
+                kind: "alertmanager",
+                target: a.url.shown(),
+            },
         }
     }
 }
 
-/// `{ webhook = URL, format = "json"|"slack", timeout, retries }` or `{ command = [argv], timeout }`.
+/// `{ webhook = URL, format = "json"|"slack", timeout, retries }`, `{ command = [argv],
+/// timeout }` or `{ alertmanager = URL, timeout, retries, resend_margin, generator_url }`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNotifier {
     webhook: Option<SecretUrl>,
     command: Option<Vec<String>>,
+    alertmanager: Option<SecretUrl>,
     format: Option<WebhookFormat>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     retries: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    resend_margin: Option<Duration>,
+    generator_url: Option<String>,
 }
 
 impl TryFrom<RawNotifier> for NotifierConfig {
     type Error = String;
 
     fn try_from(raw: RawNotifier) -> Result<Self, Self::Error> {
-        match (raw.webhook, raw.command) {
-            (Some(url), None) => {
+        if raw.alertmanager.is_none()
+            && (raw.resend_margin.is_some() || raw.generator_url.is_some())
+        {
+            return Err("`resend_margin` and `generator_url` apply to alertmanager only".into());
+        }
+        match (raw.webhook, raw.command, raw.alertmanager) {
+            (None, None, Some(url)) => {
+                if !url.0.contains("${") {
+                    client::check_url(&url.0)?;
+                }
+                if raw.format.is_some() {
+                    return Err("`format` applies to webhooks only".into());
+                }
+                let mut a = AlertmanagerNotifier::new(String::new());
+                a.url = url;
+                a.timeout = raw.timeout.unwrap_or(a.timeout);
+                a.retries = raw.retries.unwrap_or(a.retries);
+                a.resend_margin = raw.resend_margin.unwrap_or(a.resend_margin);
+                if a.resend_margin < Duration::from_secs(1) {
+                    return Err("`resend_margin` is at least 1s (for example \"15m\")".into());
+                }
+                if let Some(g) = &raw.generator_url {
+                    client::check_url(g)?;
+                }
+                a.generator_url = raw.generator_url;
+                Ok(NotifierConfig::Alertmanager(a))
+            }
+            (Some(url), None, None) => {
                 if !url.0.contains("${") {
                     client::check_url(&url.0)?;
                 }
@@ -408,7 +485,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
                 w.retries = raw.retries.unwrap_or(w.retries);
                 Ok(NotifierConfig::Webhook(w))
             }
-            (None, Some(argv)) => {
+            (None, Some(argv), None) => {
                 if argv.first().is_none_or(String::is_empty) {
                     return Err("a command notifier needs an argv list".into());
                 }
@@ -421,7 +498,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
                 }))
             }
             _ => Err(
-                "a notifier is either { webhook = \"https://…\" } or { command = [\"…\"] }".into(),
+                "a notifier is one of { webhook = \"https://…\" }, { command = [\"…\"] } or { alertmanager = \"http://127.0.0.1:9093\" }".into(),
             ),
         }
     }
@@ -434,6 +511,8 @@ pub enum AnyNotifier {
     Webhook(WebhookNotifier),
     /// A command.
     Command(CommandNotifier),
+    /// An Alertmanager.
+    Alertmanager(AlertmanagerNotifier),
 }
 
 impl Notifier for AnyNotifier {
@@ -441,6 +520,7 @@ impl Notifier for AnyNotifier {
         match self {
             AnyNotifier::Webhook(w) => w.describe(),
             AnyNotifier::Command(c) => c.describe(),
+            AnyNotifier::Alertmanager(a) => a.describe(),
         }
     }
 
@@ -448,6 +528,7 @@ impl Notifier for AnyNotifier {
         match self {
             AnyNotifier::Webhook(w) => w.notify(transition).await,
             AnyNotifier::Command(c) => c.notify(transition).await,
+            AnyNotifier::Alertmanager(a) => a.notify(transition).await,
         }
     }
 }

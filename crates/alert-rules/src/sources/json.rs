@@ -35,7 +35,7 @@ impl SecretHeader {
     }
 
     /// The name and the value with `${VAR}` expanded; a missing variable is an error naming it.
-    fn resolve(&self) -> Result<(HeaderName, HeaderValue), String> {
+    pub(crate) fn resolve(&self) -> Result<(HeaderName, HeaderValue), String> {
         let value = expand_env(&self.value)?;
         let name = HeaderName::from_bytes(self.name.as_bytes())
             .map_err(|_| format!("`{}` is not a header name", self.name))?;
@@ -89,6 +89,11 @@ pub struct JsonSource {
     pub pointer: String,
     /// A factor applied to numbers (100 turns a fraction into a percentage).
     pub scale: Option<f64>,
+    /// For a ratio: a JSON pointer to the count it is taken over (`/totalTools`, the lookups
+    /// behind a hit rate). A count of 0 makes the sample no data, since a rate over nothing
+    /// is no rate (a service that says 0 % before its first lookup is not missing them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<String>,
     /// An optional header (authentication).
     pub header: Option<SecretHeader>,
     /// The request timeout.
@@ -138,6 +143,23 @@ impl JsonSource {
             Ok(v) => v,
             Err(e) => return Sample::error(format!("the answer is not JSON: {e}")),
         };
+        if let Some(count) = &self.denominator {
+            match document.pointer(count) {
+                None => return Sample::no_data(format!("the answer has no field {count}")),
+                Some(v) => match v.as_f64() {
+                    Some(0.0) => {
+                        return Sample::no_data(format!(
+                            "{count} is 0: a ratio over nothing is no data, not 0"
+                        ));
+                    }
+                    Some(_) => {}
+                    None if v.is_null() => {
+                        return Sample::no_data(format!("field {count} is null"));
+                    }
+                    None => return Sample::error(format!("field {count} is not a number: {v}")),
+                },
+            }
+        }
         match document.pointer(&self.pointer) {
             Some(field) => {
                 sample_from_json(field, &format!("field {}", self.pointer)).scaled(self.scale)
