@@ -122,8 +122,10 @@ impl History {
                 series.pop_front();
             }
         }
-        // Metrics gone for a whole history (a slot removed, a rule renamed) are forgotten.
-        self.series.retain(|_, s| s.iter().any(Option::is_some));
+        // Metrics gone for a whole history (a slot removed, a rule renamed) are forgotten; a
+        // metric still reported keeps its series, values or not (its `·` say "no data").
+        self.series
+            .retain(|key, s| values.iter().any(|(k, _)| k == key) || s.iter().any(Option::is_some));
         self.evaluations += 1;
     }
 
