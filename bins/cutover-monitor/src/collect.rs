@@ -1,7 +1,14 @@
 //! Taking one evaluation: look at the deployment (what is live, in which slot, under which
-//! pid), read `/api/health` and `/api/stats` at the target, measure the process, sample and
-//! evaluate the alert rules. Rules that read the same statistics document are fed from the one
-//! read the screen shows, so the numbers and the markers beside them come from one snapshot.
+//! pid), read what was appended to the proxy's edge log (when the deployment has a proxy),
+//! read `/api/health` and `/api/stats` at the target, measure the process, sample and
+//! evaluate the alert rules. Rules that read the same statistics document, or the same edge
+//! window, are fed from the one read the screen shows, so the numbers and the markers beside
+//! them come from one snapshot (and the edge log is read once per evaluation, not per rule).
+//!
+//! With a proxy in front, the default rules take success rate and latency from the edge
+//! ([`alert_rules::SignalsFrom::Edge`], as `cutover-alerts` does); the default rules that read
+//! `/api/stats` are left out while the service does not serve it (a bad answer), so a service
+//! that exposes nothing is judged by what its users get, not `unknown` for ever.
 //!
 //! The target and the process are resolved again at every evaluation: `--target` and
 //! `--pid`/`--pid-file` when given, else the live slot of the manifest's deployment, else
@@ -20,6 +27,7 @@ use live_deployment::Deployment;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::deployment::{self, Reading};
+use crate::edge::{self as edge_view, EdgeView, EdgeWatch};
 use crate::snapshot::{self, AlertView, Health, ProcessView, Reach, Snapshot, Stats};
 
 /// Bodies larger than this are refused: a health or stats document is far smaller.
@@ -91,6 +99,12 @@ pub(crate) struct Collector {
     configured: Vec<AlertRuleConfig>,
     engine: Engine,
     process: Option<ProcessWatch>,
+    /// The proxy's edge log, when the deployment has a proxy (taken out while it is read).
+    edge: Option<EdgeWatch>,
+    /// Where the default rules take success rate and latency from.
+    signals_from: alert_rules::SignalsFrom,
+    /// The proxy's directory, to point edge sources at.
+    proxy_dir: Option<PathBuf>,
 }
 
 impl Collector {
@@ -100,11 +114,29 @@ impl Collector {
             RuleSet::Configured(rules) => (false, rules),
             RuleSet::Defaults => (true, Vec::new()),
         };
+        let proxy_dir = setup
+            .deployment
+            .as_ref()
+            .filter(|d| d.proxy().is_some())
+            .map(|d| d.proxy_dir().to_path_buf());
+        let mut rules = rules;
+        if let Some(dir) = &proxy_dir {
+            for r in &mut rules {
+                r.source.resolve_edge_log(dir);
+            }
+        }
         let engine = Engine::new(
             rules.iter().map(|r| r.rule.clone()).collect(),
             EngineState::default(),
         );
         Collector {
+            edge: proxy_dir.as_deref().map(EdgeWatch::new),
+            signals_from: if proxy_dir.is_some() {
+                alert_rules::SignalsFrom::Edge
+            } else {
+                alert_rules::SignalsFrom::Service
+            },
+            proxy_dir,
             explicit_target: setup.target.map(|t| base_url(&t)),
             explicit_process: setup.process.is_some(),
             deployment: setup.deployment.map(Arc::new),
@@ -142,8 +174,13 @@ impl Collector {
             self.health_url = format!("{base}/api/health");
             self.stats_url = format!("{base}/api/stats");
             if self.defaults {
-                match alert_rules::default_rules(base) {
-                    Ok(rules) => {
+                match alert_rules::default_rules_from(base, self.signals_from) {
+                    Ok(mut rules) => {
+                        if let Some(dir) = &self.proxy_dir {
+                            for r in &mut rules {
+                                r.source.resolve_edge_log(dir);
+                            }
+                        }
                         let mut state = self.engine.state().clone();
                         state.rules.retain(|name, _| {
                             let source = |rules: &[AlertRuleConfig]| {
@@ -223,8 +260,10 @@ impl Collector {
         let target = self.resolve_target(reading.as_ref());
         self.retarget(target);
         self.follow_process(reading.as_ref());
+        let (edge, window) = self.read_edge(reading.as_ref(), at).await;
+        let mut not_served = Vec::new();
         let (health, stats, process, alerts) = match &self.target {
-            Some(_) => self.read_target(at).await,
+            Some(_) => self.read_target(at, window.as_ref(), &mut not_served).await,
             None => {
                 // Nothing is deployed (or the deployment cannot be read): there is nothing to
                 // read, and that is not a connection error.
@@ -243,8 +282,11 @@ impl Collector {
                 )
             }
         };
-        let (status, reasons) = snapshot::verdict(&health, &stats, process.as_ref(), &alerts);
+        let (status, reasons) =
+            snapshot::verdict(&health, &stats, edge.as_ref(), process.as_ref(), &alerts);
         Snapshot {
+            edge,
+            not_served,
             status,
             target: self.target.clone(),
             at,
@@ -258,10 +300,53 @@ impl Collector {
         }
     }
 
-    /// Reads the target, measures the process and evaluates the rules.
+    /// Reads what the edge log gained since the last evaluation, off the async threads, with
+    /// upstreams named after the deployment's slots.
+    async fn read_edge(
+        &mut self,
+        reading: Option<&Reading>,
+        at: jiff::Timestamp,
+    ) -> (Option<EdgeView>, Option<edge_signals::WindowReport>) {
+        let Some(mut watch) = self.edge.take() else {
+            return (None, None);
+        };
+        let slots = reading
+            .and_then(|r| r.live.as_ref())
+            .map(edge_view::slot_names);
+        let log = watch.log().to_path_buf();
+        match tokio::task::spawn_blocking(move || {
+            let read = watch.poll(slots, at);
+            (watch, read)
+        })
+        .await
+        {
+            Ok((watch, (view, report))) => {
+                self.edge = Some(watch);
+                (Some(view), report)
+            }
+            Err(e) => {
+                // The watch is lost with its task: start again from the window next time.
+                self.edge = self.proxy_dir.as_deref().map(EdgeWatch::new);
+                let mut view = edge_view::view_of(
+                    &log,
+                    &edge_signals::EdgeSignals::new(edge_signals::SignalOptions::default())
+                        .window(at),
+                    &[],
+                );
+                view.reach = crate::edge::EdgeReach::Error;
+                view.error = Some(format!("reading the edge log failed: {e}"));
+                (Some(view), None)
+            }
+        }
+    }
+
+    /// Reads the target, measures the process and evaluates the rules; default rules on a
+    /// statistics route the service does not serve go to `not_served` (with an edge only).
     async fn read_target(
         &mut self,
         at: jiff::Timestamp,
+        window: Option<&edge_signals::WindowReport>,
+        not_served: &mut Vec<String>,
     ) -> (Health, Stats, Option<ProcessView>, Vec<AlertView>) {
         let (health_doc, stats_doc) = tokio::join!(
             get_json(&self.health_url, self.timeout),
@@ -276,13 +361,23 @@ impl Collector {
             Err(e) => Stats::unread(e.reach(), e.to_string()),
         };
 
-        // Rules on the statistics document read the copy fetched above; the rest sample
-        // their own sources, all at once.
+        // Rules on the statistics document read the copy fetched above, edge rules on the
+        // monitor's window read that window; the rest sample their own sources, all at once.
+        let edge_log = self.edge.as_ref().map(|e| e.log().to_path_buf());
         let (shared, own): (Vec<&AlertRuleConfig>, Vec<&AlertRuleConfig>) =
             self.rules.iter().partition(|r| match &r.source {
                 Source::Http(s) => s.url == self.stats_url && s.header.is_none(),
+                Source::Edge(s) => {
+                    window.is_some()
+                        && edge_log
+                            .as_deref()
+                            .is_some_and(|log| edge_view::shares_window(s, log))
+                }
                 _ => false,
             });
+        let unserved = self.defaults
+            && self.edge.is_some()
+            && matches!(stats_doc, Err(FetchError::BadAnswer(_)));
         let own: Vec<AlertRuleConfig> = own.into_iter().cloned().collect();
         let process_future = async {
             match self.process.as_mut() {
@@ -292,15 +387,32 @@ impl Collector {
         };
         let (mut samples, process) = tokio::join!(alert_rules::sample_all(&own), process_future);
         for rule in shared {
-            if let Source::Http(s) = &rule.source {
-                samples.insert(rule.rule.name.clone(), sample_from(&stats_doc, s));
+            match &rule.source {
+                Source::Http(_) if unserved => not_served.push(rule.rule.name.clone()),
+                Source::Http(s) => {
+                    samples.insert(rule.rule.name.clone(), sample_from(&stats_doc, s));
+                }
+                Source::Edge(s) => {
+                    if let Some(w) = window {
+                        samples.insert(rule.rule.name.clone(), edge_view::sample_edge(w, s));
+                    }
+                }
+                _ => {}
             }
         }
         let evaluation = self.engine.evaluate(at, &samples);
         let alerts: Vec<AlertView> = evaluation
             .statuses
             .iter()
-            .map(AlertView::from_status)
+            .filter(|s| !not_served.contains(&s.name))
+            .map(|status| {
+                let mut view = AlertView::from_status(status);
+                view.from_edge = self
+                    .rules
+                    .iter()
+                    .any(|r| r.rule.name == status.name && matches!(r.source, Source::Edge(_)));
+                view
+            })
             .collect();
         (health, stats, process, alerts)
     }

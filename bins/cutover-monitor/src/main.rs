@@ -1,14 +1,18 @@
 //! `cutover-monitor`: a live view of one service, redrawn at an interval (5 s by default):
 //! what is deployed (the live release, its slot and URLs, the live slot's pid and start time,
 //! the warm standby, the last operation in the audit log, the tail of the live slot's log with
-//! a count of lines that mention an error), `/api/health` (state and version), `/api/stats`
+//! a count of lines that mention an error), what users got at the edge when the deployment
+//! has a proxy (requests/s, success rate, p95/p99 and 429s from nginx's JSON access log, per
+//! release slot: this works for a service that exposes nothing), `/api/health` (state and
+//! version), `/api/stats`
 //! (success rate, p50/p95/p99 latency, cache hit rate, queue depth, circuit breaker), the
 //! process's resident memory and CPU use, and the state of every alert rule (cutover.toml's
-//! `[[alert]]` entries, or the default rules for the demo service) with alert markers.
+//! `[[alert]]` entries, or the default rules, which take success rate and latency from the
+//! edge when there is a proxy) with alert markers and a sparkline per metric.
 //!
 //! When the manifest describes a deployment (it has a `[service]` table), it needs nothing
 //! else: the target is the live slot's own address (the service's own routes are read there;
-//! what users reach through the proxy is the probes' concern), and the process is the live
+//! what users reach through the proxy is the EDGE panel's), and the process is the live
 //! slot's, by pid and start time as its process manager reports them. Both are looked up again
 //! at every evaluation, so after a deploy to the other slot the monitor follows the new live
 //! slot without restarting. `--target` and `--pid`/`--pid-file` override them; without a
@@ -19,8 +23,10 @@
 //! service never returned, was always green. Here anything that could not be read is shown as
 //! `no data` or `unreachable` and makes the verdict `unknown`, never `ok`.
 //!
-//! On a terminal it is a full-screen view (q quits, r refreshes now). Otherwise it prints the
-//! same view as text per evaluation; `--json` prints one JSON document per evaluation with a
+//! On a terminal it is a full-screen dashboard (q quits, r refreshes now, p pauses, tab moves
+//! between panels): panels side by side on a wide terminal, stacked on a narrow one, every
+//! metric with a sparkline of its recent evaluations. Otherwise it prints the same view as
+//! text per evaluation; `--json` prints one JSON document per evaluation with a
 //! top-level `status` (and a `deployment` object when the manifest describes one); `--once`
 //! evaluates once and exits with the Nagios code (0 ok, 1 warning, 2 critical, 3 unknown):
 //!
@@ -39,10 +45,11 @@
 
 mod collect;
 mod deployment;
+mod edge;
 mod snapshot;
 mod view;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,7 +59,7 @@ use clap::Parser;
 use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Status};
 
 use crate::collect::{Collector, DEFAULT_TARGET, ProcessTarget, RuleSet, Setup};
-use crate::view::ViewOptions;
+use crate::view::{Dashboard, ViewOptions};
 
 /// A live view of a service's health, statistics, process and alert states.
 #[derive(Debug, Parser)]
@@ -212,26 +219,41 @@ async fn run_lines(cli: &Cli, mut collector: Collector, options: ViewOptions) ->
         let snapshot = collector.collect().await;
         done += 1;
         status = snapshot.status;
-        let written = if cli.common.json && cli.once {
-            cutover_cli::print_json(&snapshot).map_err(|e| e.to_string())
+        let document = if cli.common.json && cli.once {
+            serde_json::to_string_pretty(&snapshot).map(|doc| doc + "\n")
         } else if cli.common.json {
-            serde_json::to_string(&snapshot)
-                .map_err(|e| e.to_string())
-                .map(|line| println!("{line}"))
+            serde_json::to_string(&snapshot).map(|line| line + "\n")
         } else {
             let separator = if done > 1 { "\n" } else { "" };
-            print!("{separator}{}", view::text(&snapshot, &options));
-            Ok(())
+            Ok(format!("{separator}{}", view::text(&snapshot, &options)))
         };
-        if let Err(e) = written {
-            eprintln!("error: cannot write to stdout: {e}");
-            return EXIT_UNKNOWN;
+        let written = match document {
+            Ok(text) => write_stdout(&text),
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        match written {
+            Ok(()) => {}
+            // The reader went away (`| head -1`): nothing more is wanted; leave quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return status.exit_code(),
+            Err(e) => {
+                eprintln!("error: cannot write to stdout: {e}");
+                return EXIT_UNKNOWN;
+            }
         }
     }
     status.exit_code()
 }
 
-/// The full-screen view: redraw after each evaluation, wait for keys in between.
+/// Writes `text` to stdout and flushes it, so a closed pipe is seen at once.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// The full-screen view: redraw after each evaluation, wait for keys in between; `p` pauses
+/// the evaluations (the screen keeps the last one), `tab` and `shift-tab` move the focus
+/// between panels, a resize redraws for the new size.
 fn run_terminal(
     rt: &tokio::runtime::Runtime,
     mut collector: Collector,
@@ -256,42 +278,70 @@ fn run_terminal(
     });
     let mut terminal = ratatui::init();
     let mut snapshot = None;
+    let mut board = Dashboard::default();
     let mut next = Instant::now();
     let mut options = options;
     let result = loop {
-        if Instant::now() >= next {
+        if !board.paused && Instant::now() >= next {
             options.refreshing = true;
-            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
+            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options, &board)) {
                 break Err(e);
             }
-            snapshot = Some(rt.block_on(collector.collect()));
+            let taken = rt.block_on(collector.collect());
+            board.history.record(&taken);
+            snapshot = Some(taken);
             options.refreshing = false;
             next = Instant::now() + options.interval;
-            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
+            if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options, &board)) {
                 break Err(e);
             }
         }
-        let wait = next.saturating_duration_since(Instant::now());
-        match event::poll(wait) {
-            Ok(false) => {}
+        // Paused: wait for keys only (an hour at a time).
+        let wait = if board.paused {
+            Duration::from_secs(3600)
+        } else {
+            next.saturating_duration_since(Instant::now())
+        };
+        let redraw = match event::poll(wait) {
+            Ok(false) => false,
             Ok(true) => match event::read() {
                 Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => match key.code {
                     KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
                     KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                         break Ok(());
                     }
-                    KeyCode::Char('r') => next = Instant::now(),
-                    _ => {}
-                },
-                Ok(Event::Resize(..)) => {
-                    if let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options)) {
-                        break Err(e);
+                    KeyCode::Char('r') => {
+                        board.paused = false;
+                        next = Instant::now();
+                        false
                     }
-                }
-                Ok(_) => {}
+                    KeyCode::Char('p') => {
+                        board.paused = !board.paused;
+                        if !board.paused && Instant::now() >= next {
+                            next = Instant::now();
+                        }
+                        true
+                    }
+                    KeyCode::Tab => {
+                        board.move_focus(snapshot.as_ref(), true);
+                        true
+                    }
+                    KeyCode::BackTab => {
+                        board.move_focus(snapshot.as_ref(), false);
+                        true
+                    }
+                    _ => false,
+                },
+                Ok(Event::Resize(..)) => true,
+                Ok(_) => false,
                 Err(e) => break Err(e),
             },
             Err(e) => break Err(e),
+        };
+        if redraw
+            && let Err(e) = terminal.draw(|f| view::draw(f, snapshot.as_ref(), &options, &board))
+        {
+            break Err(e);
         }
     };
     ratatui::restore();

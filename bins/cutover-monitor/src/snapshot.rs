@@ -1,6 +1,7 @@
 //! What one evaluation saw, as plain data: the deployment (what is live, where, its standby,
-//! the last operation, the log), the service's health, its statistics, its process, its alert
-//! rules, and the verdict over all of them. Rendering (terminal view, text, JSON)
+//! the last operation, the log), what users got at the edge (the proxy's access log), the
+//! service's health, its statistics, its process, its alert rules, and the verdict over all
+//! of them. Rendering (terminal view, text, JSON)
 //! reads this and nothing else, so what the screen shows and what `--json` prints agree.
 
 use alert_rules::{AlertState, RuleStatus, Severity, Value};
@@ -8,6 +9,7 @@ use cutover_cli::Status;
 use serde::Serialize;
 
 use crate::deployment::DeploymentView;
+use crate::edge::EdgeView;
 
 /// One evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,6 +26,9 @@ pub(crate) struct Snapshot {
     /// What is live, when the manifest describes a deployment (a `[service]` table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deployment: Option<DeploymentView>,
+    /// What users got through the proxy, when the deployment has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) edge: Option<EdgeView>,
     /// `/api/health`.
     pub(crate) health: Health,
     /// `/api/stats`.
@@ -33,6 +38,10 @@ pub(crate) struct Snapshot {
     pub(crate) process: Option<ProcessView>,
     /// Every alert rule's standing.
     pub(crate) alerts: Vec<AlertView>,
+    /// Default rules not evaluated because the service does not serve the route they read
+    /// (`/api/stats`); the edge measures success rate and latency instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) not_served: Vec<String>,
     /// Why the status is not ok, one line per finding.
     pub(crate) reasons: Vec<String>,
 }
@@ -223,6 +232,9 @@ pub(crate) struct AlertView {
     /// The marker: a crossed threshold marks its severity whether it is still pending or
     /// already firing; unknown is unknown.
     pub(crate) marker: Status,
+    /// Whether the rule reads the edge (its marker goes on the EDGE panel).
+    #[serde(skip)]
+    pub(crate) from_edge: bool,
 }
 
 impl AlertView {
@@ -241,14 +253,20 @@ impl AlertView {
             value: status.value.clone(),
             reason: status.reason.clone(),
             marker,
+            from_edge: false,
         }
     }
 }
 
 /// The verdict over everything seen, and the findings behind it.
+///
+/// With an edge in front (`edge` is `Some`), statistics the service does not serve (a bad
+/// answer: 404, HTML) are not a finding: the edge measures what users get. An edge log that
+/// cannot be read is one (unknown).
 pub(crate) fn verdict(
     health: &Health,
     stats: &Stats,
+    edge: Option<&EdgeView>,
     process: Option<&ProcessView>,
     alerts: &[AlertView],
 ) -> (Status, Vec<String>) {
@@ -266,10 +284,15 @@ pub(crate) fn verdict(
         None => {}
     }
     status = status.worst(health.marker);
-    if let Some(e) = &stats.error {
+    let optional = edge.is_some() && stats.reach == Reach::BadAnswer;
+    if let Some(e) = stats.error.as_ref().filter(|_| !optional) {
         if stats.reach != Reach::NoTarget {
             reasons.push(format!("stats: {} ({e})", reach_word(&stats.reach)));
         }
+        status = status.worst(Status::Unknown);
+    }
+    if let Some(e) = edge.and_then(|e| e.error.as_ref()) {
+        reasons.push(format!("edge: {e}"));
         status = status.worst(Status::Unknown);
     }
     if let Some(p) = process {
@@ -380,7 +403,7 @@ mod tests {
     fn an_unreachable_service_is_never_ok() {
         let health = Health::unread(Reach::Unreachable, "connection refused".into());
         let stats = Stats::unread(Reach::Unreachable, "connection refused".into());
-        let (status, reasons) = verdict(&health, &stats, None, &[]);
+        let (status, reasons) = verdict(&health, &stats, None, None, &[]);
         assert_eq!(status, Status::Unknown);
         assert!(reasons[0].contains("unreachable"), "{reasons:?}");
     }
@@ -393,10 +416,10 @@ mod tests {
             alert(AlertState::Unknown, None),
             alert(AlertState::Pending, Some(Severity::Critical)),
         ];
-        let (status, reasons) = verdict(&health, &stats, None, &alerts);
+        let (status, reasons) = verdict(&health, &stats, None, None, &alerts);
         assert_eq!(status, Status::Fail);
         assert_eq!(reasons.len(), 2);
-        let (status, _) = verdict(&health, &stats, None, &[]);
+        let (status, _) = verdict(&health, &stats, None, None, &[]);
         assert_eq!(status, Status::Ok);
     }
 
@@ -405,7 +428,7 @@ mod tests {
         let why = "nothing is deployed under /srv/hub (/srv/hub/current names no complete release); run `cutover-deploy deploy`";
         let health = Health::unread(Reach::NoTarget, why.into());
         let stats = Stats::unread(Reach::NoTarget, why.into());
-        let (status, reasons) = verdict(&health, &stats, None, &[]);
+        let (status, reasons) = verdict(&health, &stats, None, None, &[]);
         assert_eq!(status, Status::Unknown);
         assert_eq!(reasons, [why]);
         assert_eq!(

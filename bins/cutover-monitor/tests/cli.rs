@@ -1,7 +1,8 @@
 //! `cutover-monitor` as a process against a real demo hub: healthy is ok, failing is critical,
 //! a dead address is unknown (never ok); manifests, pids, JSON lines and text output; a
 //! deployment found from the manifest alone (made by hand here, without the pipeline), nothing
-//! deployed, and a deploy to the other slot followed without a restart.
+//! deployed, and a deploy to the other slot followed without a restart; a service exposing
+//! nothing behind the proxy judged from the edge log; a closed stdout.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -493,4 +494,215 @@ fn a_deploy_to_the_other_slot_is_followed_without_a_restart() {
         guard.child().try_wait().unwrap().is_none(),
         "still the same monitor"
     );
+}
+
+/// A service that serves nothing but its health: every other path is a 404 with HTML (as the
+/// real MCP Hub answers routes it does not have). Runs on a thread of the test until the
+/// process ends.
+fn bare_service(version: &'static str) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let (status, kind, body) = if request.starts_with("GET /api/health ") {
+                (
+                    "200 OK",
+                    "application/json",
+                    format!(r#"{{"status":"ok","state":"ready","version":"{version}"}}"#),
+                )
+            } else {
+                (
+                    "404 Not Found",
+                    "text/html",
+                    "<html><body>not here</body></html>".to_owned(),
+                )
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// An edge log line as the rendered nginx writes it, logged `ago_ms` before now.
+fn edge_line(ago_ms: i64, status: u16, upstream: &str, request_ms: u32) -> String {
+    let t = jiff::Timestamp::now().as_millisecond() - ago_ms;
+    format!(
+        "{{\"time\":{}.{:03},\"status\":{status},\"request_time\":{}.{:03},\"upstream_response_time\":\"0.001\",\"upstream_addr\":\"{upstream}\",\"method\":\"GET\",\"location\":\"/api/\",\"bytes_sent\":120,\"client_gone\":false}}\n",
+        t / 1000,
+        t % 1000,
+        request_ms / 1000,
+        request_ms % 1000
+    )
+}
+
+#[test]
+fn a_service_exposing_nothing_behind_the_proxy_is_judged_at_the_edge() {
+    let service = bare_service("r-bare");
+    let dir = temp_dir();
+    let manifest = dir.path().join("cutover.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[service]\nname = \"hub\"\nstart = [\"/bin/true\"]\nport = {port}\nstandby_port = {standby}\n\
+             [deploy]\nstrategy = \"blue-green\"\n[layout]\nroot = \"srv\"\n\
+             [proxy]\nkind = \"nginx\"\nlisten_http = [\"127.0.0.1:{http}\"]\ncontrol_listen = \"127.0.0.1:{control}\"\ndir = \"proxy\"\n",
+            port = service.port(),
+            standby = cutover_tests::free_port(),
+            http = cutover_tests::free_port(),
+            control = cutover_tests::free_port(),
+        ),
+    )
+    .unwrap();
+    let deployment = live_deployment::Deployment::load(&manifest).unwrap();
+    deployment.layout().ensure_dirs().unwrap();
+    make_live(&deployment, "r-bare", live_deployment::Slot::Blue, None);
+    let logs = deployment.proxy_dir().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let upstream = service.to_string();
+    let mut log: String = (0..50)
+        .map(|i| edge_line(20_000 - i * 100, 200, &upstream, 12))
+        .collect();
+    log.push_str(&edge_line(2_000, 429, "-", 0));
+    log.push_str(&edge_line(1_000, 429, "-", 0));
+    // Outside the window: not counted.
+    log.insert_str(0, &edge_line(600_000, 503, &upstream, 12));
+    std::fs::write(logs.join("access.json"), &log).unwrap();
+    let manifest = manifest.to_str().unwrap();
+
+    let (code, doc) = once_json(&["--manifest", manifest]);
+    // Nothing is unknown; the host's own disk may warn (disk-free), which is not the service.
+    let findings: Vec<&Value> = doc["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.as_str().unwrap().starts_with("disk-free"))
+        .collect();
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(code == 0 || code == 1 && doc["status"] == "warn", "{code}");
+    let edge = &doc["edge"];
+    assert_eq!(edge["requests"], 52, "{edge}");
+    assert_eq!(edge["status_429"], 2);
+    assert_eq!(edge["success_rate"], 1.0, "the 429s are counted apart");
+    assert_eq!(edge["p95_ms"], 12.0);
+    let blue = edge["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slot"] == "blue")
+        .unwrap_or_else(|| panic!("a blue slot: {edge}"));
+    assert_eq!(
+        (&blue["role"], &blue["release"], &blue["requests"]),
+        (
+            &Value::from("live"),
+            &Value::from("r-bare"),
+            &Value::from(50)
+        )
+    );
+    let green = edge["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slot"] == "green")
+        .unwrap();
+    assert_eq!(green["success_rate"], Value::Null, "no traffic is no data");
+    // Success rate and latency from the edge; what only the service knows is left out.
+    let success = doc["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "success-rate")
+        .unwrap();
+    assert_eq!(success["value"], 100.0, "{success}");
+    let not_served: Vec<&str> = doc["not_served"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not_served: {doc}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        not_served.contains(&"cache-hit-rate") && not_served.contains(&"circuit-breaker"),
+        "{not_served:?}"
+    );
+    assert_eq!(doc["stats"]["reach"], "bad_answer");
+
+    // The plain text has the EDGE panel.
+    let out = monitor(&["--once", "--manifest", manifest]);
+    assert_eq!(out.status.code(), Some(code));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EDGE  last 60 s: 52 requests"), "{text}");
+    assert!(text.contains("blue     live     r-bare"), "{text}");
+
+    // A fifth of the requests fail: the edge's success rate goes critical.
+    let failing: String = (0..13)
+        .map(|i| edge_line(500 + i * 10, 503, &upstream, 40))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("access.json"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, failing.as_bytes()).unwrap();
+    let (code, doc) = once_json(&["--manifest", manifest]);
+    assert_eq!(doc["status"], "fail", "{}", reasons(&doc));
+    assert_eq!(code, 2);
+    assert!(
+        reasons(&doc).contains("success-rate critical"),
+        "{}",
+        reasons(&doc)
+    );
+    let rate = doc["edge"]["success_rate"].as_f64().unwrap();
+    assert!((rate - 50.0 / 63.0).abs() < 1e-9, "{rate}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_monitor_quietly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    for json in [true, false] {
+        let mut command = Command::new(workspace_bin("cutover-monitor"));
+        command
+            .args(["--interval", "100ms", "--timeout", "1s", "--target"])
+            .arg(format!("http://{addr}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            command.arg("--json");
+        }
+        let mut guard = ChildGuard::spawn(command).unwrap();
+        // `| head -1`: read one line, then close the pipe.
+        let stdout = guard.child().stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+        assert!(!first.is_empty());
+        let status = guard
+            .wait_timeout(Duration::from_secs(30))
+            .expect("the monitor ends once its stdout is closed");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut guard.child().stderr.take().unwrap(), &mut stderr)
+            .unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("cannot write"), "quietly: {stderr}");
+        assert_eq!(
+            status.code(),
+            Some(3),
+            "the last verdict: unknown ({stderr})"
+        );
+    }
 }

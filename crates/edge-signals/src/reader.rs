@@ -43,6 +43,32 @@ impl EdgeReader {
         }
     }
 
+    /// A reader of the log at `path` that starts at the first line of the window ending at
+    /// `now` (found by bisection, as [`read_window`] does, so a large log is not read whole),
+    /// for an owner that wants the last window on its first poll and only what is appended
+    /// after that. A log that does not exist yet is followed from its first byte once it
+    /// appears. The rotated generation is not read: right after a rotation the first window
+    /// holds only what the new file has.
+    ///
+    /// # Errors
+    /// [`SignalsError::Io`] when the log exists but cannot be read.
+    pub fn at_window(
+        path: impl Into<PathBuf>,
+        options: SignalOptions,
+        now: jiff::Timestamp,
+    ) -> Result<Self, SignalsError> {
+        let path = path.into();
+        let start = if path.exists() {
+            let from_ms = now.as_millisecond().saturating_sub(
+                i64::try_from((options.window + DISORDER_SLACK).as_millis()).unwrap_or(i64::MAX),
+            );
+            StartAt::Offset(first_offset_at_or_after(&path, from_ms)?)
+        } else {
+            StartAt::Beginning
+        };
+        Ok(Self::new(path, start, options))
+    }
+
     /// Reads what was appended since the last poll, across a rotation or truncation.
     ///
     /// # Errors
@@ -210,6 +236,36 @@ mod tests {
         // Bisection: far fewer samples were ever recorded than the file holds.
         let recorded: u64 = signals.series().iter().map(|s| s.total.count).sum();
         assert!(recorded < 1_000, "{recorded} lines read for a 60 s window");
+    }
+
+    #[test]
+    fn a_reader_at_the_window_starts_near_its_first_line_and_then_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.json");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let base = 1_700_000_000_000i64;
+        for s in 0..10_000i64 {
+            file.write_all(log_line(base + s * 1000, 200).as_bytes())
+                .unwrap();
+        }
+        let now = jiff::Timestamp::from_millisecond(base + 9_999_500).unwrap();
+        let mut reader = EdgeReader::at_window(&path, SignalOptions::default(), now).unwrap();
+        let report = reader.poll().unwrap();
+        assert!(report.follow.lines < 1_000, "{report:?}");
+        assert_eq!(reader.signals().window(now).overall.requests, 60);
+        // Then only what is appended.
+        file.write_all(log_line(base + 10_000_000, 503).as_bytes())
+            .unwrap();
+        assert_eq!(reader.poll().unwrap().follow.lines, 1);
+        let later = jiff::Timestamp::from_millisecond(base + 10_000_100).unwrap();
+        assert_eq!(reader.signals().window(later).overall.status_5xx, 1);
+
+        // A log that is not there yet is read from its start once it appears.
+        let missing = dir.path().join("later.json");
+        let mut reader = EdgeReader::at_window(&missing, SignalOptions::default(), now).unwrap();
+        assert_eq!(reader.poll().unwrap().follow.lines, 0);
+        std::fs::write(&missing, log_line(base + 9_999_000, 200)).unwrap();
+        assert_eq!(reader.poll().unwrap().follow.lines, 1);
     }
 
     #[test]
