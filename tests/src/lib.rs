@@ -50,6 +50,24 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("a temporary directory can be made")
 }
 
+/// A canary value never produced before, in this process or another: `LABEL-PID-N-RANDOM`.
+///
+/// Leak tests need a value of their own each: the redactor hides every value resolved earlier in
+/// the process, so a canary shared with a test that resolved it would be hidden by that success
+/// rather than by the code under test.
+pub fn fresh_canary(label: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // RandomState is seeded from the OS per process, so this differs between runs too.
+    let random = RandomState::new().hash_one((n, nanos));
+    format!("{label}-{}-{n}-{random:016x}", std::process::id())
+}
+
 /// A loopback port that was free a moment ago. Prefer letting the program bind port 0 and
 /// report its address; use this only where a program needs the number in advance.
 pub fn free_port() -> u16 {

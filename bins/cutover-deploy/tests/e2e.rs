@@ -1856,3 +1856,109 @@ fn streams_sessions_and_keep_alive_clients_survive_a_deploy_and_a_rollback() {
     assert!(!report.contains("Socket errors"), "{report}");
     assert!(!report.contains("Non-2xx"), "{report}");
 }
+
+/// Every regular file under `dir`, recursively (sockets and FIFOs are not read).
+fn regular_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Issue 21, item 5: a secret provider that fails after printing a fresh canary on stdout and
+/// stderr. The deploy fails and rolls back, naming the reference's secret and exit status; the
+/// canary is in no output (table, `--json`, text and JSON logs), no file under the layout root
+/// (state, logs, proxy, releases) and no `audit` view; the journal and audit log are 0600.
+#[test]
+fn a_failing_secret_providers_output_appears_nowhere_and_state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let demo = Demo::new("restart");
+    let r1 = demo.deploy_ok();
+
+    // Values never resolved in any process: nothing earlier can have taught a redactor them.
+    // One is printed on stdout (a token), the other on stderr (a CLI's complaint).
+    let canaries = [
+        cutover_tests::fresh_canary("CANARY-OUT"),
+        cutover_tests::fresh_canary("CANARY-ERR"),
+    ];
+    let [(a, b), (c, d)] = canaries.each_ref().map(|c| c.split_at(c.len() / 2));
+    // Each is printed as two halves, so that the reference in the manifest never holds it.
+    let script = r#"printf %s%s "$1" "$2"; printf "denied %s%s" "$3" "$4" >&2; exit 3"#;
+    let argv = serde_json::to_string(&["sh", "-c", script, "sh", a, b, c, d]).unwrap();
+    let manifest = std::fs::read_to_string(demo.manifest()).unwrap();
+    let declared = r#"secrets = { API_KEY = "env:CUTOVER_TEST_SECRET" }"#;
+    assert!(manifest.contains(declared), "{manifest}");
+    let manifest = manifest.replace(
+        declared,
+        &format!("secrets = {{ API_KEY = 'exec:{argv}' }}"),
+    );
+    std::fs::write(demo.manifest(), manifest).unwrap();
+    let leaked = |text: &str| canaries.iter().find(|c| text.contains(c.as_str())).cloned();
+
+    let mut shown = Vec::new();
+    let (code, json, out) = demo.run(&["deploy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(code, 2, "{json:#}\n{stderr}");
+    assert_eq!(json["outcome"], "rolled-back", "{json:#}");
+    let reason = json["reason"].as_str().unwrap().to_owned();
+    shown.push(("deploy --json", out));
+    // The table, with JSON log lines on stderr.
+    let out = demo
+        .command(&["deploy", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    shown.push(("deploy (table)", out));
+    let (code, audit, out) = demo.run(&["audit"]);
+    assert_eq!(code, 0, "{audit:#}");
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 3, "{audit:#}");
+    shown.push(("audit --json", out));
+    shown.push(("audit (table)", demo.command(&["audit"]).output().unwrap()));
+    for (what, out) in &shown {
+        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert_eq!(leaked(&text), None, "in {what} {stream}:\n{text}");
+        }
+    }
+    // The failures were recorded, so the files searched do hold what the deploys said.
+    assert!(
+        demo.journal().contains("exit status: 3"),
+        "{}",
+        demo.journal()
+    );
+
+    let files = regular_files(&demo.root());
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(demo.root().join("logs"))),
+        "{files:?}"
+    );
+    for file in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+        assert_eq!(leaked(&text), None, "in {}", file.display());
+    }
+    for name in ["journal.jsonl", "audit.jsonl", "deploy-state.json"] {
+        let path = demo.root().join("state").join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    // What it says instead: which secret, how the provider ended, where to look.
+    for part in ["API_KEY", "exit status: 3", "run the provider yourself"] {
+        assert!(reason.contains(part), "{part}: {reason}");
+    }
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+}

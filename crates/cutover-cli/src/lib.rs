@@ -3,7 +3,8 @@
 //! * [`CommonArgs`]: `--manifest PATH`, `--json`, `--log-format text|json`, flattened into each
 //!   binary's clap parser;
 //! * [`init_logging`]: `tracing` to stderr, filtered by `RUST_LOG` (default `warn`), colours off
-//!   when `NO_COLOR` is set or stderr is not a terminal, JSON lines with `--log-format json`;
+//!   when `NO_COLOR` is set or stderr is not a terminal, JSON lines with `--log-format json`, and
+//!   every secret value resolved in the process replaced by `***` (see [`log_subscriber`]);
 //! * [`Status`] and the exit codes: 0 ok, 1 warning, 2 failed/critical, 3 unknown, 64 usage,
 //!   75 locked, 78 invalid configuration;
 //! * [`print_json`]: exactly one JSON document on stdout.
@@ -130,18 +131,54 @@ impl CommonArgs {
 }
 
 /// Installs a `tracing` subscriber writing to stderr; `RUST_LOG` filters (default `warn`).
+///
+/// It is [`log_subscriber`]'s, so every value a [`secret_refs::Resolver`] resolves in the
+/// process (with the global redactor, the default) is replaced by `***` in every line: the
+/// second line of defence behind code that never logs a value.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    // A second initialisation (tests calling main twice) is harmless, so its error is ignored.
+    let _ = subscriber(format, ansi, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer` instead of stderr and without
+/// colours: `RUST_LOG` filters (default `warn`), and each formatted line passes through a
+/// [`secret_refs::RedactingMakeWriter`] over the global [`secret_refs::Redactor`].
+///
+/// ```
+/// use secret_refs::{Resolver, SecretRef};
+/// let value = Resolver::new().resolve_blocking(&SecretRef::parse("literal:doc-canary-41")?)?;
+/// let subscriber = cutover_cli::log_subscriber(cutover_cli::LogFormat::Text, std::io::stderr);
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::warn!("careless: {}", value.expose_secret()); // printed as "careless: ***"
+/// });
+/// # Ok::<(), secret_refs::SecretError>(())
+/// ```
+pub fn log_subscriber<W>(format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    subscriber(format, false, writer)
+}
+
+fn subscriber<W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests calling main twice) is harmless, so its error is ignored.
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-    };
+        .with_writer(secret_refs::RedactingMakeWriter::global(writer));
+    match format {
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        LogFormat::Json => Box::new(builder.json().with_ansi(false).finish()),
+    }
 }
 
 /// Whether colours may be used on stdout (`NO_COLOR` unset and stdout a terminal).

@@ -160,18 +160,15 @@ pub struct AuditRecord {
     pub duration_ms: u64,
 }
 
-/// Appends `record` to the audit log at `path` and fsyncs it.
+/// Appends `record` to the audit log at `path` and fsyncs it. The file is created with mode
+/// 0600, and an existing one is tightened to 0600.
 ///
 /// # Errors
 /// [`DeployError::Io`].
 pub fn append(path: &Path, record: &AuditRecord) -> Result<(), DeployError> {
     let mut line = serde_json::to_vec(record).unwrap_or_default();
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| DeployError::io("open", path, e))?;
+    let mut file = crate::journal::open_private_append(path, false)?;
     file.write_all(&line)
         .and_then(|()| file.sync_data())
         .map_err(|e| DeployError::io("append to", path, e))
@@ -189,5 +186,39 @@ pub fn read(path: &Path) -> Result<Vec<AuditRecord>, DeployError> {
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(DeployError::io("read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_log_is_private_when_made_and_tightened_when_appended_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        let record = AuditRecord {
+            at: "t".into(),
+            user: "alice".into(),
+            host: "web1".into(),
+            operation: Operation::Deploy,
+            service: "hub".into(),
+            release: Some("r1".into()),
+            previous: None,
+            commit: None,
+            strategy: StrategyKind::Restart,
+            phases: Vec::new(),
+            outcome: Outcome::Aborted,
+            reason: Some("preflight failed".into()),
+            duration_ms: 1,
+        };
+        let mode = || std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        append(&path, &record).unwrap();
+        assert_eq!(mode(), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        append(&path, &record).unwrap();
+        assert_eq!(mode(), 0o600);
+        assert_eq!(read(&path).unwrap(), [record.clone(), record]);
     }
 }

@@ -145,12 +145,7 @@ impl Journal {
     pub fn append(&self, entry: &JournalEntry) -> Result<(), DeployError> {
         let mut line = serde_json::to_vec(entry).unwrap_or_default();
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .read(true)
-            .open(&self.path)
-            .map_err(|e| DeployError::io("open", &self.path, e))?;
+        let mut file = open_private_append(&self.path, true)?;
         // A line torn by a crash mid-write is closed first, so the new entry stays whole.
         if !ends_with_newline(&mut file) {
             line.insert(0, b'\n');
@@ -241,6 +236,31 @@ impl Journal {
             rollback_failed: unfinished,
         }))
     }
+}
+
+/// Opens a state file for appending (and reading, with `read`), creating it with mode 0600 and
+/// tightening an existing one to 0600: the journal and the audit log say what failed and why,
+/// which is nobody else's to read.
+pub(crate) fn open_private_append(path: &Path, read: bool) -> Result<std::fs::File, DeployError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    const PRIVATE: u32 = 0o600;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .read(read)
+        .mode(PRIVATE)
+        .open(path)
+        .map_err(|e| DeployError::io("open", path, e))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| DeployError::io("inspect", path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o7777 != PRIVATE {
+        file.set_permissions(std::fs::Permissions::from_mode(PRIVATE))
+            .map_err(|e| DeployError::io("restrict the permissions of", path, e))?;
+    }
+    Ok(file)
 }
 
 fn ends_with_newline(file: &mut std::fs::File) -> bool {
@@ -337,5 +357,32 @@ mod tests {
         // A new operation replaces the old one.
         journal.begin(&begin()).unwrap();
         assert_eq!(journal.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_journal_is_private_when_made_replaced_or_appended_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::new(tmp.path().join("journal.jsonl"));
+        let mode = || {
+            std::fs::metadata(journal.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        let phase = JournalEntry::PhaseStarted {
+            at: "t".into(),
+            phase: Phase::Build,
+        };
+        // Made by an append (no begin yet), by a begin, and an existing 0644 one appended to.
+        journal.append(&phase).unwrap();
+        assert_eq!(mode(), 0o600);
+        journal.begin(&begin()).unwrap();
+        assert_eq!(mode(), 0o600);
+        std::fs::set_permissions(journal.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        journal.append(&phase).unwrap();
+        assert_eq!(mode(), 0o600);
+        assert_eq!(journal.entries().unwrap().len(), 2);
     }
 }

@@ -385,21 +385,35 @@ pub fn release_id(now: jiff::Timestamp, commit: Option<&str>) -> String {
     format!("{time}-{commit}")
 }
 
+/// The mode of every file [`write_atomic`] writes: readable and writable by its owner only.
+const STATE_FILE_MODE: u32 = 0o600;
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync
-/// the directory.
+/// the directory. The file has mode 0600 whatever the umask, and replaces
+/// one of any mode: deploy state says what failed and why, which is nobody else's to read.
 ///
 /// # Errors
 /// [`LiveError::Io`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LiveError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp)
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .open(&tmp)
         .map_err(|e| LiveError::io("create", &tmp, e))
         .and_then(|mut file| {
+            // A temp file left by a killed process with this pid keeps its old mode when
+            // reopened.
+            file.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))
+                .map_err(|e| LiveError::io("restrict the permissions of", &tmp, e))?;
             file.write_all(bytes)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| LiveError::io("write", &tmp, e))
@@ -428,6 +442,26 @@ pub fn fsync_dir(dir: &Path) -> Result<(), LiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_are_private_whatever_the_old_file_or_a_stale_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("deploy-state.json");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        write_atomic(&path, b"one").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let stale = tmp
+            .path()
+            .join(format!(".deploy-state.json.tmp-{}", std::process::id()));
+        std::fs::write(&stale, b"stale").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!stale.exists());
+    }
 
     #[test]
     fn release_ids_sort_by_time() {

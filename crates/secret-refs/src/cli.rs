@@ -1,7 +1,10 @@
 //! Running a provider CLI with a deadline, capturing its output without leaving copies around.
 //!
 //! Theory of operation: the child gets no stdin, the resolver's environment overlay and a process
-//! group of its own. One thread waits for it and one drains each pipe. If the deadline passes
+//! group of its own. Its standard error goes to `/dev/null`: a CLI that fails can still print the
+//! value (or a token, or part of one) on either stream, so its output is never kept for a message;
+//! the error names the reference and the exit status instead. One thread waits for the child and
+//! one drains standard output. If the deadline passes
 //! first, the whole group is killed with SIGKILL (a shell script's `sleep` would otherwise keep
 //! the pipes open), the waiter reaps the child, and the call fails with a timeout. Standard output
 //! is read into a buffer that is zeroed on drop and grown by copying into a fresh zeroing buffer,
@@ -14,15 +17,10 @@ use std::time::{Duration, Instant};
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::redact::Redactor;
 use crate::{ResolveContext, Secret, SecretError, SecretRef};
 
 /// The largest value a CLI may print.
 pub(crate) const MAX_VALUE_BYTES: usize = 1 << 20;
-/// How much standard error is kept for an error message.
-const MAX_STDERR_BYTES: usize = 64 * 1024;
-/// How much of standard error goes into the message.
-const MAX_STDERR_CHARS: usize = 2000;
 /// How long to wait for pipes and reaping after the group was killed.
 const AFTER_KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -105,12 +103,12 @@ pub(crate) fn run(
         .envs(ctx.child_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .process_group(0);
     let mut child = spawn_retrying_busy(&mut cmd).map_err(|source| SecretError::Spawn {
         reference: reference.to_string(),
         program: program.to_owned(),
-        source,
+        error: source,
     })?;
     let pid = child.id();
     tracing::debug!(program, pid, "started provider CLI");
@@ -119,12 +117,6 @@ pub(crate) fn run(
     if let Some(stdout) = child.stdout.take() {
         std::thread::spawn(move || {
             let _ = out_tx.send(read_capped(stdout, MAX_VALUE_BYTES));
-        });
-    }
-    let (err_tx, err_rx) = mpsc::channel();
-    if let Some(stderr) = child.stderr.take() {
-        std::thread::spawn(move || {
-            let _ = err_tx.send(read_capped(stderr, MAX_STDERR_BYTES));
         });
     }
     let (wait_tx, wait_rx) = mpsc::channel::<std::io::Result<ExitStatus>>();
@@ -138,19 +130,15 @@ pub(crate) fn run(
         what: format!(" (killed `{program}`)"),
     };
 
-    // Everything (exit, and both pipes closing) must happen before the deadline.
+    // Everything (exit, and standard output closing) must happen before the deadline.
     let deadline = ctx.deadline();
     let status = wait_rx.recv_timeout(remaining(deadline));
     let stdout = match &status {
         Ok(_) => out_rx.recv_timeout(remaining(deadline)),
         Err(_) => Err(mpsc::RecvTimeoutError::Timeout),
     };
-    let stderr = match &stdout {
-        Ok(_) => err_rx.recv_timeout(remaining(deadline)),
-        Err(_) => Err(mpsc::RecvTimeoutError::Timeout),
-    };
-    let (status, stdout, stderr) = match (status, stdout, stderr) {
-        (Ok(status), Ok(stdout), Ok(stderr)) => (status, stdout, stderr),
+    let (status, stdout) = match (status, stdout) {
+        (Ok(status), Ok(stdout)) => (status, stdout),
         _ => {
             kill_group(pid);
             // Give the waiter a moment to reap the child so that no zombie is left.
@@ -162,17 +150,18 @@ pub(crate) fn run(
     let status = status.map_err(|source| SecretError::Spawn {
         reference: reference.to_string(),
         program: program.to_owned(),
-        source,
+        error: source,
     })?;
     tracing::debug!(program, pid, %status, elapsed = ?started.elapsed(), "provider CLI finished");
 
     if !status.success() {
-        let scrubbed = scrub_stderr(&stderr.bytes, &stdout.bytes, ctx.redactor());
+        // Whatever it printed on standard output (a partial value, a token) is dropped here,
+        // zeroed, and never described.
+        drop(stdout);
         return Err(SecretError::CommandFailed {
             reference: reference.to_string(),
             program: program.to_owned(),
             status: status.to_string(),
-            stderr: scrubbed,
         });
     }
     if stdout.too_large {
@@ -205,30 +194,5 @@ pub(crate) fn bytes_to_secret(
                 reference: reference.to_string(),
             })
         }
-    }
-}
-
-/// Standard error for a message: scrubbed of whatever came out on stdout (a partial value) and
-/// of every registered value, trimmed and shortened to its tail.
-fn scrub_stderr(stderr: &[u8], stdout: &[u8], redactor: &Redactor) -> String {
-    let local = Redactor::new();
-    let out = String::from_utf8_lossy(stdout);
-    local.register(&Secret::new(out.trim()));
-    for line in out.lines() {
-        local.register(&Secret::new(line.trim()));
-    }
-    let text = String::from_utf8_lossy(stderr);
-    let text = local.redact(&text);
-    let text = redactor.redact(&text);
-    let text = text.trim();
-    if text.is_empty() {
-        return "no error output".to_owned();
-    }
-    let count = text.chars().count();
-    if count <= MAX_STDERR_CHARS {
-        text.to_owned()
-    } else {
-        let tail: String = text.chars().skip(count - MAX_STDERR_CHARS).collect();
-        format!("…{tail}")
     }
 }

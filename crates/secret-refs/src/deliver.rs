@@ -91,7 +91,7 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), S
         move |source| SecretError::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     };
     let dir = match path.parent() {
@@ -118,7 +118,7 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), S
         .map_err(|source| SecretError::Io {
             action: "fsync directory",
             path: dir.to_path_buf(),
-            source,
+            error: source,
         })
 }
 
@@ -182,7 +182,7 @@ pub fn write_credentials_dir(dir: &Path, secrets: &[(&str, &Secret)]) -> Result<
         move |source| SecretError::Io {
             action,
             path: dir.to_path_buf(),
-            source,
+            error: source,
         }
     };
     DirBuilder::new()

@@ -87,7 +87,7 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, Secret)>, SecretError> 
         move |source| SecretError::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     };
     let mut file = File::open(path).map_err(io("open env file"))?;

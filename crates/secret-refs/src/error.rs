@@ -1,9 +1,14 @@
 //! The one error type of this crate.
 //!
-//! Invariant: no variant ever holds a secret value. References are stored in their display form
-//! (see [`SecretRef`](crate::SecretRef)'s `Display`, which prints `literal:***` for literals), a
-//! bare value that was refused is described by its length only, and the standard error of a
-//! provider CLI is scrubbed of the value before it is stored here.
+//! Invariant: no variant ever holds a secret value or anything a provider printed. References are
+//! stored in their display form (see [`SecretRef`](crate::SecretRef)'s `Display`, which prints
+//! `literal:***` for literals), a bare value that was refused is described by its length only, and
+//! a provider CLI that fails is described by its reference, program and exit status: neither its
+//! standard output nor its standard error is kept, because a failing CLI can still have printed the
+//! value, a token or part of one (scrubbing only catches values known beforehand).
+//!
+//! Causes are shown in the message and not also returned by `source()`, so that a printed chain
+//! does not repeat them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,40 +89,40 @@ pub enum SecretError {
     },
 
     /// A filesystem operation failed.
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}: {error}")]
     Io {
         /// What was being done, such as "read secret file".
         action: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, not returned by `source()`).
+        error: std::io::Error,
     },
 
     /// A provider CLI could not be started.
-    #[error("secret `{reference}`: failed to run `{program}`: {source}")]
+    #[error("secret `{reference}`: failed to run `{program}`: {error}")]
     Spawn {
         /// The reference.
         reference: String,
         /// The program, such as `op`.
         program: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, not returned by `source()`).
+        error: std::io::Error,
     },
 
-    /// A provider CLI exited unsuccessfully.
-    #[error("secret `{reference}`: `{program}` failed ({status}): {stderr}")]
+    /// A provider CLI exited unsuccessfully. What it printed is not kept (it may hold the
+    /// value), so the message says how to see it.
+    #[error(
+        "secret `{reference}`: `{program}` failed ({status}); its output is not shown because it \
+         may contain the secret: run the provider yourself to see it"
+    )]
     CommandFailed {
         /// The reference.
         reference: String,
         /// The program, such as `aws`.
         program: String,
-        /// The exit status, such as "exit status: 1".
+        /// The exit status, such as "exit status: 1" or "signal: 9 (SIGKILL)".
         status: String,
-        /// The CLI's standard error (trimmed, shortened), scrubbed of secret values.
-        stderr: String,
     },
 
     /// Resolving took longer than the resolver's timeout (the child, if any, was killed).

@@ -19,8 +19,9 @@ use crate::{Redactor, Secret, SecretError, SecretRef};
 /// its child process, abandon its request) so that nothing keeps running behind a timed-out
 /// resolution; [`ResolveContext::run`] does this for CLI-based providers.
 ///
-/// Rules for implementors: never put the value in an error, log line or argv; name the reference
-/// in errors (its `Display` is safe).
+/// Rules for implementors: never put the value in an error, log line or argv, nor anything a
+/// backend printed or answered on failure (it can hold the value); name the reference in errors
+/// (its `Display` is safe) and say where to look.
 ///
 /// ```
 /// use secret_refs::{Provider, ResolveContext, Resolver, Secret, SecretError, SecretRef};
@@ -102,15 +103,17 @@ impl<'a> ResolveContext<'a> {
         self.env
     }
 
-    /// The registry of values to redact (for scrubbing a CLI's standard error).
+    /// The registry of values to redact, for a custom provider that must turn text it did not
+    /// write (a service's reply, say) into a message; such text had better be left out.
     pub fn redactor(&self) -> &Redactor {
         self.redactor
     }
 
-    /// Runs a provider CLI: no stdin, the overlay environment, its own process group, killed
-    /// (with its group) at the deadline. Returns standard output with one trailing newline
-    /// removed, or an error that names the reference and carries standard error scrubbed of
-    /// the output and of every registered value.
+    /// Runs a provider CLI: no stdin, the overlay environment, its own process group, standard
+    /// error to `/dev/null`, killed (with its group) at the deadline. Returns standard output
+    /// with one trailing newline removed, or an error that names the reference, the program and
+    /// its exit status, and never anything the CLI printed (a failing CLI can still print the
+    /// value): the message tells the reader to run the provider to see its output.
     ///
     /// # Errors
     /// [`SecretError::Spawn`], [`SecretError::CommandFailed`], [`SecretError::Timeout`],

@@ -84,7 +84,7 @@ fn read_secret_file(
         move |source| SecretError::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     };
     let file = File::open(path).map_err(io("open secret file"))?;
@@ -93,7 +93,7 @@ fn read_secret_file(
         return Err(SecretError::Io {
             action: "read secret file",
             path: path.to_path_buf(),
-            source: std::io::Error::other("not a regular file"),
+            error: std::io::Error::other("not a regular file"),
         });
     }
     let mode = meta.mode() & 0o7777;

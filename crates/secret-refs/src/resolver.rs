@@ -213,7 +213,7 @@ impl Resolver {
             .map_err(|source| SecretError::Spawn {
                 reference: reference.to_string(),
                 program: "a resolver thread".to_owned(),
-                source,
+                error: source,
             })?;
         match rx.recv_timeout(self.timeout + PROVIDER_GRACE) {
             Ok(result) => self.accept(reference, result?, started),

@@ -168,7 +168,9 @@ fn canary_is_absent_from_trace_logs_errors_and_debug() {
         assert!(!error.contains(CANARY), "canary in error: {error}");
     }
     assert!(
-        errors.iter().any(|e| e.contains("denied for ***")),
+        errors
+            .iter()
+            .any(|e| e.contains("secret `op://fail/item/field`: `op` failed (exit status: 1)")),
         "{errors:#?}"
     );
 }
@@ -319,4 +321,111 @@ fn a_default_resolver_feeds_the_global_redactor() {
         text.contains("value=***") && !text.contains(value),
         "{text}"
     );
+}
+
+/// Every way an error can be printed: `Display`, `Debug`, pretty `Debug`, and each cause of the
+/// `source()` chain in both forms (what `{:#}` in anyhow or a chain walker shows).
+fn every_rendering(err: &secret_refs::SecretError) -> String {
+    let mut text = format!("{err}\n{err:?}\n{err:#?}\n");
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push_str(&format!("{c}\n{c:?}\n"));
+        cause = c.source();
+    }
+    text
+}
+
+/// `exec:["sh","-c",SCRIPT,"sh",HEAD,TAIL]`: the canary is printed as `HEAD` then `TAIL`, so the
+/// reference holds its two halves but never the canary itself.
+fn exec_printing(canary: &str, script: &str) -> SecretRef {
+    let (head, tail) = canary.split_at(canary.len() / 2);
+    SecretRef::Exec {
+        argv: ["sh", "-c", script, "sh", head, tail]
+            .map(str::to_owned)
+            .into(),
+    }
+}
+
+fn assert_failure_shows_no_output(
+    err: &secret_refs::SecretError,
+    reference: &SecretRef,
+    canary: &str,
+    status: &str,
+) {
+    let text = every_rendering(err);
+    assert!(!text.contains(canary), "canary {canary} in:\n{text}");
+    let shown = err.to_string();
+    assert!(shown.contains(&reference.to_string()), "{shown}");
+    assert!(shown.contains(status), "{shown}");
+    assert!(shown.contains("run the provider yourself"), "{shown}");
+}
+
+#[test]
+fn exec_provider_failing_with_a_fresh_canary_on_stderr_shows_none_of_it() {
+    let canary = cutover_tests::fresh_canary("CANARY");
+    let reference = exec_printing(&canary, r#"printf %s%s "$1" "$2" >&2; exit 3"#);
+    // The default resolver and the global redactor: the canary was never resolved, so nothing
+    // but the error's own construction can keep it out.
+    let err = Resolver::new().resolve_blocking(&reference).unwrap_err();
+    assert_failure_shows_no_output(&err, &reference, &canary, "exit status: 3");
+}
+
+#[test]
+fn exec_provider_printing_a_token_on_stdout_then_failing_shows_none_of_it() {
+    let canary = cutover_tests::fresh_canary("TOKEN");
+    let reference = exec_printing(
+        &canary,
+        r#"printf '%s%s\n' "$1" "$2"; printf 'rejected %s%s\n' "$1" "$2" >&2; exit 5"#,
+    );
+    let err = Resolver::new().resolve_blocking(&reference).unwrap_err();
+    assert_failure_shows_no_output(&err, &reference, &canary, "exit status: 5");
+}
+
+#[tokio::test]
+async fn a_fake_op_printing_a_token_then_failing_shows_none_of_it() {
+    let canary = cutover_tests::fresh_canary("OP-TOKEN");
+    let fake = FakeBin::new();
+    fake.value(&canary).script(
+        "op",
+        r#"cat "$here/value"; echo "[ERROR] session $(cat "$here/value") expired" >&2; exit 1"#,
+    );
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The global redactor, as in the binaries; the async path, as in preflight.
+    let resolver = Resolver::new().with_env("PATH", path);
+    let reference = r("op://prod/hub/token");
+    let err = resolver.resolve(&reference).await.unwrap_err();
+    assert_failure_shows_no_output(&err, &reference, &canary, "exit status: 1");
+}
+
+#[test]
+fn env_and_file_failures_show_no_value() {
+    let canary = cutover_tests::fresh_canary("FILE-CANARY");
+    let dir = cutover_tests::temp_dir();
+    let shared = dir.path().join("shared");
+    std::fs::write(&shared, &canary).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let resolver = Resolver::new().with_env("EMPTY_ONE", "");
+    for reference in [
+        format!("file:{}", shared.display()),
+        format!("file:{}", dir.path().join("missing").display()),
+        format!("file:{}", dir.path().display()),
+        "env:SURELY_NOT_SET_ANYWHERE_7d1c".to_owned(),
+        "env:EMPTY_ONE".to_owned(),
+    ] {
+        let err = resolver.resolve_blocking(&r(&reference)).unwrap_err();
+        let text = every_rendering(&err);
+        assert!(!text.contains(&canary), "{text}");
+        assert!(
+            err.to_string().contains(
+                reference
+                    .trim_start_matches("file:")
+                    .trim_start_matches("env:")
+            ),
+            "{err}"
+        );
+    }
 }

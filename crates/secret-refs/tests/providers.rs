@@ -31,9 +31,10 @@ fn op_answers_with_one_trailing_newline_removed() {
 }
 
 #[test]
-fn op_failure_names_the_reference_and_scrubs_stderr() {
+fn op_failure_names_the_reference_and_status_and_shows_none_of_its_output() {
     let fake = FakeBin::new();
-    fake.value("op-canary-fail-91").script(
+    let token = cutover_tests::fresh_canary("op-token");
+    fake.value(&token).script(
         "op",
         r#"cat "$here/value"; echo "[ERROR] 2024/01/01 could not read secret: $(cat "$here/value") is not allowed" >&2; exit 1"#,
     );
@@ -44,28 +45,12 @@ fn op_failure_names_the_reference_and_scrubs_stderr() {
     let message = err.to_string();
     assert!(matches!(err, SecretError::CommandFailed { .. }), "{err:?}");
     assert!(message.contains("op://prod/hub/key"), "{message}");
-    assert!(message.contains("could not read secret"), "{message}");
     assert!(message.contains("exit status: 1"), "{message}");
-    assert!(!message.contains("op-canary-fail-91"), "{message}");
-    assert!(!format!("{err:?}").contains("op-canary-fail-91"));
-}
-
-#[test]
-fn op_failure_scrubs_values_known_to_the_redactor() {
-    let fake = FakeBin::new();
-    fake.script(
-        "op",
-        r#"echo "token earlier-canary-55 rejected" >&2; exit 6"#,
-    );
-    let resolver = fake.resolver(T);
-    resolver
-        .redactor()
-        .register(&Secret::new("earlier-canary-55"));
-    let message = resolver
-        .resolve_blocking(&r("op://a/b/c"))
-        .unwrap_err()
-        .to_string();
-    assert!(message.contains("token *** rejected"), "{message}");
+    assert!(message.contains("run the provider yourself"), "{message}");
+    // Not even the harmless part: the CLI's words are not ours to judge.
+    assert!(!message.contains("could not read secret"), "{message}");
+    assert!(!message.contains(&token), "{message}");
+    assert!(!format!("{err:?}").contains(&token));
 }
 
 #[test]
@@ -163,7 +148,7 @@ fn aws_json_key_on_non_json_is_refused_without_quoting_it() {
 }
 
 #[test]
-fn aws_failure_carries_the_cli_message() {
+fn aws_failure_names_the_reference_and_the_exit_status_not_the_cli_message() {
     let fake = FakeBin::new();
     fake.script(
         "aws",
@@ -175,8 +160,8 @@ fn aws_failure_carries_the_cli_message() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("aws-sm://prod/missing"), "{message}");
-    assert!(message.contains("ResourceNotFoundException"), "{message}");
-    assert!(message.contains("254"), "{message}");
+    assert!(message.contains("exit status: 254"), "{message}");
+    assert!(!message.contains("ResourceNotFoundException"), "{message}");
 }
 
 #[test]
@@ -250,7 +235,8 @@ fn exec_failure_and_empty_output_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        message.contains("nope") && message.contains("exit status: 3"),
+        message.contains(r#"exec:["sh","-c","echo nope >&2; exit 3"]"#)
+            && message.contains("exit status: 3"),
         "{message}"
     );
     let err = resolver.resolve_blocking(&r("exec:true")).unwrap_err();
