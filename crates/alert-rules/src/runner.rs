@@ -59,17 +59,7 @@ pub async fn deliver(
         }
     }
     let mut failures = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(e),
-            Err(e) => failures.push(AlertError::NotifyFailed {
-                notifier: "(task)".into(),
-                attempts: 1,
-                message: e.to_string(),
-            }),
-        }
-    }
+    join_failures(&mut tasks, &mut failures).await;
     failures
 }
 
@@ -182,6 +172,15 @@ pub async fn deliver_evaluation(
         }
         tasks.spawn(async move { am.post(&alerts).await });
     }
+    join_failures(&mut tasks, &mut failures).await;
+    failures
+}
+
+/// Waits for every delivery task, keeping what failed (a task that panicked included).
+async fn join_failures(
+    tasks: &mut tokio::task::JoinSet<Result<(), AlertError>>,
+    failures: &mut Vec<AlertError>,
+) {
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(())) => {}
@@ -193,5 +192,4 @@ pub async fn deliver_evaluation(
             }),
         }
     }
-    failures
 }
