@@ -40,6 +40,11 @@ const REQUIRED: &[(&str, &str, &str)] = &[
     ("tar", "tar", "archives must stay readable by GNU tar"),
     ("gzip", "gzip", "archives must stay readable by gzip"),
     (
+        "zstd",
+        "zstd",
+        "zstd archives must stay readable by `tar --zstd` (which runs zstd)",
+    ),
+    (
         "git",
         "git",
         "pre-flight checks run against temporary git repositories",
@@ -73,8 +78,15 @@ const FOR_DEPLOY: &[(&str, &str, &str)] =
     &[("nginx", "nginx", "the demo runs behind a private nginx")];
 
 /// What `cargo xtask bench` needs on top of the tests' programs.
-const FOR_BENCH: &[(&str, &str, &str)] =
-    &[("tmux", "tmux", "the monitor's CPU is measured under tmux")];
+const FOR_BENCH: &[(&str, &str, &str)] = &[
+    ("tmux", "tmux", "the monitor's CPU is measured under tmux"),
+    (
+        "pigz",
+        "pigz",
+        "backup create and restore are compared with tar | pigz",
+    ),
+    ("zstd", "zstd", "zstd backups are compared with tar | zstd"),
+];
 
 /// Makes sure every program the test suite runs is present, installing the missing ones.
 pub(crate) fn ensure_installed() -> Result<(), String> {

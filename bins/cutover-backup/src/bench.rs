@@ -1,10 +1,13 @@
 //! The hidden `bench` subcommand: generates a tree of mixed files, then times this binary's
-//! `create` against `tar -czf` (GNU tar + gzip -6) and `restore` (with verification) against
-//! `tar -xzf`, side by side, alternating which goes first, and reports medians and ratios.
-//! `cargo xtask bench` can call `cutover-backup bench --json`.
+//! `create` (gzip and zstd) against the real peer, `tar -cf - | pigz -pN -6` with N the number
+//! of CPUs, and its `restore` (with verification) against `pigz -dc | tar -xf -`, all side by
+//! side on the same tree, rotating which tool goes first each round, and reports medians and
+//! ratios. Single-threaded `tar -czf`/`tar -xzf` and `tar -cf - | zstd -TN -3` are measured as
+//! context. `cargo xtask bench` calls `cutover-backup bench --json`; it needs `pigz` and `zstd`
+//! (Debian packages of the same names).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cutover_cli::Status;
@@ -16,8 +19,8 @@ pub(crate) struct BenchArgs {
     /// Size of the generated tree in MiB.
     #[arg(long, default_value_t = 128)]
     size_mb: u64,
-    /// Runs of each measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of each measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Work directory (default: a fresh directory under the system temp dir, removed after).
     #[arg(long)]
@@ -140,6 +143,58 @@ fn timed(mut cmd: Command) -> Result<f64, String> {
     Ok(secs)
 }
 
+/// Times `first | second` (the second's stdout into `out` when given), as a shell would run
+/// it: from spawning the first to both having exited.
+fn timed_pipe(mut first: Command, mut second: Command, out: Option<&Path>) -> Result<f64, String> {
+    let start = Instant::now();
+    let mut a = first
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {first:?}: {e}"))?;
+    let pipe = a
+        .stdout
+        .take()
+        .ok_or_else(|| format!("no pipe from {first:?}"))?;
+    second.stdin(Stdio::from(pipe)).stderr(Stdio::piped());
+    if let Some(out) = out {
+        let f = std::fs::File::create(out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        second.stdout(f);
+    }
+    let b = second
+        .spawn()
+        .map_err(|e| format!("cannot run {second:?}: {e}"))?;
+    let b_out = b
+        .wait_with_output()
+        .map_err(|e| format!("{second:?}: {e}"))?;
+    let a_status = a.wait().map_err(|e| format!("{first:?}: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !a_status.success() || !b_out.status.success() {
+        return Err(format!(
+            "{first:?} | {second:?} failed ({a_status}, {}): {}",
+            b_out.status,
+            String::from_utf8_lossy(&b_out.stderr)
+        ));
+    }
+    Ok(secs)
+}
+
+/// Fails with the package to install when `program` is not on PATH.
+fn need(program: &str) -> Result<(), String> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program}` is not installed (Debian package `{program}`; `cargo xtask bench` \
+             installs it): the backup rows compare against it"
+        ))
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -182,85 +237,205 @@ fn measure(args: &BenchArgs) -> Result<serde_json::Value, String> {
     result
 }
 
+/// One tool's timings over the rounds and the size of what it made.
+#[derive(Debug, Default)]
+struct Series {
+    secs: Vec<f64>,
+    bytes: u64,
+}
+
+impl Series {
+    fn json(&self) -> serde_json::Value {
+        json!({"s": self.secs, "median_s": median(self.secs.clone()), "bytes": self.bytes})
+    }
+
+    fn median(&self) -> f64 {
+        median(self.secs.clone())
+    }
+}
+
+fn size(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The create contenders, in the order of the first round.
+const CREATE: [&str; 5] = ["gzip", "zstd", "pigz", "tar_czf", "zstd_cli"];
+/// The restore contenders, in the order of the first round.
+const RESTORE: [&str; 4] = ["gzip", "zstd", "pigz", "tar_xzf"];
+
 fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String> {
+    need("pigz")?;
+    need("zstd")?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let tree = work.join("tree");
     std::fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
     let files =
         generate(&tree, args.size_mb * 1024 * 1024).map_err(|e| format!("generate tree: {e}"))?;
-    let (mut ours_c, mut tar_c, mut ours_r, mut tar_r) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut ours_size, mut tar_size) = (0u64, 0u64);
-    for i in 0..args.runs.max(1) {
-        let dest = work.join(format!("ours-{i}"));
-        let tar_file = work.join(format!("tar-{i}.tar.gz"));
-        let mut ours = Command::new(&exe);
-        ours.args(["create", "--id", "bench", "--source"])
-            .arg(&tree)
-            .arg("--dest")
-            .arg(&dest);
-        let mut tar = Command::new("tar");
-        tar.arg("-czf")
-            .arg(&tar_file)
-            .arg("-C")
-            .arg(work)
-            .arg("tree");
-        // Alternate which goes first so that cache warmth favours neither.
-        if i % 2 == 0 {
-            ours_c.push(timed(ours)?);
-            tar_c.push(timed(tar)?);
-        } else {
-            tar_c.push(timed(tar)?);
-            ours_c.push(timed(ours)?);
+    let mut created: std::collections::BTreeMap<&str, Series> =
+        CREATE.iter().map(|k| (*k, Series::default())).collect();
+    let mut restored: std::collections::BTreeMap<&str, Series> =
+        RESTORE.iter().map(|k| (*k, Series::default())).collect();
+    let tar_c = || {
+        let mut c = Command::new("tar");
+        c.arg("-cf").arg("-").arg("-C").arg(work).arg("tree");
+        c
+    };
+    let rounds = args.runs.max(1);
+    for round in 0..rounds {
+        let dest = |codec: &str| work.join(format!("ours-{codec}-{round}"));
+        let ours_archive = |codec: &str| {
+            let ext = if codec == "gzip" { "tar.gz" } else { "tar.zst" };
+            dest(codec).join(format!("bench.{ext}"))
+        };
+        let pigz_file = work.join(format!("pigz-{round}.tar.gz"));
+        let tar_file = work.join(format!("tar-{round}.tar.gz"));
+        let zstd_file = work.join(format!("zstd-{round}.tar.zst"));
+        // Rotate which tool goes first, so that cache warmth and the machine's other load
+        // favour none of them.
+        for k in 0..CREATE.len() {
+            let which = CREATE[(k + round) % CREATE.len()];
+            let secs = match which {
+                "gzip" | "zstd" => {
+                    let mut ours = Command::new(&exe);
+                    ours.args([
+                        "create",
+                        "--id",
+                        "bench",
+                        "--compression",
+                        which,
+                        "--source",
+                    ])
+                    .arg(&tree)
+                    .arg("--dest")
+                    .arg(dest(which));
+                    timed(ours)?
+                }
+                "pigz" => {
+                    let mut pigz = Command::new("pigz");
+                    pigz.arg(format!("-p{cores}")).arg("-6");
+                    timed_pipe(tar_c(), pigz, Some(&pigz_file))?
+                }
+                "tar_czf" => {
+                    let mut tar = Command::new("tar");
+                    tar.arg("-czf")
+                        .arg(&tar_file)
+                        .arg("-C")
+                        .arg(work)
+                        .arg("tree");
+                    timed(tar)?
+                }
+                _ => {
+                    let mut zstd = Command::new("zstd");
+                    zstd.arg(format!("-T{cores}")).args(["-3", "-q", "-c"]);
+                    timed_pipe(tar_c(), zstd, Some(&zstd_file))?
+                }
+            };
+            if let Some(s) = created.get_mut(which) {
+                s.secs.push(secs);
+            }
         }
-        let archive = dest.join("bench.tar.gz");
-        ours_size = std::fs::metadata(&archive)
-            .map_err(|e| e.to_string())?
-            .len();
-        tar_size = std::fs::metadata(&tar_file)
-            .map_err(|e| e.to_string())?
-            .len();
+        for (which, path) in [
+            ("gzip", ours_archive("gzip")),
+            ("zstd", ours_archive("zstd")),
+            ("pigz", pigz_file.clone()),
+            ("tar_czf", tar_file.clone()),
+            ("zstd_cli", zstd_file.clone()),
+        ] {
+            if let Some(s) = created.get_mut(which) {
+                s.bytes = size(&path)?;
+            }
+        }
 
-        let target = work.join(format!("restored-ours-{i}"));
-        let mut ours = Command::new(&exe);
-        ours.arg("restore")
-            .arg(&archive)
-            .arg("--target")
-            .arg(&target);
-        let xdir = work.join(format!("restored-tar-{i}"));
-        std::fs::create_dir_all(&xdir).map_err(|e| e.to_string())?;
-        let mut tar = Command::new("tar");
-        tar.arg("-xzf").arg(&tar_file).arg("-C").arg(&xdir);
-        if i % 2 == 0 {
-            ours_r.push(timed(ours)?);
-            tar_r.push(timed(tar)?);
-        } else {
-            tar_r.push(timed(tar)?);
-            ours_r.push(timed(ours)?);
+        // Restores read the same archive where they can: pigz and tar unpack cutover's own gzip
+        // archive (a plain multi-member gzip stream), so the same bytes go in.
+        for k in 0..RESTORE.len() {
+            let which = RESTORE[(k + round) % RESTORE.len()];
+            let target = work.join(format!("restored-{which}-{round}"));
+            let secs = match which {
+                "gzip" | "zstd" => {
+                    let mut ours = Command::new(&exe);
+                    ours.arg("restore")
+                        .arg(ours_archive(which))
+                        .arg("--target")
+                        .arg(&target);
+                    timed(ours)?
+                }
+                "pigz" => {
+                    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                    let mut pigz = Command::new("pigz");
+                    pigz.arg("-dc").arg(ours_archive("gzip"));
+                    let mut tar = Command::new("tar");
+                    tar.arg("-xf").arg("-").arg("-C").arg(&target);
+                    timed_pipe(pigz, tar, None)?
+                }
+                _ => {
+                    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                    let mut tar = Command::new("tar");
+                    tar.arg("-xzf")
+                        .arg(ours_archive("gzip"))
+                        .arg("-C")
+                        .arg(&target);
+                    timed(tar)?
+                }
+            };
+            if let Some(s) = restored.get_mut(which) {
+                s.secs.push(secs);
+                s.bytes = size(&ours_archive(if which == "zstd" { "zstd" } else { "gzip" }))?;
+            }
+            let _ = std::fs::remove_dir_all(&target);
         }
-        for p in [&dest, &target, &xdir] {
+        for p in [dest("gzip"), dest("zstd")] {
             let _ = std::fs::remove_dir_all(p);
         }
-        let _ = std::fs::remove_file(&tar_file);
+        for p in [&pigz_file, &tar_file, &zstd_file] {
+            let _ = std::fs::remove_file(p);
+        }
     }
-    let (oc, tc, or, tr) = (
-        median(ours_c.clone()),
-        median(tar_c.clone()),
-        median(ours_r.clone()),
-        median(tar_r.clone()),
-    );
-    let create_ratio = oc / tc;
-    let restore_ratio = or / tr;
-    let size_ratio = ours_size as f64 / tar_size as f64;
-    let goals_met = create_ratio <= 0.5 && restore_ratio <= 1.2 && (size_ratio - 1.0).abs() <= 0.02;
+    let c = |k: &str| created.get(k).map_or(f64::NAN, Series::median);
+    let r = |k: &str| restored.get(k).map_or(f64::NAN, Series::median);
+    let bytes = |k: &str| created.get(k).map_or(0, |s| s.bytes) as f64;
+    let gzip_vs_pigz = c("gzip") / c("pigz");
+    let zstd_speedup = c("pigz") / c("zstd");
+    let size_gzip_vs_pigz = bytes("gzip") / bytes("pigz");
+    let restore_vs_pigz = r("gzip") / r("pigz");
+    let goals_met = gzip_vs_pigz <= 1.0
+        && (size_gzip_vs_pigz - 1.0).abs() <= 0.02
+        && zstd_speedup >= 5.0
+        && restore_vs_pigz <= 1.0;
+    let series = |m: &std::collections::BTreeMap<&str, Series>| {
+        serde_json::Value::Object(m.iter().map(|(k, v)| ((*k).to_owned(), v.json())).collect())
+    };
     Ok(json!({
         "status": if goals_met { Status::Ok } else { Status::Warn },
         "command": "bench",
         "tree": {"files": files, "bytes": args.size_mb * 1024 * 1024},
-        "runs": args.runs,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "create": {"ours_s": ours_c, "tar_czf_s": tar_c, "median_ours_s": oc, "median_tar_s": tc, "ratio": create_ratio, "goal": "<= 0.5"},
-        "restore": {"ours_s": ours_r, "tar_xzf_s": tar_r, "median_ours_s": or, "median_tar_s": tr, "ratio": restore_ratio, "goal": "<= 1.2"},
-        "size": {"ours_bytes": ours_size, "tar_gz_bytes": tar_size, "ratio": size_ratio, "goal": "within 2 %"},
+        "runs": rounds,
+        "cores": cores,
+        "pigz": format!("tar -cf - | pigz -p{cores} -6"),
+        "create": series(&created),
+        "restore": series(&restored),
+        "ratios": {
+            "create_gzip_vs_pigz": gzip_vs_pigz,
+            "create_zstd_speedup_vs_pigz": zstd_speedup,
+            "create_gzip_vs_tar_czf": c("gzip") / c("tar_czf"),
+            "create_zstd_vs_zstd_cli": c("zstd") / c("zstd_cli"),
+            "size_gzip_vs_pigz": size_gzip_vs_pigz,
+            "size_zstd_vs_pigz": bytes("zstd") / bytes("pigz"),
+            "size_zstd_vs_zstd_cli": bytes("zstd") / bytes("zstd_cli"),
+            "restore_gzip_vs_pigz": restore_vs_pigz,
+            "restore_zstd_vs_pigz": r("zstd") / r("pigz"),
+            "restore_gzip_vs_tar_xzf": r("gzip") / r("tar_xzf"),
+        },
+        "goals": {
+            "create_gzip_vs_pigz": "<= 1.0",
+            "size_gzip_vs_pigz": "within 2 %",
+            "create_zstd_speedup_vs_pigz": ">= 5",
+            "restore_gzip_vs_pigz": "<= 1.0",
+        },
     }))
 }

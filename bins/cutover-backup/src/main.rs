@@ -15,8 +15,8 @@ mod progress;
 use std::path::{Path, PathBuf};
 
 use backup_archive::{
-    BackupConfig, BackupError, CreateOptions, PruneOptions, RestoreOptions, RetentionPolicy,
-    VerifyOptions, escape_name, escape_path,
+    BackupConfig, BackupError, Compression, CreateOptions, PruneOptions, RestoreOptions,
+    RetentionPolicy, VerifyOptions, escape_name, escape_path,
 };
 use clap::{Parser, Subcommand};
 use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Status};
@@ -34,11 +34,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Archive sources into DEST/<id>.tar.gz with a manifest and a sidecar <id>.json.
+    /// Archive sources into DEST/<id>.tar.gz (or <id>.tar.zst with zstd) with a manifest and a
+    /// sidecar <id>.json.
     Create(CreateArgs),
     /// Re-read an archive and check every entry and the sidecar; names the first bad entry.
     Verify {
-        /// The archive (.tar.gz).
+        /// The archive (.tar.gz or .tar.zst: the compression is read from the file's first
+        /// bytes).
         archive: PathBuf,
         /// Do not record the outcome in the sidecar.
         #[arg(long)]
@@ -52,7 +54,8 @@ enum Command {
     },
     /// Restore an archive into a directory via a verified staging directory and an atomic swap.
     Restore {
-        /// The archive (.tar.gz).
+        /// The archive (.tar.gz or .tar.zst: the compression is read from the file's first
+        /// bytes).
         archive: PathBuf,
         /// The directory to replace.
         #[arg(long)]
@@ -69,7 +72,8 @@ enum Command {
     /// is always kept. Also removes leftovers of killed runs (hidden .partial-, .restore- and
     /// .previous- temporaries) whose run has exited and that are older than --leftover-age.
     Prune(PruneArgs),
-    /// Measure create and restore against GNU tar on a generated tree (for `cargo xtask bench`).
+    /// Measure create and restore against pigz, zstd and GNU tar on a generated tree (for
+    /// `cargo xtask bench`).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
 }
@@ -102,8 +106,13 @@ struct CreateArgs {
     /// The source commit to record.
     #[arg(long)]
     commit: Option<String>,
-    /// gzip level 0-9 (default: [backup].level, 6).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    /// gzip (<id>.tar.gz, readable by `tar -xzf`) or zstd (<id>.tar.zst, faster and smaller,
+    /// readable by `tar --zstd -xf`) (default: [backup].compression, gzip).
+    #[arg(long, value_name = "gzip|zstd", value_parser = parse_compression)]
+    compression: Option<Compression>,
+    /// Compression level: gzip 0-9 (default 6), zstd 1-19 (default 3); [backup].level applies
+    /// when the compression is [backup].compression.
+    #[arg(long)]
     level: Option<u32>,
     /// Compression threads (default: one per CPU).
     #[arg(long, default_value_t = 0)]
@@ -138,6 +147,10 @@ struct PruneArgs {
     /// exited).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     leftover_age: std::time::Duration,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse()
 }
 
 fn main() {
@@ -329,7 +342,15 @@ fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) 
     opts.service = a.service.clone();
     opts.release = a.release.clone();
     opts.commit = a.commit.clone();
-    opts.level = a.level.unwrap_or(t.level);
+    // A level in [backup] belongs to [backup]'s compression: another compression given by flag
+    // starts from its own default.
+    let compression = a.compression.unwrap_or(t.compression);
+    let level = a.level.or(t.level.filter(|_| compression == t.compression));
+    opts.compression = compression;
+    opts.level = match compression.resolve_level(level) {
+        Ok(level) => Some(level),
+        Err(e) => return usage(json, "create", &format!("--level: {e}")),
+    };
     opts.threads = a.threads;
     match backup_archive::create(&opts, bar) {
         Ok(r) => {
@@ -431,8 +452,8 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
 
 fn print_listing(l: &backup_archive::Listing) {
     println!(
-        "{:<28} {:<25} {:>12} {:>8} {:<16} VERIFY",
-        "ID", "CREATED", "BYTES", "ENTRIES", "RELEASE"
+        "{:<28} {:<25} {:>12} {:>8} {:<6} {:<16} VERIFY",
+        "ID", "CREATED", "BYTES", "ENTRIES", "FORMAT", "RELEASE"
     );
     for b in &l.backups {
         let verify = match &b.last_verify {
@@ -442,11 +463,12 @@ fn print_listing(l: &backup_archive::Listing) {
         };
         // Every name comes from a file on disk: escaped, so that none can forge a line.
         println!(
-            "{:<28} {:<25} {:>12} {:>8} {:<16} {verify}",
+            "{:<28} {:<25} {:>12} {:>8} {:<6} {:<16} {verify}",
             escape_name(&b.id),
             b.created.to_string(),
             b.archive_bytes,
             b.entry_count,
+            b.compression.map_or("?", Compression::name),
             escape_name(b.release.as_deref().unwrap_or("-"))
         );
     }

@@ -188,6 +188,108 @@ fn backup_table_in_cutover_toml_supplies_defaults_and_bad_keys_exit_78() {
     );
 }
 
+#[test]
+fn zstd_from_the_flag_or_the_table_and_levels_checked_per_compression() {
+    let tmp = cutover_tests::temp_dir();
+    let d = tmp.path();
+    write_tree(&d.join("data"), 3, 5000);
+    std::fs::write(
+        d.join("cutover.toml"),
+        "[backup]\npaths = [\"data\"]\ndest = \"bk\"\ncompression = \"zstd\"\nlevel = 12\n",
+    )
+    .unwrap();
+    // From the table: zstd at level 12.
+    let (code, j, out) = run(&["create", "--json", "--id", "z"], d);
+    assert_eq!(code, 0, "{out}");
+    assert!(d.join("bk/z.tar.zst").is_file(), "{j}");
+    assert_eq!(j["report"]["summary"]["archive"], "z.tar.zst");
+    // The flag overrides the table; the table's zstd level does not follow to gzip.
+    let (code, _, out) = run(&["create", "--id", "g", "--compression", "gzip"], d);
+    assert_eq!(code, 0, "{out}");
+    assert!(d.join("bk/g.tar.gz").is_file());
+    let z = d.join("bk/z.tar.zst");
+    let (code, j, out) = run(&["verify", "--json", z.to_str().unwrap()], d);
+    assert_eq!(
+        (code, j["report"]["ok"].as_bool()),
+        (0, Some(true)),
+        "{out}"
+    );
+    let (code, j, _) = run(&["list", "--json"], d);
+    assert_eq!(code, 0);
+    let formats: Vec<&str> = j["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["compression"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats.len(), 2);
+    assert!(
+        formats.contains(&"zstd") && formats.contains(&"gzip"),
+        "{j}"
+    );
+    let (code, _, out) = run(&["list"], d);
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().contains("FORMAT"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("z ") && l.contains(" zstd ")),
+        "{out}"
+    );
+    let target = d.join("restored");
+    let (code, _, out) = run(
+        &[
+            "restore",
+            z.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        tree_digest(&target.join("data")),
+        tree_digest(&d.join("data"))
+    );
+
+    // A level out of range for its compression: a usage error by flag, a configuration error
+    // (exit 78, naming the manifest and the key) from the table.
+    let (code, _, out) = run(&["create", "--id", "x", "--level", "22"], d);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("level 22 is out of range for zstd: use 1-19"),
+        "{out}"
+    );
+    let (code, _, out) = run(
+        &[
+            "create",
+            "--id",
+            "x",
+            "--compression",
+            "gzip",
+            "--level",
+            "12",
+        ],
+        d,
+    );
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("out of range for gzip: use 0-9"), "{out}");
+    let (code, _, out) = run(&["create", "--id", "x", "--compression", "xz"], d);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("`gzip` or `zstd`"), "{out}");
+    std::fs::write(
+        d.join("bad.toml"),
+        "[backup]\ncompression = \"zstd\"\nlevel = 0\n",
+    )
+    .unwrap();
+    let (code, _, out) = run(&["--manifest", "bad.toml", "list"], d);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("bad.toml") && out.contains("`level`") && out.contains("use 1-19"),
+        "{out}"
+    );
+    assert!(!d.join("bk/x.tar.zst").exists() && !d.join("bk/x.tar.gz").exists());
+}
+
 /// (path, size, content sum) of everything under `root`, sorted.
 fn tree_digest(root: &Path) -> Vec<(PathBuf, u64, u64)> {
     let mut out = Vec::new();

@@ -1,5 +1,6 @@
-//! `create`: walk the sources, write a tar stream compressed by parallel gzip members, record a
-//! manifest of every entry as the first entry, and commit archive then sidecar atomically.
+//! `create`: walk the sources, write a tar stream compressed on every core (parallel gzip
+//! members, or multi-threaded zstd), record a manifest of every entry as the first entry, and
+//! commit archive then sidecar atomically.
 
 use std::fs::Metadata as FsMetadata;
 use std::io::{self, BufReader, Read, Write};
@@ -9,13 +10,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tracing::instrument;
 
+use crate::codec::{Compressor, archive_path, id_in_use};
 use crate::format::{
     ArchiveManifest, EntryKind, EntryRecord, FORMAT_VERSION, MANIFEST_ENTRY, Metadata, Sidecar,
-    archive_path, sidecar_path, validate_id,
+    sidecar_path, validate_id,
 };
 use crate::fsutil::{create_new, sync_dir, temp_sibling};
-use crate::pgzip::ParallelGzWriter;
-use crate::{BackupError, Progress};
+use crate::{BackupError, Compression, Progress};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -40,9 +41,12 @@ pub struct CreateOptions {
     pub commit: Option<String>,
     /// The creation time to record; now when `None` (tests pin it).
     pub created: Option<jiff::Timestamp>,
-    /// gzip level 0-9 (default 6, as `gzip`'s default).
-    pub level: u32,
-    /// Compression threads; the number of CPUs when 0.
+    /// How the archive is compressed (default gzip, `<id>.tar.gz`; zstd writes `<id>.tar.zst`).
+    pub compression: Compression,
+    /// The compression level: gzip 0-9, zstd 1-19; `None` for the compression's default (gzip
+    /// 6, zstd 3, as the `gzip` and `zstd` tools). A level out of range is refused.
+    pub level: Option<u32>,
+    /// Compression threads (gzip workers, or libzstd workers); the number of CPUs when 0.
     pub threads: usize,
 }
 
@@ -59,7 +63,8 @@ impl CreateOptions {
             release: None,
             commit: None,
             created: None,
-            level: 6,
+            compression: Compression::Gzip,
+            level: None,
             threads: 0,
         }
     }
@@ -99,10 +104,12 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateRep
         None => default_id(created),
     };
     validate_id(&id)?;
+    let level = opts.compression.resolve_level(opts.level)?;
     std::fs::create_dir_all(&opts.dest).map_err(BackupError::io("create directory", &opts.dest))?;
-    let archive = archive_path(&opts.dest, &id);
+    let archive = archive_path(&opts.dest, &id, opts.compression);
     let sidecar = sidecar_path(&archive);
-    if archive.exists() || sidecar.exists() {
+    // An id is one backup whatever its compression: `<id>.json` names one archive.
+    if id_in_use(&opts.dest, &id) {
         return Err(BackupError::AlreadyExists {
             id,
             dir: opts.dest.clone(),
@@ -138,7 +145,7 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateRep
     let result = (|| {
         progress.start(content_bytes);
         let (entries, sha256, archive_bytes) =
-            write_archive(&tmp_archive, planned, &metadata, opts, progress)?;
+            write_archive(&tmp_archive, planned, &metadata, opts, level, progress)?;
         progress.finish();
         let summary = Sidecar {
             metadata: metadata.clone(),
@@ -521,15 +528,17 @@ fn write_archive(
     planned: Vec<Planned>,
     metadata: &Metadata,
     opts: &CreateOptions,
+    level: u32,
     progress: &dyn Progress,
 ) -> Result<Written, BackupError> {
     let file = create_new(tmp)?;
     // Held while the archive is written (the lock goes with the file): see `sweep_partials`.
     crate::leftovers::lock_partial(&file, tmp)?;
-    let gz = ParallelGzWriter::new(file, opts.level.min(9), thread_count(opts.threads));
-    let mut tar = tar::Builder::new(gz);
+    let out = Compressor::new(file, opts.compression, level, thread_count(opts.threads))
+        .map_err(BackupError::io("start compressing", tmp))?;
+    let mut tar = tar::Builder::new(out);
     // The manifest goes first, so that readers check each entry as soon as they have read it
-    // and can name the first bad one even when the gzip stream breaks further on.
+    // and can name the first bad one even when the compressed stream breaks further on.
     let manifest = ArchiveManifest {
         metadata: metadata.clone(),
         entries: planned.iter().map(|p| p.record.clone()).collect(),
@@ -606,10 +615,12 @@ fn write_archive(
     }
     tar.finish()
         .map_err(BackupError::io("write archive", tmp))?;
-    let gz = tar
+    let out = tar
         .into_inner()
         .map_err(BackupError::io("write archive", tmp))?;
-    let (file, fin) = gz.finish().map_err(BackupError::io("write archive", tmp))?;
+    let (file, fin) = out
+        .finish()
+        .map_err(BackupError::io("write archive", tmp))?;
     file.sync_all().map_err(BackupError::io("fsync", tmp))?;
     Ok((manifest.entries, fin.sha256, fin.bytes))
 }

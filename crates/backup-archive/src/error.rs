@@ -118,6 +118,19 @@ pub enum BackupError {
         /// The bytes free to an unprivileged writer there (`statvfs` `f_bavail × f_frsize`).
         available: u64,
     },
+    /// A compression level outside the range of its compression.
+    #[error(
+        "compression level {level} is out of range for {compression}: use {}-{} (default {})",
+        compression.levels().start(),
+        compression.levels().end(),
+        compression.default_level()
+    )]
+    InvalidLevel {
+        /// The compression the level was given for.
+        compression: crate::Compression,
+        /// The level as given.
+        level: u32,
+    },
     /// A retention policy that would keep nothing.
     #[error(
         "retention policy keeps nothing: set at least one of keep_last, keep_daily, keep_weekly, keep_monthly"

@@ -11,7 +11,8 @@ use crate::BackupError;
 pub const MANIFEST_ENTRY: &str = ".cutover-manifest.json";
 /// The format version written into metadata.
 pub const FORMAT_VERSION: u32 = 1;
-/// The archive file extension.
+/// The file extension of a gzip archive, the default compression (a zstd archive's is
+/// `tar.zst`: [`crate::Compression::extension`]).
 pub const ARCHIVE_EXT: &str = "tar.gz";
 /// The largest manifest entry a reader accepts (a defence against hostile archives).
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
@@ -168,22 +169,18 @@ pub fn escape_path(path: &Path) -> String {
     escape_name(&path.to_string_lossy()).into_owned()
 }
 
-/// The sidecar path of an archive: `<dir>/<id>.json` for `<dir>/<id>.tar.gz`.
+/// The sidecar path of an archive: `<dir>/<id>.json` for `<dir>/<id>.tar.gz` or
+/// `<dir>/<id>.tar.zst`.
 pub fn sidecar_path(archive: &Path) -> PathBuf {
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = name
-        .strip_suffix(".tar.gz")
-        .or_else(|| name.strip_suffix(".tgz"))
+    let stem = [".tar.gz", ".tgz", ".tar.zst", ".tzst"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
         .unwrap_or(&name);
     archive.with_file_name(format!("{stem}.json"))
-}
-
-/// The archive path of a backup id in a directory.
-pub fn archive_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.{ARCHIVE_EXT}"))
 }
 
 /// Checks that a backup id is usable as a file stem: 1 to 128 characters from
@@ -245,8 +242,16 @@ mod tests {
             Path::new("/b/x1.json")
         );
         assert_eq!(
-            archive_path(Path::new("/b"), "x1"),
+            sidecar_path(Path::new("/b/x1.tar.zst")),
+            Path::new("/b/x1.json")
+        );
+        assert_eq!(
+            crate::archive_path(Path::new("/b"), "x1", crate::Compression::Gzip),
             Path::new("/b/x1.tar.gz")
+        );
+        assert_eq!(
+            crate::archive_path(Path::new("/b"), "x1", crate::Compression::Zstd),
+            Path::new("/b/x1.tar.zst")
         );
     }
 }

@@ -276,6 +276,10 @@ mod tests {
                 Some((LeftoverKind::Partial, 123)),
             ),
             (
+                ".b.tar.zst.partial-7-000000042",
+                Some((LeftoverKind::Partial, 7)),
+            ),
+            (
                 ".data.restore-9-123456789",
                 Some((LeftoverKind::RestoreStaging, 9)),
             ),

@@ -22,6 +22,9 @@ pub struct BackupInfo {
     pub sidecar: PathBuf,
     /// The archive's size in bytes, from the sidecar.
     pub archive_bytes: u64,
+    /// The archive's compression, from its first bytes (`None` when they are neither gzip's
+    /// nor zstd's: `verify` will say what is wrong).
+    pub compression: Option<crate::Compression>,
     /// Number of entries.
     pub entry_count: u64,
     /// Total content bytes.
@@ -77,7 +80,8 @@ pub fn list(dir: &Path) -> Result<Listing, BackupError> {
             }
             continue;
         }
-        if name.ends_with(".tar.gz") {
+        // Archives of either compression (`.tar.gz`, `.tar.zst`) are backups alike.
+        if crate::Compression::from_file_name(&name).is_some() {
             archives.push(path);
         } else if name.ends_with(".json") {
             match Sidecar::read(&path) {
@@ -91,6 +95,7 @@ pub fn list(dir: &Path) -> Result<Listing, BackupError> {
                         continue;
                     }
                     backups.push(BackupInfo {
+                        compression: crate::Compression::of_file(&archive).ok(),
                         id: s.metadata.id,
                         created: s.metadata.created,
                         archive,

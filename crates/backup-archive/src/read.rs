@@ -1,5 +1,5 @@
-//! Reading an archive: decompression on its own thread (hashing the compressed bytes as they
-//! pass), tar parsing, the safety checks every entry must pass, per-entry hashing, and the final
+//! Reading an archive: decompression on its own thread (gzip or zstd, as the stream's magic
+//! number says; hashing the compressed bytes as they pass), tar parsing, the safety checks every entry must pass, per-entry hashing, and the final
 //! comparison with the manifest stored as the first entry.
 //!
 //! Both `verify` and `restore` go through [`scan`]; they differ only in the [`Sink`] that
@@ -10,7 +10,9 @@
 //! restore, the free space: [`Sink::manifest`]); an entry whose PAX `size` record disagrees
 //! with its header is refused, as is one that differs from the manifest in path, type, size,
 //! mode or link; and the bytes actually read are counted against the cap, never more than the
-//! checked size being read.
+//! checked size being read. These rules are the same whatever the compression; a zstd frame
+//! that asks for a window above 2^[`ZSTD_WINDOW_LOG_MAX`](crate::ZSTD_WINDOW_LOG_MAX) bytes is
+//! refused before it is decoded.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
@@ -19,8 +21,9 @@ use std::sync::mpsc::{Receiver, sync_channel};
 
 use sha2::{Digest, Sha256};
 
+use crate::codec::{Decompressor, unknown_format};
 use crate::format::{ArchiveManifest, EntryKind, EntryRecord, MANIFEST_ENTRY, MAX_MANIFEST_BYTES};
-use crate::{BackupError, Progress};
+use crate::{BackupError, Compression, Progress};
 
 /// Caps that keep a hostile archive from filling the disk or memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +86,34 @@ pub(crate) fn scan(
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
         let decoder = scope.spawn(move || {
-            let counted = CountingHasher {
+            let mut counted = CountingHasher {
                 inner: input,
                 hasher: Sha256::new(),
                 count: 0,
                 progress,
             };
-            let mut dec =
-                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted));
+            // The compression is what the first bytes say, whatever the file is called.
+            let mut head = [0u8; 4];
+            let (n, err) = read_full(&mut counted, &mut head);
+            let format = match (err, Compression::detect(&head[..n])) {
+                (Some(e), _) => Err(e),
+                (None, None) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    unknown_format(&head[..n]),
+                )),
+                (None, Some(format)) => Ok(format),
+            };
+            let replayed = io::Cursor::new(head[..n].to_vec()).chain(counted);
+            let dec = format.and_then(|format| {
+                Decompressor::new(format, BufReader::with_capacity(1 << 20, replayed))
+            });
+            let mut dec = match dec {
+                Ok(dec) => dec,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return None;
+                }
+            };
             loop {
                 let mut buf = vec![0u8; 1 << 20];
                 let (n, err) = read_full(&mut dec, &mut buf);
@@ -110,8 +133,9 @@ pub(crate) fn scan(
                     break;
                 }
             }
-            let mut counted = dec.into_inner().into_inner();
-            // MultiGzDecoder stops at end of file; anything it did not consume is still hashed.
+            let (_, mut counted) = dec.into_inner().into_inner().into_inner();
+            // The decoders stop at end of file; anything they did not consume is still hashed
+            // (the bytes they buffered were hashed as they were read).
             if io::copy(&mut counted, &mut io::sink()).is_err() {
                 return None;
             }

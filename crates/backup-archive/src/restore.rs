@@ -182,24 +182,39 @@ pub fn restore(
     let staging = temp_sibling(target, "restore");
     std::fs::create_dir(&staging).map_err(BackupError::io("create staging directory", &staging))?;
     let result = (|| {
+        // Opened before anything is written, so that its `syncfs` reports every writeback
+        // error of this restore.
+        let sync_dir = if opts.sync {
+            let open = || File::open(&staging).map_err(BackupError::io("open", &staging));
+            Some((open()?, open()?))
+        } else {
+            None
+        };
+        let (sync_dir, early) = match sync_dir {
+            Some((last, helper)) => (Some(last), Some(EarlySyncfs::start(helper))),
+            None => (None, None),
+        };
         let mut extractor = Extractor {
             root: staging.clone(),
             dirs: Vec::new(),
             buf: vec![0; 256 * 1024],
             written: 0,
+            early,
         };
         let scanned = scan(file, &label, &opts.limits, &mut extractor, progress)?;
         progress.finish();
         tracing::debug!(bytes = extractor.written, "content written into staging");
+        if let Some(early) = extractor.early.take() {
+            early.finish(&staging)?;
+        }
         check_sidecar(&scanned)?;
         extractor.finish_dirs()?;
         let root_mode = target_meta.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
         std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(root_mode))
             .map_err(BackupError::io("set permissions", &staging))?;
         let diff = diff_target(target, target_meta.is_some(), &scanned.manifest.entries)?;
-        if opts.sync {
-            let dir = File::open(&staging).map_err(BackupError::io("open", &staging))?;
-            rustix::fs::syncfs(&dir).map_err(|e| BackupError::Io {
+        if let Some(dir) = &sync_dir {
+            rustix::fs::syncfs(dir).map_err(|e| BackupError::Io {
                 action: "syncfs",
                 path: staging.clone(),
                 source: e.into(),
@@ -326,6 +341,64 @@ struct Extractor {
     buf: Vec<u8>,
     /// File content bytes written so far.
     written: u64,
+    /// Background flushing while the content is written (restores that sync).
+    early: Option<EarlySyncfs>,
+}
+
+/// How much content is written between two early `syncfs` of the staging file system.
+const EARLY_SYNCFS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Flushes the staging file system in the background while the content is written: every
+/// [`EARLY_SYNCFS_BYTES`], a helper thread runs `syncfs` (through its own descriptor), so that
+/// the disk works while the cores decompress and the final `syncfs` before the swap has only
+/// the tail left. The final `syncfs` still runs, on a descriptor opened before the first byte
+/// was written (so it reports any writeback error of the whole restore), and an error of an
+/// early one is returned by [`EarlySyncfs::finish`], never lost.
+struct EarlySyncfs {
+    since: u64,
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    helper: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl EarlySyncfs {
+    fn start(dir: File) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let helper = std::thread::spawn(move || {
+            for () in rx {
+                rustix::fs::syncfs(&dir)?;
+            }
+            Ok(())
+        });
+        Self {
+            since: 0,
+            tx: Some(tx),
+            helper: Some(helper),
+        }
+    }
+
+    fn wrote(&mut self, n: u64) {
+        self.since += n;
+        if self.since >= EARLY_SYNCFS_BYTES {
+            self.since = 0;
+            // Skipped while the helper is still busy with the last one; a helper that stopped
+            // on an error has it ready for `finish`.
+            if let Some(tx) = &self.tx
+                && let Err(std::sync::mpsc::TrySendError::Disconnected(())) = tx.try_send(())
+            {
+                self.tx = None;
+            }
+        }
+    }
+
+    fn finish(mut self, staging: &Path) -> Result<(), BackupError> {
+        self.tx = None;
+        let result = match self.helper.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the syncfs helper panicked")),
+            None => Ok(()),
+        };
+        result.map_err(BackupError::io("syncfs", staging))
+    }
 }
 
 /// The bytes `manifest`'s files take on a file system with `block`-byte blocks: each file
@@ -441,6 +514,9 @@ impl Sink for Extractor {
                     f.write_all(&self.buf[..n])
                         .map_err(BackupError::io("write", &path))?;
                     self.written += n as u64;
+                    if let Some(early) = &mut self.early {
+                        early.wrote(n as u64);
+                    }
                 }
                 f.set_permissions(std::fs::Permissions::from_mode(rec.mode))
                     .map_err(BackupError::io("set permissions", &path))?;

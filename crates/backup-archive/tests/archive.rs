@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use backup_archive::{
-    BackupError, CreateOptions, NoProgress, RestoreOptions, RetentionPolicy, VerifyOptions, create,
-    list, prune, restore, verify,
+    BackupError, Compression, CreateOptions, NoProgress, RestoreOptions, RetentionPolicy,
+    VerifyOptions, create, list, prune, restore, verify,
 };
+
+/// Both compressions: most tests run once with each, since every check must hold for both.
+const CODECS: [Compression; 2] = Compression::ALL;
 
 fn set_mtime(path: &Path, secs: u64) {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
@@ -65,9 +68,14 @@ fn sample_tree(root: &Path) -> PathBuf {
 }
 
 fn make_backup(root: &Path, id: &str) -> (PathBuf, PathBuf) {
+    make_backup_with(root, id, Compression::Gzip)
+}
+
+fn make_backup_with(root: &Path, id: &str, compression: Compression) -> (PathBuf, PathBuf) {
     let src = sample_tree(root);
     let mut opts = CreateOptions::new(vec![src.clone()], root.join("backups"));
     opts.id = Some(id.into());
+    opts.compression = compression;
     opts.exclude = vec!["*.tmp".into()];
     opts.release = Some("r1".into());
     let report = create(&opts, &NoProgress).unwrap();
@@ -107,8 +115,21 @@ fn snapshot(root: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn round_trip_preserves_contents_modes_mtimes_symlinks_and_empty_dirs() {
+    for codec in CODECS {
+        round_trip(codec);
+    }
+}
+
+fn round_trip(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
-    let (src, archive) = make_backup(tmp.path(), "b1");
+    let (src, archive) = make_backup_with(tmp.path(), "b1", codec);
+    assert_eq!(
+        archive.file_name().unwrap().to_string_lossy(),
+        format!("b1.{}", codec.extension())
+    );
+    assert_eq!(Compression::of_file(&archive).unwrap(), codec);
+    let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert!(r.ok, "{codec}: {r:?}");
     let target = tmp.path().join("restored");
     let report = restore(&archive, &RestoreOptions::new(&target), &NoProgress).unwrap();
     assert!(report.entries >= 9, "{report:?}");
@@ -187,6 +208,116 @@ fn gnu_tar_lists_and_extracts_our_archives() {
 }
 
 #[test]
+fn gnu_tar_lists_and_extracts_our_zstd_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, archive) = make_backup_with(tmp.path(), "z1", Compression::Zstd);
+    assert!(archive.to_string_lossy().ends_with("z1.tar.zst"));
+    let listed = Command::new("tar")
+        .arg("--zstd")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .expect("GNU tar (Debian package `tar`)");
+    assert!(
+        listed.status.success(),
+        "tar --zstd -tf (needs the `zstd` program, Debian package `zstd`): {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let names = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(names.lines().next(), Some(".cutover-manifest.json"));
+    for want in [
+        "app/conf/app.toml",
+        "app/empty/",
+        "app/link",
+        "app/blob.bin",
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} missing from:\n{names}"
+        );
+    }
+    let out = tmp.path().join("gnu");
+    std::fs::create_dir(&out).unwrap();
+    let x = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let mut expected = snapshot(&src);
+    expected.retain(|(p, _)| !p.ends_with(".tmp"));
+    assert_eq!(snapshot(&out.join("app")), expected);
+    // zstd itself agrees the stream (and every frame's checksum) is sound.
+    let t = Command::new("zstd")
+        .arg("-tq")
+        .arg(&archive)
+        .output()
+        .expect("zstd (Debian package `zstd`)");
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+}
+
+#[test]
+fn the_format_comes_from_the_magic_number_not_the_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, archive) = make_backup_with(tmp.path(), "z1", Compression::Zstd);
+    // A zstd archive under a gzip name (sidecar renamed alongside) still verifies and restores.
+    let dir = tmp.path().join("backups");
+    let disguised = dir.join("z2.tar.gz");
+    std::fs::rename(&archive, &disguised).unwrap();
+    let mut side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("z1.json")).unwrap()).unwrap();
+    side["archive"] = "z2.tar.gz".into();
+    std::fs::write(dir.join("z2.json"), side.to_string()).unwrap();
+    std::fs::remove_file(dir.join("z1.json")).unwrap();
+    assert_eq!(Compression::of_file(&disguised).unwrap(), Compression::Zstd);
+    let r = verify(&disguised, &VerifyOptions::default(), &NoProgress).unwrap();
+    assert!(r.ok, "{r:?}");
+    let target = tmp.path().join("t");
+    restore(&disguised, &RestoreOptions::new(&target), &NoProgress).unwrap();
+    assert!(target.join("app/conf/app.toml").is_file());
+    // list reports what the bytes say.
+    let l = list(&dir).unwrap();
+    assert_eq!(l.backups[0].compression, Some(Compression::Zstd));
+    // Neither magic number: corrupt, and the message says what the file starts with.
+    for (name, bytes) in [
+        ("x.tar.zst", &b"BZh91AY&SY"[..]),
+        ("e.tar.gz", b""),
+        ("t.tar.gz", b"app/\0\0\0"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let r = verify(&path, &VerifyOptions::default(), &NoProgress).unwrap();
+        let p = r.problem.expect("refused");
+        assert_eq!(p.kind, "corrupt", "{name}");
+        assert!(
+            p.reason.contains("not a gzip or zstd archive"),
+            "{name}: {p}"
+        );
+        let err = restore(
+            &path,
+            &RestoreOptions {
+                require_sidecar: false,
+                ..RestoreOptions::new(tmp.path().join("never"))
+            },
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+        assert!(!tmp.path().join("never").exists());
+        assert!(Compression::of_file(&path).is_err());
+    }
+    assert!(
+        Compression::of_file(&dir.join("x.tar.zst"))
+            .unwrap_err()
+            .to_string()
+            .contains("42 5a 68 39")
+    );
+}
+
+#[test]
 fn verify_passes_on_a_good_archive_and_records_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, archive) = make_backup(tmp.path(), "b1");
@@ -237,11 +368,19 @@ fn flip_byte(path: &Path, at: u64) {
 
 #[test]
 fn flipped_byte_is_detected_by_verify_and_restore_changes_nothing() {
+    for codec in CODECS {
+        flipped_byte_is_detected(codec);
+    }
+}
+
+fn flipped_byte_is_detected(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, archive) = make_backup(tmp.path(), "b1");
+    let (_, archive) = make_backup_with(tmp.path(), "b1", codec);
     let len = std::fs::metadata(&archive).unwrap().len();
     for at in [len / 3, len / 2, len - 3] {
-        let copy = tmp.path().join("backups/copy.tar.gz");
+        let copy = tmp
+            .path()
+            .join(format!("backups/copy.{}", codec.extension()));
         std::fs::copy(&archive, &copy).unwrap();
         std::fs::copy(
             tmp.path().join("backups/b1.json"),
@@ -250,7 +389,7 @@ fn flipped_byte_is_detected_by_verify_and_restore_changes_nothing() {
         .unwrap();
         flip_byte(&copy, at);
         let r = verify(&copy, &VerifyOptions::default(), &NoProgress).unwrap();
-        assert!(!r.ok, "flip at {at} not detected");
+        assert!(!r.ok, "{codec}: flip at {at} not detected");
         let p = r.problem.unwrap();
         assert_eq!(p.kind, "corrupt");
 
@@ -259,7 +398,7 @@ fn flipped_byte_is_detected_by_verify_and_restore_changes_nothing() {
         std::fs::write(target.join("keep.txt"), "old").unwrap();
         let before = snapshot(&target);
         let err = restore(&copy, &RestoreOptions::new(&target), &NoProgress).unwrap_err();
-        assert!(err.is_integrity(), "{err}");
+        assert!(err.is_integrity(), "{codec}: {err}");
         assert_eq!(snapshot(&target), before);
         assert_no_leftovers(tmp.path());
     }
@@ -277,7 +416,7 @@ fn flipped_byte_inside_a_file_names_that_entry() {
     std::fs::write(src.join("b.txt"), vec![b'b'; 100_000]).unwrap();
     let mut opts = CreateOptions::new(vec![src], tmp.path().join("bk"));
     opts.id = Some("x".into());
-    opts.level = 0;
+    opts.level = Some(0);
     let made = create(&opts, &NoProgress).unwrap();
     let bytes = std::fs::read(&made.archive).unwrap();
     let pos = bytes
@@ -293,11 +432,17 @@ fn flipped_byte_inside_a_file_names_that_entry() {
 
 #[test]
 fn truncated_archive_is_detected_by_verify_and_restore() {
+    for codec in CODECS {
+        truncated_archive_is_detected(codec);
+    }
+}
+
+fn truncated_archive_is_detected(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, archive) = make_backup(tmp.path(), "b1");
+    let (_, archive) = make_backup_with(tmp.path(), "b1", codec);
     let len = std::fs::metadata(&archive).unwrap().len();
-    for keep in [0, 10, len / 2, len - 1] {
-        let copy = tmp.path().join("backups/t.tar.gz");
+    for keep in [0, 3, 10, len / 2, len - 1] {
+        let copy = tmp.path().join(format!("backups/t.{}", codec.extension()));
         std::fs::copy(&archive, &copy).unwrap();
         std::fs::File::options()
             .write(true)
@@ -306,7 +451,7 @@ fn truncated_archive_is_detected_by_verify_and_restore() {
             .set_len(keep)
             .unwrap();
         let r = verify(&copy, &VerifyOptions::default(), &NoProgress).unwrap();
-        assert!(!r.ok, "truncation to {keep} not detected");
+        assert!(!r.ok, "{codec}: truncation to {keep} not detected");
         let target = tmp.path().join("live");
         let err = restore(
             &copy,
@@ -317,7 +462,7 @@ fn truncated_archive_is_detected_by_verify_and_restore() {
             &NoProgress,
         )
         .unwrap_err();
-        assert!(err.is_integrity(), "{err}");
+        assert!(err.is_integrity(), "{codec}: {err}");
         assert!(!target.exists());
     }
 }
@@ -458,16 +603,34 @@ impl Raw {
         )
     }
 
-    fn write(mut self, path: &Path) {
+    /// Writes the archive gzip-compressed.
+    fn write(self, path: &Path) {
+        self.write_as(path, Compression::Gzip);
+    }
+
+    /// Writes the archive with `codec`: the hostile content is the same either way.
+    fn write_as(mut self, path: &Path, codec: Compression) {
         self.tar.extend(std::iter::repeat_n(0u8, 1024));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&self.tar).unwrap();
-        std::fs::write(path, gz.finish().unwrap()).unwrap();
+        let bytes = match codec {
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&self.tar).unwrap();
+                gz.finish().unwrap()
+            }
+            Compression::Zstd => zstd::encode_all(&self.tar[..], 1).unwrap(),
+        };
+        std::fs::write(path, bytes).unwrap();
     }
 }
 
 #[test]
 fn hostile_archives_are_refused_and_nothing_is_written_outside() {
+    for codec in CODECS {
+        hostile_archives_are_refused(codec);
+    }
+}
+
+fn hostile_archives_are_refused(codec: Compression) {
     use tar::EntryType as T;
     let m = || Raw::manifested(serde_json::json!([]));
     let cases: Vec<(&str, Raw, &str)> = vec![
@@ -530,13 +693,14 @@ fn hostile_archives_are_refused_and_nothing_is_written_outside() {
             "cap",
         ),
     ];
-    for (name, raw, reason) in cases {
+    for (case, raw, reason) in cases {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tmp.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(outside.join("secret"), "secret").unwrap();
-        let archive = tmp.path().join("hostile.tar.gz");
-        raw.write(&archive);
+        let name = format!("hostile.{}", codec.extension());
+        let archive = tmp.path().join(&name);
+        raw.write_as(&archive, codec);
         let target = tmp.path().join("target");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("live.txt"), "live").unwrap();
@@ -546,8 +710,10 @@ fn hostile_archives_are_refused_and_nothing_is_written_outside() {
         };
         let err = restore(&archive, &opts, &NoProgress).unwrap_err();
         match &err {
-            BackupError::Refused { reason: r, .. } => assert!(r.contains(reason), "{name}: {err}"),
-            other => panic!("{name}: expected a refusal, got {other}"),
+            BackupError::Refused { reason: r, .. } => {
+                assert!(r.contains(reason), "{codec} {case}: {err}")
+            }
+            other => panic!("{codec} {case}: expected a refusal, got {other}"),
         }
         let mut around: Vec<String> = std::fs::read_dir(tmp.path())
             .unwrap()
@@ -556,26 +722,32 @@ fn hostile_archives_are_refused_and_nothing_is_written_outside() {
         around.sort();
         assert_eq!(
             around,
-            ["hostile.tar.gz", "outside", "target"],
-            "{name}: staging left behind"
+            [name.as_str(), "outside", "target"],
+            "{codec} {case}: staging left behind"
         );
-        assert_eq!(snapshot(&outside).len(), 1, "{name}: wrote outside");
+        assert_eq!(snapshot(&outside).len(), 1, "{codec} {case}: wrote outside");
         assert_eq!(
             std::fs::read_to_string(outside.join("secret")).unwrap(),
             "secret"
         );
-        assert_eq!(snapshot(&target).len(), 1, "{name}: target changed");
+        assert_eq!(snapshot(&target).len(), 1, "{codec} {case}: target changed");
         // verify refuses it too.
         let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
-        assert_eq!(r.problem.map(|p| p.kind), Some("refused"), "{name}");
+        assert_eq!(r.problem.map(|p| p.kind), Some("refused"), "{codec} {case}");
     }
 }
 
 #[test]
 fn a_plain_tar_without_manifest_is_corrupt_not_restored() {
+    for codec in CODECS {
+        plain_tar_refused(codec);
+    }
+}
+
+fn plain_tar_refused(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
-    let archive = tmp.path().join("plain.tar.gz");
-    Raw::new().file("ok.txt", b"fine").write(&archive);
+    let archive = tmp.path().join(format!("plain.{}", codec.extension()));
+    Raw::new().file("ok.txt", b"fine").write_as(&archive, codec);
     let target = tmp.path().join("t");
     let opts = RestoreOptions {
         require_sidecar: false,
@@ -585,10 +757,43 @@ fn a_plain_tar_without_manifest_is_corrupt_not_restored() {
     assert!(err.to_string().contains("manifest"), "{err}");
     assert!(!target.exists());
     // Without --allow-missing-sidecar even a sound archive is refused when its sidecar is gone.
-    let (_, good) = make_backup(tmp.path(), "g");
+    let (_, good) = make_backup_with(tmp.path(), "g", codec);
     std::fs::remove_file(tmp.path().join("backups/g.json")).unwrap();
     let err = restore(&good, &RestoreOptions::new(&target), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("sidecar is missing"), "{err}");
+}
+
+#[test]
+fn a_zstd_frame_asking_for_a_huge_window_is_refused_before_it_is_decoded() {
+    // A frame header by hand: magic, a descriptor with no content size and no single segment,
+    // a window descriptor of 2^31 bytes (exponent 21), then one empty last raw block. libzstd
+    // would have to allocate 2 GiB to decode it.
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3];
+    frame.extend_from_slice(&[0x01, 0x00, 0x00]);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("bomb.tar.zst");
+    std::fs::write(&archive, &frame).unwrap();
+    let r = verify(&archive, &VerifyOptions::default(), &NoProgress).unwrap();
+    let p = r.problem.expect("refused");
+    assert_eq!(p.kind, "corrupt", "{p}");
+    let target = tmp.path().join("t");
+    let opts = RestoreOptions {
+        require_sidecar: false,
+        ..RestoreOptions::new(&target)
+    };
+    let err = restore(&archive, &opts, &NoProgress).unwrap_err();
+    assert!(err.is_integrity(), "{err}");
+    assert!(!target.exists());
+    assert_no_leftovers(tmp.path());
+    // The same header with a window the cap allows (2^27) is read as an empty stream, which
+    // fails only for lacking a manifest: the refusal above was the window's.
+    frame[5] = 17 << 3;
+    std::fs::write(&archive, &frame).unwrap();
+    let p = verify(&archive, &VerifyOptions::default(), &NoProgress)
+        .unwrap()
+        .problem
+        .unwrap();
+    assert!(p.reason.contains("no manifest"), "{p}");
 }
 
 // ---- hostile archives are refused before their data is written ----
@@ -658,10 +863,16 @@ const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn a_pax_size_larger_than_the_header_is_refused_before_its_payload_is_written() {
+    for codec in CODECS {
+        pax_size_refused(codec);
+    }
+}
+
+fn pax_size_refused(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
     let cap = 4 * MIB;
     let payload = incompressible(24 * MIB as usize);
-    let archive = tmp.path().join("pax.tar.gz");
+    let archive = tmp.path().join(format!("pax.{}", codec.extension()));
     // The header (and the manifest) say 10 bytes; the PAX record says 24 MiB, which the tar
     // layer would read.
     Raw::manifested(serde_json::json!([
@@ -671,7 +882,7 @@ fn a_pax_size_larger_than_the_header_is_refused_before_its_payload_is_written() 
     .pax_size("big", payload.len() as u64)
     .entry("big", tar::EntryType::Regular, 0o644, 10, "", b"")
     .payload(&payload)
-    .write(&archive);
+    .write_as(&archive, codec);
     let target = tmp.path().join("target");
     let mut opts = RestoreOptions {
         require_sidecar: false,
@@ -704,8 +915,14 @@ fn a_pax_size_larger_than_the_header_is_refused_before_its_payload_is_written() 
 
 #[test]
 fn a_manifest_declaring_more_than_the_cap_is_refused_before_any_entry() {
+    for codec in CODECS {
+        declared_total_refused(codec);
+    }
+}
+
+fn declared_total_refused(codec: Compression) {
     let tmp = tempfile::tempdir().unwrap();
-    let archive = tmp.path().join("declared.tar.gz");
+    let archive = tmp.path().join(format!("declared.{}", codec.extension()));
     let data = incompressible(MIB as usize);
     // Each entry fits the cap alone; the manifest's total does not.
     let record = |name: &str| {
@@ -716,7 +933,7 @@ fn a_manifest_declaring_more_than_the_cap_is_refused_before_any_entry() {
         .file("a", &data)
         .file("b", &data)
         .file("c", &data)
-        .write(&archive);
+        .write_as(&archive, codec);
     let target = tmp.path().join("target");
     let mut opts = RestoreOptions {
         require_sidecar: false,
@@ -920,6 +1137,106 @@ fn prune_dry_run_removes_nothing_and_keeps_newest_verified() {
         .collect();
     assert_eq!(left, ["b1", "b4"]);
     assert!(!dest.join("b0.tar.gz").exists() && !dest.join("b0.json").exists());
+}
+
+#[test]
+fn zstd_backups_are_listed_pruned_and_swept_like_gzip_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (i, codec) in [CODECS[0], CODECS[1], CODECS[1], CODECS[0]]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(src.join("f"), format!("v{i}")).unwrap();
+        let mut opts = CreateOptions::new(vec![src.clone()], &dest);
+        opts.id = Some(format!("b{i}"));
+        opts.created = Some(format!("2025-01-0{}T12:00:00Z", i + 1).parse().unwrap());
+        opts.compression = *codec;
+        create(&opts, &NoProgress).unwrap();
+    }
+    std::fs::write(dest.join("orphan.tar.zst"), b"half").unwrap();
+    let dead = dead_pid();
+    let partial = dest.join(format!(".b9.tar.zst.partial-{dead}-000000001"));
+    std::fs::write(&partial, b"half").unwrap();
+    let l = list(&dest).unwrap();
+    let got: Vec<(&str, Option<Compression>)> = l
+        .backups
+        .iter()
+        .map(|b| (b.id.as_str(), b.compression))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("b0", Some(Compression::Gzip)),
+            ("b1", Some(Compression::Zstd)),
+            ("b2", Some(Compression::Zstd)),
+            ("b3", Some(Compression::Gzip)),
+        ]
+    );
+    assert!(l.backups[1].archive.ends_with("b1.tar.zst"));
+    let incomplete: Vec<_> = l.incomplete.iter().map(|i| i.path.clone()).collect();
+    assert_eq!(incomplete, [partial.clone(), dest.join("orphan.tar.zst")]);
+    // b1 verified: kept by the newest-verified rule; keep_last 1 keeps b3.
+    verify(
+        &dest.join("b1.tar.zst"),
+        &VerifyOptions {
+            record: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let policy = RetentionPolicy {
+        keep_last: 1,
+        ..Default::default()
+    };
+    let r = prune(&dest, &policy, false).unwrap();
+    assert_eq!(r.removed, ["b2", "b0"]);
+    assert!(!dest.join("b2.tar.zst").exists() && !dest.join("b2.json").exists());
+    assert!(dest.join("b1.tar.zst").exists());
+    assert_eq!(backup_archive::sweep_partials(&dest).unwrap(), [partial]);
+}
+
+#[test]
+fn an_id_is_one_backup_whatever_its_compression_and_levels_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("bk");
+    backup_at(tmp.path(), &dest, "one", "2025-01-01T00:00:00Z");
+    assert!(backup_archive::id_in_use(&dest, "one"));
+    assert!(!backup_archive::id_in_use(&dest, "two"));
+    let mut opts = CreateOptions::new(vec![tmp.path().join("src")], &dest);
+    opts.id = Some("one".into());
+    opts.compression = Compression::Zstd;
+    assert!(matches!(
+        create(&opts, &NoProgress),
+        Err(BackupError::AlreadyExists { .. })
+    ));
+    opts.id = Some("two".into());
+    for (codec, level) in [
+        (Compression::Zstd, 0),
+        (Compression::Zstd, 20),
+        (Compression::Gzip, 10),
+    ] {
+        opts.compression = codec;
+        opts.level = Some(level);
+        let err = create(&opts, &NoProgress).unwrap_err();
+        assert!(
+            matches!(err, BackupError::InvalidLevel { .. }),
+            "{codec} {level}: {err}"
+        );
+        assert!(err.to_string().contains(&format!("level {level}")), "{err}");
+    }
+    assert!(
+        !backup_archive::id_in_use(&dest, "two"),
+        "nothing was written"
+    );
+    opts.level = Some(19);
+    opts.compression = Compression::Zstd;
+    let made = create(&opts, &NoProgress).unwrap();
+    assert!(made.archive.ends_with("two.tar.zst"));
+    assert!(backup_archive::id_in_use(&dest, "two"));
 }
 
 #[test]

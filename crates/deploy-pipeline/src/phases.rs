@@ -369,7 +369,7 @@ impl Deployer {
         // same second gets its id again), so the backup id is made unique here.
         let mut backup_id = format!("pre-{id}");
         let mut n = 2;
-        while backup_archive::archive_path(&dest, &backup_id).exists() {
+        while backup_archive::id_in_use(&dest, &backup_id) {
             backup_id = format!("pre-{id}.{n}");
             n += 1;
         }
@@ -379,6 +379,7 @@ impl Deployer {
         if let Some(config) = config {
             opts.include = config.include.clone();
             opts.exclude = config.exclude.clone();
+            opts.compression = config.compression;
             opts.level = config.level;
         }
         let made = backup_archive::create(&opts, &backup_archive::NoProgress)
