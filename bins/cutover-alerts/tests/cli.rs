@@ -375,21 +375,22 @@ fn default_rules_against_a_hub_by_url() {
         dir.path(),
         &["check", "--json", "--target", &hub.base_url()],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
     let doc = json(&out);
     assert_eq!(doc["alerts"].as_array().unwrap().len(), 8);
+    // The host's own disk (`disk-free`) is not the service: it may warn on a nearly full host.
+    let host_may_warn = cutover_tests::host_disk_may_warn();
     assert!(
         doc["alerts"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["state"] == "inactive"),
+            .all(|a| a["state"] == "inactive" || host_may_warn && a["name"] == "disk-free"),
         "{doc}"
+    );
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || host_may_warn && matches!(code, Some(1 | 2)),
+        "{code:?}: {doc}"
     );
 
     drop(hub);

@@ -193,13 +193,28 @@ fn assert_nothing_unknown(doc: &Value) {
     );
 }
 
+/// Asserts the check is ok (exit 0), allowing only `disk-free` to fire on a nearly full host:
+/// that rule judges the machine, not the service.
+fn assert_ok(code: i32, doc: &Value) {
+    if code != 0 && cutover_tests::host_disk_may_warn() {
+        let (alerts, _) = states(doc);
+        let loud: Vec<&(String, String)> = alerts
+            .iter()
+            .filter(|(n, s)| n != "disk-free" && s != "inactive" && s != "pending")
+            .collect();
+        assert!(loud.is_empty() && (code == 1 || code == 2), "{doc:#}");
+        return;
+    }
+    assert_eq!(code, 0, "{doc:#}");
+}
+
 #[test]
 fn an_idle_then_healthy_mcp_hub_behind_nginx_is_ok_with_absent_routes_left_out() {
     let d = Deployed::new(r#"CUTOVER_DEMO_SHAPE = "mcp-hub""#);
     // Idle: the hub has looked nothing up, so its cacheHitRate of 0 is no data, not 0 %.
     for round in 0..2 {
         let (code, doc) = d.check();
-        assert_eq!(code, 0, "{doc:#}");
+        assert_ok(code, &doc);
         assert_nothing_unknown(&doc);
         let (alerts, left_out) = states(&doc);
         let names: Vec<&str> = alerts.iter().map(|(n, _)| n.as_str()).collect();
@@ -226,7 +241,13 @@ fn an_idle_then_healthy_mcp_hub_behind_nginx_is_ok_with_absent_routes_left_out()
                 .contains("/api/stats answered 404"),
             "{doc:#}"
         );
-        assert!(alerts.iter().all(|(_, s)| s == "inactive"), "{doc:#}");
+        assert!(
+            alerts
+                .iter()
+                .all(|(n, s)| s == "inactive"
+                    || n == "disk-free" && cutover_tests::host_disk_may_warn()),
+            "{doc:#}"
+        );
         if round == 0 {
             d.age_state();
         }
@@ -234,10 +255,10 @@ fn an_idle_then_healthy_mcp_hub_behind_nginx_is_ok_with_absent_routes_left_out()
     // Healthy traffic through nginx: still ok, across `for`.
     assert_eq!(d.traffic(100), 0);
     let (code, doc) = d.check();
-    assert_eq!(code, 0, "{doc:#}");
+    assert_ok(code, &doc);
     d.age_state();
     let (code, doc2) = d.check();
-    assert_eq!(code, 0, "{doc:#}\n{doc2:#}");
+    assert_ok(code, &doc2);
     assert_nothing_unknown(&doc2);
 
     // The table says what was left out and why.
@@ -288,13 +309,13 @@ fn on_the_demo_shape_behind_nginx_every_default_applies_and_a_healthy_hub_is_ok(
     let d = Deployed::new("");
     assert_eq!(d.traffic(100), 0);
     let (code, doc) = d.check();
-    assert_eq!(code, 0, "{doc:#}");
+    assert_ok(code, &doc);
     let (alerts, left_out) = states(&doc);
     assert_eq!(alerts.len(), 8, "{doc:#}");
     assert!(left_out.is_empty(), "{doc:#}");
     assert_nothing_unknown(&doc);
     d.age_state();
     let (code, doc) = d.check();
-    assert_eq!(code, 0, "{doc:#}");
+    assert_ok(code, &doc);
     assert_nothing_unknown(&doc);
 }

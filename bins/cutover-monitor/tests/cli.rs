@@ -37,14 +37,52 @@ fn reasons(doc: &Value) -> String {
     doc["reasons"].to_string()
 }
 
+/// Asserts the verdict is ok (exit 0), allowing only the host's own `disk-free` rule to warn
+/// or fail on a nearly full machine: it judges the host, not the service under test.
+fn assert_ok(code: i32, doc: &Value) {
+    let only_host_disk = cutover_tests::host_disk_may_warn()
+        && doc["reasons"].as_array().is_some_and(|r| {
+            r.iter()
+                .all(|r| r.as_str().unwrap_or("").starts_with("disk-free"))
+        });
+    if only_host_disk && (code, doc["status"].as_str()) != (0, Some("ok")) {
+        assert!(
+            matches!(
+                (code, doc["status"].as_str()),
+                (1, Some("warn")) | (2, Some("fail"))
+            ),
+            "{code}: {}",
+            reasons(doc)
+        );
+        return;
+    }
+    assert_eq!(doc["status"], "ok", "{}", reasons(doc));
+    assert_eq!(code, 0);
+}
+
+/// `assert_ok` for a streamed evaluation, which has no exit code of its own.
+fn assert_ok_status(doc: &Value) {
+    let code = match doc["status"].as_str() {
+        Some("ok") => 0,
+        Some("warn") => 1,
+        Some("fail") => 2,
+        _ => 3,
+    };
+    assert_ok(code, doc);
+}
+
+/// The exit code of a plain-text run that `assert_ok` accepted with `json_code`.
+fn assert_same_code(out: &Output, json_code: i32) {
+    assert_eq!(out.status.code(), Some(json_code));
+}
+
 #[test]
 fn a_healthy_hub_is_ok() {
     let hub = DemoHub::start(&["--release-id", "r-healthy"]);
     hub.wait_ready();
     let pid = hub.guard.pid().to_string();
     let (code, doc) = once_json(&["--target", &hub.base_url(), "--pid", &pid]);
-    assert_eq!(doc["status"], "ok", "{}", reasons(&doc));
-    assert_eq!(code, 0);
+    assert_ok(code, &doc);
     assert_eq!(doc["health"]["state"], "ready");
     assert_eq!(doc["health"]["version"], "r-healthy");
     assert_eq!(doc["stats"]["reach"], "ok");
@@ -165,8 +203,7 @@ warn = ">= 0"
 
     // --defaults ignores them.
     let (code, doc) = once_json(&["--manifest", m, "--defaults", "--target", &hub.base_url()]);
-    assert_eq!(doc["status"], "ok", "{}", reasons(&doc));
-    assert_eq!(code, 0);
+    assert_ok(code, &doc);
 
     std::fs::write(
         &manifest,
@@ -342,8 +379,7 @@ fn a_deployment_is_monitored_from_the_manifest_alone() {
     std::fs::write(&log, lines).unwrap();
 
     let (code, doc) = once_json(&["--manifest", &manifest]);
-    assert_eq!(doc["status"], "ok", "{}", reasons(&doc));
-    assert_eq!(code, 0);
+    assert_ok(code, &doc);
     // The target is the live slot's own address, and the default rules read it.
     assert_eq!(doc["target"], hub.base_url());
     assert_eq!(doc["health"]["version"], "r-hand");
@@ -383,7 +419,7 @@ fn a_deployment_is_monitored_from_the_manifest_alone() {
 
     // As text: the deployment section.
     let out = monitor(&["--once", "--manifest", &manifest]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_same_code(&out, code);
     let text = String::from_utf8_lossy(&out.stdout);
     for expected in [
         "DEPLOYMENT  hub · restart",
@@ -476,7 +512,7 @@ fn a_deploy_to_the_other_slot_is_followed_without_a_restart() {
     let before = wait_for("r1 live in blue", &|d| d["health"]["version"] == "r1");
     assert_eq!(before["target"], blue.base_url());
     assert_eq!(before["deployment"]["slot"], "blue");
-    assert_eq!(before["status"], "ok", "{}", reasons(&before));
+    assert_ok_status(&before);
 
     // The pipeline's commit, by hand: r2 goes live in green, r1 stays as the standby.
     make_live(&deployment, "r2", live_deployment::Slot::Green, Some("r1"));
@@ -489,7 +525,7 @@ fn a_deploy_to_the_other_slot_is_followed_without_a_restart() {
     assert_eq!(d["standby"]["release"], "r1");
     assert_eq!(d["standby"]["slot"], "blue");
     assert_eq!(after["stats"]["reach"], "ok");
-    assert_eq!(after["status"], "ok", "{}", reasons(&after));
+    assert_ok_status(&after);
     assert!(
         guard.child().try_wait().unwrap().is_none(),
         "still the same monitor"

@@ -73,6 +73,10 @@ fn names(selection: &Selection) -> (Vec<&str>, Vec<&str>) {
 
 fn assert_quiet(states: &States) {
     for (name, state) in states {
+        // The host's own disk is not the service: it may warn on a nearly full machine.
+        if name == "disk-free" && cutover_tests::host_disk_may_warn() {
+            continue;
+        }
         assert_eq!(*state, (AlertState::Inactive, None), "{name}: {states:?}");
     }
 }
@@ -155,7 +159,9 @@ async fn on_the_mcp_hub_shape_a_cache_that_never_hits_trips_cache_hit_rate() {
         (AlertState::Firing, Some(Severity::Critical)),
         "{states:?}"
     );
-    assert_eq!(states["disk-free"].0, AlertState::Inactive, "{states:?}");
+    if !cutover_tests::host_disk_may_warn() {
+        assert_eq!(states["disk-free"].0, AlertState::Inactive, "{states:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
