@@ -636,6 +636,24 @@ fn deployment_panel(d: Option<&DeploymentView>, colours: bool) -> (String, Vec<R
             ),
         ));
     }
+    if let Some(c) = &d.canary {
+        out.push(row(
+            "canary",
+            none(),
+            format!(
+                "{} in slot {} vs {} · {} · step {} of {:?} · {} % canary / {} % baseline",
+                c.release,
+                c.canary_slot,
+                c.baseline,
+                c.state,
+                c.step,
+                c.steps,
+                c.canary_percent,
+                100 - u32::from(c.canary_percent.min(100)),
+            ),
+        ));
+        out.push(row("judge", none(), format!("{}: {}", c.verdict, c.reason)));
+    }
     let last = match &d.last_operation {
         Some(op) => {
             let mut text = format!(

@@ -110,6 +110,8 @@ pub struct Deployer {
     pub(crate) layout: ReleaseLayout,
     pub(crate) journal: Journal,
     pub(crate) env: Environment,
+    /// Canary: the judge's decisions of the operation running, for its audit record.
+    pub(crate) canary_decisions: std::sync::Mutex<Vec<crate::CanaryDecision>>,
 }
 
 pub(crate) struct Run {
@@ -133,6 +135,7 @@ impl Deployer {
             layout,
             journal,
             env,
+            canary_decisions: std::sync::Mutex::default(),
         }
     }
 
@@ -452,6 +455,7 @@ impl Deployer {
                 outcome: report.outcome,
                 reason: report.reason.clone(),
                 duration_ms: report.duration_ms,
+                canary: self.take_canary_decisions(),
             },
         )
     }
