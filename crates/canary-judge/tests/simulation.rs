@@ -123,12 +123,16 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
     let alpha = JudgeConfig::default().alpha;
     let tolerance = JudgeConfig::default().failure_rate_tolerance;
     let (mut judge_alarms, mut z_alarms, mut z_alarms_with_margin) = (0, 0, 0);
+    // The same z-test looked at only every 100 requests per slot (25 looks, as a pipeline that
+    // checks once per interval would), for comparison.
+    let mut z_interval_alarms = 0;
     for seed in 0..RUNS {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut judge = Judge::new(JudgeConfig::default()).expect("default config");
         let (mut canary, mut baseline) = ((0, 0), (0, 0));
         let (mut judge_alarm, mut z_alarm, mut z_margin_alarm) = (false, false, false);
-        'run: for _ in 0..HORIZON {
+        let mut z_interval_alarm = false;
+        'run: for served in 1..=HORIZON {
             for slot in [Slot::Baseline, Slot::Canary] {
                 let failed = u64::from(serve(&mut judge, &mut rng, slot, HEALTHY));
                 let counts = if slot == Slot::Canary {
@@ -145,9 +149,11 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
                         _ => {}
                     }
                 }
-                z_alarm |= z_test_alarms(canary, baseline, 0.0);
+                let alarm = z_test_alarms(canary, baseline, 0.0);
+                z_alarm |= alarm;
+                z_interval_alarm |= alarm && slot == Slot::Canary && served % 100 == 0;
                 z_margin_alarm |= z_test_alarms(canary, baseline, tolerance);
-                if judge_alarm && z_alarm && z_margin_alarm {
+                if judge_alarm && z_alarm && z_margin_alarm && z_interval_alarm {
                     break 'run;
                 }
             }
@@ -155,16 +161,24 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
         judge_alarms += u32::from(judge_alarm);
         z_alarms += u32::from(z_alarm);
         z_alarms_with_margin += u32::from(z_margin_alarm);
+        z_interval_alarms += u32::from(z_interval_alarm);
     }
     let rate = |alarms: u32| f64::from(alarms) / RUNS as f64;
     let allowance = alpha + 3.0 * (alpha * (1.0 - alpha) / RUNS as f64).sqrt();
     eprintln!(
         "A/A, {RUNS} runs of {HORIZON} requests per slot, checked after every request: judge \
          rolled back {:.1} %; a 95 % z-test raised a false alarm in {:.1} % (in {:.1} % when it \
-         tests the same tolerance)",
+         tests the same tolerance); checked every 100 requests per slot (25 looks) the z-test \
+         alarmed in {:.1} %",
         100.0 * rate(judge_alarms),
         100.0 * rate(z_alarms),
         100.0 * rate(z_alarms_with_margin),
+        100.0 * rate(z_interval_alarms),
+    );
+    assert!(
+        rate(z_interval_alarms) > allowance,
+        "the z-test checked at every interval was expected to exceed alpha: {}",
+        rate(z_interval_alarms)
     );
     assert!(
         rate(judge_alarms) <= allowance,
