@@ -632,3 +632,58 @@ max_step_time = "8s""#,
     );
     assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
 }
+
+/// A deploy killed (SIGKILL) while its canary holds a share of the traffic: `recover` puts
+/// every request back on the live release in one switch, stops the canary and says so, and the
+/// next deploy works from there.
+#[test]
+fn a_canary_killed_mid_step_is_undone_by_recover() {
+    let demo = Demo::new("");
+    let (r1, _) = demo.deploy_ok(&[]);
+    // No load: the step stays open (no evidence) while the deploy is killed.
+    let mut child = ChildGuard::spawn(demo.command(&["deploy"])).unwrap();
+    let state = demo.root().join("state/deploy-state.json");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|v| v["canary"]["canary_percent"] == 20)
+        }),
+        "the canary never reached its 20 % step"
+    );
+    child.signal(libc::SIGKILL);
+    child.wait_timeout(Duration::from_secs(10)).expect("killed");
+    let (code, json, out) = demo.run(&["recover"]);
+    assert_eq!(
+        code,
+        0,
+        "{json:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["was_consistent"], false, "{json:#}");
+    let (_, status, _) = demo.run(&["status"]);
+    assert_eq!(status["healthy"], true, "{status:#}");
+    assert_eq!(status["current"], r1.as_str());
+    assert_eq!(status["canary"]["state"], "rolled-back", "{status:#}");
+    assert_eq!(status["canary"]["canary_percent"], 0);
+    // Every request on the live release, none split to the stopped canary.
+    for _ in 0..20 {
+        assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
+    }
+    assert!(
+        !std::fs::read_dir(demo.root().join("proxy/conf/route"))
+            .unwrap()
+            .flatten()
+            .any(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("cutover_split_")),
+        "a split marker is left"
+    );
+    let load = load_on(&demo);
+    let (r3, _) = demo.deploy_ok(&[]);
+    let (seen, errors) = load.finish();
+    assert_eq!(seen.failed.load(Ordering::SeqCst), 0, "{errors:?}");
+    assert_eq!(demo.serving().as_deref(), Some(r3.as_str()));
+}
