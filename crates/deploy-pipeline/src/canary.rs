@@ -622,6 +622,63 @@ mod tests {
         );
     }
 
+    fn manifest(service: &str, deploy: &str) -> String {
+        format!(
+            r#"
+[service]
+name = "hub"
+start = ["{{release}}/bin/hub", "--port", "{{port}}"]
+port = 7000
+{service}
+[layout]
+root = "/srv/hub"
+[proxy]
+kind = "nginx"
+listen_http = ["127.0.0.1:8080"]
+control_listen = "127.0.0.1:8081"
+[deploy]
+strategy = "canary"
+{deploy}
+"#
+        )
+    }
+
+    /// A canary manifest is checked at load: exit 78 naming the key and what would do.
+    #[test]
+    fn a_canary_manifest_is_checked_at_load() {
+        use crate::DeployManifest;
+        let path = "/srv/hub/cutover.toml";
+        let ok = DeployManifest::from_str(path, &manifest("standby_port = 7001", "")).unwrap();
+        assert_eq!(ok.strategy(), StrategyKind::Canary);
+        assert_eq!(ok.deploy.canary, CanaryConfig::default());
+        for (service, deploy, key, says) in [
+            (
+                "standby_port = 7001",
+                "[deploy.canary]\nsteps = [50, 10]",
+                "deploy.canary.steps",
+                "ending at 100",
+            ),
+            (
+                "standby_port = 7001",
+                "[deploy.canary]\nalpha = 0",
+                "deploy.canary.alpha",
+                "significance level",
+            ),
+            (
+                "standby_port = 7001",
+                "[deploy.canary]\nstep = [5, 100]",
+                "step",
+                "unknown",
+            ),
+            ("", "", "service.standby_port", "canary needs a second port"),
+        ] {
+            let error = DeployManifest::from_str(path, &manifest(service, deploy)).unwrap_err();
+            assert_eq!(error.exit_code(), 78, "{error}");
+            let text = error.to_string();
+            assert!(text.contains(key) && text.contains(says), "{key}: {text}");
+        }
+    }
+
     #[test]
     fn every_key_parses() {
         let config: CanaryConfig = toml::from_str(
