@@ -282,7 +282,11 @@ impl Traffic for NginxTraffic {
             canary_percent,
         };
         self.rt
-            .block_on(self.instance.switcher().split(&split, release))
+            .block_on(
+                self.instance
+                    .switcher()
+                    .split(&split, &self.splits, &self.sticky, release),
+            )
             .map_err(|e| e.to_string())
     }
 

@@ -288,7 +288,9 @@ impl NginxSwitch {
     /// step of a canary whose nginx was started with its steps) is one marker file: no
     /// reload, no connection closed. An unknown one is added to the include, tested and
     /// loaded with one graceful reload, then marked. Confirmed by a 2xx through the control
-    /// listener from one of the two slots.
+    /// listener from one of the two slots. `also` are the other splits the caller will need
+    /// (a canary's other steps) and `sticky` what they hash: when either is new to nginx, all
+    /// go into the include with that one reload, so the later steps need none.
     ///
     /// # Errors
     /// [`EdgeError::UpstreamUnhealthy`] for an unhealthy canary, [`EdgeError::SwitchFailed`]
@@ -297,6 +299,8 @@ impl NginxSwitch {
     pub async fn split(
         &self,
         split: &WeightedSplit,
+        also: &[WeightedSplit],
+        sticky: &crate::routes::StickyKey,
         expect_release: Option<&str>,
     ) -> Result<(), EdgeError> {
         let target = SwitchTarget {
@@ -311,8 +315,13 @@ impl NginxSwitch {
             rollback,
         };
         let routes = self.routes()?.unwrap_or_default();
-        if !routes.has_split(split) || !self.layout.route_file().exists() {
-            let next = routes.clone().with_splits(&[*split], routes.sticky.clone());
+        if !routes.has_split(split)
+            || routes.sticky != *sticky
+            || !self.layout.route_file().exists()
+        {
+            let mut splits = vec![*split];
+            splits.extend_from_slice(also);
+            let next = routes.clone().with_splits(&splits, sticky.clone());
             let path = self.layout.upstream_file();
             let previous = read(&path).ok();
             let previous_route = read(&self.layout.route_file()).ok();
