@@ -309,3 +309,61 @@ fn a_canary_exactly_at_the_tolerances_is_rarely_rolled_back() {
     assert!(rate(judge_alarms) <= allowance, "{}", rate(judge_alarms));
     assert!(rate(z_alarms) > allowance, "{}", rate(z_alarms));
 }
+
+/// The default first step sends the canary 5 % of the traffic: the baseline serves 19 requests
+/// for each of the canary's. Identical releases are still promoted there (the baseline's many
+/// requests must not drown the canary's evidence), and a canary failing 2 % against 0.5 % is
+/// still rolled back.
+#[test]
+fn at_a_five_percent_step_a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
+    let runs = 20u64;
+    let mut promoted = Vec::new();
+    let mut rolled_back = Vec::new();
+    let failing = Release {
+        failure_rate: 0.02,
+        latency_scale: 1.0,
+    };
+    let baseline_release = Release {
+        failure_rate: 0.005,
+        latency_scale: 1.0,
+    };
+    for (canary, baseline, wanted, out) in [
+        (HEALTHY, HEALTHY, Verdict::PromoteStep, &mut promoted),
+        (
+            failing,
+            baseline_release,
+            Verdict::Rollback,
+            &mut rolled_back,
+        ),
+    ] {
+        for seed in 0..runs {
+            let mut rng = StdRng::seed_from_u64(20_000 + seed);
+            let mut judge = Judge::new(JudgeConfig::default()).expect("default config");
+            for served in 1..=30_000u64 {
+                for _ in 0..19 {
+                    serve(&mut judge, &mut rng, Slot::Baseline, baseline);
+                }
+                serve(&mut judge, &mut rng, Slot::Canary, canary);
+                let verdict = judge.verdict(Duration::ZERO);
+                if verdict == wanted {
+                    out.push(served);
+                    break;
+                }
+                if verdict != Verdict::Continue {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "5 % step (19 baseline requests per canary request): healthy promoted in {}/{runs} runs, \
+         median {} canary requests; 2 % vs 0.5 % rolled back in {}/{runs}, median {} canary \
+         requests",
+        promoted.len(),
+        median(promoted.clone()),
+        rolled_back.len(),
+        median(rolled_back.clone()),
+    );
+    assert!(promoted.len() as u64 >= runs * 9 / 10, "{promoted:?}");
+    assert_eq!(rolled_back.len() as u64, runs, "{rolled_back:?}");
+}

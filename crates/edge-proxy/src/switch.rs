@@ -315,6 +315,9 @@ impl NginxSwitch {
             rollback,
         };
         let routes = self.routes()?.unwrap_or_default();
+        // After a reload, the workers from before it still accept connections (and route them
+        // without the split) until the master tells them to stop: confirmation waits for that.
+        let mut old_workers = Vec::new();
         if !routes.has_split(split)
             || routes.sticky != *sticky
             || !self.layout.route_file().exists()
@@ -331,6 +334,7 @@ impl NginxSwitch {
                 next.render_route(&self.layout.route_dir()).as_bytes(),
                 0o644,
             )?;
+            old_workers = workers_of(read_pid(&self.layout.pid_file()));
             let reloaded = match self.nginx.test(&self.layout).await {
                 Ok(_) => self.nginx.reload(&self.layout).await,
                 Err(e) => Err(e),
@@ -351,12 +355,21 @@ impl NginxSwitch {
                         .header(UPSTREAM_HEADER)
                         .and_then(|v| v.rsplit([',', ' ']).next())
                         .and_then(|a| a.parse::<SocketAddr>().ok());
+                    let accepting: Vec<i32> = old_workers
+                        .iter()
+                        .filter(|(pid, start)| still_accepting(*pid, *start))
+                        .map(|(pid, _)| *pid)
+                        .collect();
                     if (200..300).contains(&answer.status)
                         && served_by.is_some_and(|a| a == split.canary || a == split.baseline)
+                        && accepting.is_empty()
                     {
                         return Ok(());
                     }
-                    format!("status {}, served by {served_by:?}", answer.status)
+                    format!(
+                        "status {}, served by {served_by:?}; old workers still accepting: {accepting:?}",
+                        answer.status
+                    )
                 }
                 Err(e) => e,
             };
