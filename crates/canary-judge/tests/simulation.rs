@@ -67,7 +67,8 @@ fn z_test_alarms(canary: (u64, u64), baseline: (u64, u64), margin: f64) -> bool 
 
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
-    values[values.len() / 2]
+    // 0 for no runs at all, so that the message that follows says how many there were.
+    values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
 /// Runs a canary until the judge says `wanted` (stepping on when it promotes, if rollback is
