@@ -467,6 +467,20 @@ fn a_healthy_canary_is_promoted_step_by_step_and_committed() {
         ],
         "{record:#}"
     );
+    // A rollback goes back to a good release: at once (the warm standby), not judged.
+    let load = load_on(&demo);
+    let (code, back, _) = demo.run(&["rollback"]);
+    let (seen, errors) = load.finish();
+    assert_eq!(code, 0, "{back:#}");
+    assert_eq!(back["release"], r1.as_str());
+    assert!(
+        back["phases"][0]["detail"].as_str().is_some_and(|d| d
+            .contains("not judged: switched at once")
+            && d.contains("warm standby")),
+        "{back:#}"
+    );
+    assert_eq!(seen.failed.load(Ordering::SeqCst), 0, "{errors:?}");
+    assert_eq!(demo.serving().as_deref(), Some(r1.as_str()));
     for d in decisions(&record) {
         eprintln!("decision at {} %: {}", d["canary_percent"], d["reason"]);
         assert!(

@@ -333,6 +333,11 @@ impl Strategy for Canary {
                 .switch(d, id, to, Some(from))
                 .map(|s| format!("{s} (the proxy was not running: switched at once)"));
         }
+        if !d.deploying.load(std::sync::atomic::Ordering::SeqCst) {
+            return BlueGreen.switch(d, id, to, Some(from)).map(|s| {
+                format!("{s} (a rollback to a good release is not judged: switched at once)")
+            });
+        }
         d.clear_standby().map_err(|e| e.to_string())?;
         d.ensure_running(id, to, false)?;
         d.check_exposure(id, to)?;
@@ -374,10 +379,12 @@ impl Strategy for Canary {
         }
         done.extend(BlueGreen.restore(d, previous, from, failed_slot)?);
         d.canary_progress(|p| {
-            if p.state == "running" {
+            // The canary failed (the judge, or a later phase such as validate): whatever it
+            // reached, it serves nothing now.
+            if p.release != previous {
                 p.state = "rolled-back".to_owned();
+                p.canary_percent = 0;
             }
-            p.canary_percent = 0;
         });
         Ok(done)
     }
