@@ -398,6 +398,12 @@ impl Strategy for Canary {
     }
 
     fn describe_switch(&self, d: &Deployer, id: &str, service: &str, slot: Slot) -> String {
+        if d.current().is_none() {
+            return format!(
+                "{} (nothing live to judge a canary against: switched at once)",
+                BlueGreen.describe_switch(d, id, service, slot)
+            );
+        }
         let c = &d.manifest.deploy.canary;
         let steps: Vec<String> = c.steps.iter().map(|p| format!("{p} %")).collect();
         format!(
