@@ -99,6 +99,7 @@ fn make_live(root: &Path, id: &str, slot: Slot) {
             good: vec![id.to_owned()],
             failed: vec![],
             standby: None,
+            ..DeployState::default()
         })
         .unwrap();
 }

@@ -196,6 +196,22 @@ fn run(cli: &Cli) -> i32 {
                     for (name, state) in &s.services {
                         println!("process   {name}: {state}");
                     }
+                    if let Some(c) = &s.canary {
+                        let steps: Vec<String> = c.steps.iter().map(|p| format!("{p}%")).collect();
+                        println!(
+                            "canary    {} in slot {} against {} in slot {}: {}, step {} of [{}], weights {}% canary / {}% baseline",
+                            c.release,
+                            c.canary_slot,
+                            c.baseline,
+                            c.baseline_slot,
+                            c.state,
+                            c.step,
+                            steps.join(", "),
+                            c.canary_percent,
+                            100 - u32::from(c.canary_percent.min(100)),
+                        );
+                        println!("judge     {}: {}", c.verdict, c.reason);
+                    }
                     if let Some(i) = &s.interrupted {
                         println!(
                             "WARNING   an interrupted {} of {} awaits `cutover-deploy recover`",
@@ -259,6 +275,10 @@ fn run(cli: &Cli) -> i32 {
                             i.op.as_str(),
                             i.release
                         );
+                    }
+                    if let Some(steps) = &plan.canary_steps {
+                        let steps: Vec<String> = steps.iter().map(|p| format!("{p} %")).collect();
+                        println!("canary steps: {}", steps.join(" -> "));
                     }
                     for p in &plan.phases {
                         println!("  {:<10} {}", p.phase.as_str(), p.action);

@@ -63,6 +63,10 @@ pub(crate) struct DeploymentView {
     /// What could not be read (the state files, the audit log, the log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) errors: Vec<String>,
+    /// Canary: the running or last canary (step, weights, the judge's latest verdict, reason
+    /// and evidence), as the pipeline wrote it to `deploy-state.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) canary: Option<live_deployment::CanaryProgress>,
 }
 
 /// The warm standby.
@@ -179,7 +183,8 @@ pub(crate) fn read(deployment: &Deployment) -> Reading {
                 },
                 _ => None,
             };
-            let view = DeploymentView::new(&live, last_operation, log, errors);
+            let mut view = DeploymentView::new(&live, last_operation, log, errors);
+            view.canary = deployment.layout().load_state().ok().and_then(|s| s.canary);
             Reading {
                 live: Some(live),
                 view,
@@ -222,6 +227,7 @@ impl Reading {
                 last_operation,
                 log: None,
                 errors,
+                canary: None,
             },
         }
     }
@@ -258,6 +264,7 @@ impl DeploymentView {
             last_operation,
             log,
             errors,
+            canary: None,
         }
     }
 }

@@ -636,6 +636,24 @@ fn deployment_panel(d: Option<&DeploymentView>, colours: bool) -> (String, Vec<R
             ),
         ));
     }
+    if let Some(c) = &d.canary {
+        out.push(row(
+            "canary",
+            none(),
+            format!(
+                "{} in slot {} vs {} · {} · step {} of {:?} · {} % canary / {} % baseline",
+                c.release,
+                c.canary_slot,
+                c.baseline,
+                c.state,
+                c.step,
+                c.steps,
+                c.canary_percent,
+                100 - u32::from(c.canary_percent.min(100)),
+            ),
+        ));
+        out.push(row("judge", none(), format!("{}: {}", c.verdict, c.reason)));
+    }
     let last = match &d.last_operation {
         Some(op) => {
             let mut text = format!(
@@ -1209,6 +1227,40 @@ mod tests {
         );
         assert!(s.contains("1 of the last 14 lines mention an error"), "{s}");
         insta::assert_snapshot!("deployed", s);
+    }
+
+    /// A canary in progress: its step, weights and the judge's latest verdict and reason.
+    #[test]
+    fn a_canary_shows_its_step_weights_and_the_judges_reason() {
+        let mut s = deployed();
+        if let Some(d) = s.deployment.as_mut() {
+            d.canary = Some(live_deployment::CanaryProgress {
+                release: "r3".into(),
+                baseline: "r2".into(),
+                canary_slot: live_deployment::Slot::Blue,
+                baseline_slot: live_deployment::Slot::Green,
+                step: 2,
+                steps: vec![5, 25, 50, 100],
+                canary_percent: 25,
+                state: "running".into(),
+                verdict: "continue".into(),
+                reason: "not enough evidence yet: the canary served 40 of the 100 requests needed"
+                    .into(),
+                evidence: serde_json::Value::Null,
+                updated: "2025-06-01T11:59:00Z".into(),
+            });
+        }
+        let screen = text(&s, &options());
+        assert!(
+            screen.contains("r3 in slot blue vs r2 · running · step 2 of [5, 25, 50, 100] · 25 % canary / 75 % baseline"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("continue: not enough evidence yet: the canary served 40"),
+            "{screen}"
+        );
+        let json = serde_json::to_value(s.deployment.as_ref().unwrap()).unwrap();
+        assert_eq!(json["canary"]["canary_percent"], 25);
     }
 
     #[test]

@@ -64,7 +64,9 @@
 //!
 //! For a point null "rate `p`", `exp(λ·S − n·ln(1 − p + p·e^λ))` is a martingale for every tilt
 //! `λ`; the judge averages it over the tilts `±1/16, ±1/8, …, ±2` with equal weights, which
-//! costs at most `ln 6` nats against the best single tilt in hindsight whatever the effect size,
+//! costs at most `ln 6` nats against the best single tilt in hindsight whatever the effect size
+//! (`ln 7` in the failure test, whose mixtures also hold the tilt 0, so that a baseline serving
+//! many times the canary's traffic cannot drown the canary's evidence),
 //! where a beta mixture over `[0, 1]` costs about `½·ln n` per slot.
 //!
 //! # Example

@@ -46,6 +46,8 @@ pub(crate) struct TiltGrid {
     expm1: [[f64; TILTS.len()]; 2],
     /// `ln(grid size)`: the mixture weights are uniform.
     ln_size: f64,
+    /// `ln(grid size + 1)`: the failure test's mixture, which adds the tilt 0.
+    ln_size_with_zero: f64,
 }
 
 impl TiltGrid {
@@ -62,6 +64,7 @@ impl TiltGrid {
             lambda,
             expm1,
             ln_size: (TILTS.len() as f64).ln(),
+            ln_size_with_zero: ((TILTS.len() + 1) as f64).ln(),
         }
     }
 
@@ -75,6 +78,14 @@ impl TiltGrid {
     /// The log of the mixture after `successes` in `trials` against the null probability `p`,
     /// with its first and second derivatives in `p`.
     ///
+    /// This mixture (the failure-rate test's) has one more component, the tilt 0: the
+    /// martingale that bets nothing and stays 1. The failure test multiplies a canary mixture by
+    /// a baseline mixture and takes the infimum over the null's line; without that component,
+    /// a baseline mixture betting on the wrong side of the data falls like `exp(−n·KL)`, so when
+    /// the baseline serves many times the canary's requests (a 5 % step: 19 to 1) the product's
+    /// infimum falls with every request and "not worse" can never be shown. With it the
+    /// baseline's factor stays above `1/7`, and the canary's own evidence decides.
+    ///
     /// Plain indexed loops rather than iterator chains: this runs after every request in the
     /// simulation tests, which are built without optimisation.
     pub(crate) fn log_mixture_in_p(
@@ -87,14 +98,16 @@ impl TiltGrid {
         let lambda = &self.lambda[Self::index(side)];
         let expm1 = &self.expm1[Self::index(side)];
         let mut exponent = [0.0; TILTS.len()];
-        let mut max = f64::NEG_INFINITY;
+        // The tilt-0 component's exponent is 0.
+        let mut max = 0.0f64;
         for j in 0..TILTS.len() {
             exponent[j] = lambda[j] * successes - trials * (p * expm1[j]).ln_1p();
             max = max.max(exponent[j]);
         }
         // The derivatives of each component's log are −n·c/(1 + p·c) and n·c²/(1 + p·c)²;
         // those of the mixture's log are their weighted means plus the variance of the first.
-        let (mut sum, mut first, mut square) = (0.0, 0.0, 0.0);
+        // The tilt-0 component adds its weight and nothing else (its slope is 0).
+        let (mut sum, mut first, mut square) = ((-max).exp(), 0.0, 0.0);
         for j in 0..TILTS.len() {
             let weight = (exponent[j] - max).exp();
             let slope = expm1[j] / (1.0 + p * expm1[j]);
@@ -106,7 +119,7 @@ impl TiltGrid {
         // E[n·s²] + E[(n·s)²] − E[n·s]², with s the slope above.
         let second = square / trials.max(f64::MIN_POSITIVE) + square - first * first;
         Derivatives {
-            value: max + sum.ln() - self.ln_size,
+            value: max + sum.ln() - self.ln_size_with_zero,
             first,
             second: second.max(0.0),
         }
@@ -219,14 +232,15 @@ mod tests {
         for side in [Side::Up, Side::Down] {
             for (n, s, p) in [(100.0, 3.0, 0.02), (5000.0, 48.0, 0.013), (10.0, 0.0, 0.4)] {
                 let d = grid.log_mixture_in_p(n, s, p, side);
-                let direct: f64 = TILTS
-                    .iter()
-                    .map(|t| {
-                        let l = if side == Side::Up { *t } else { -t };
-                        (l * s - n * (1.0 - p + p * l.exp()).ln()).exp()
-                    })
-                    .sum::<f64>()
-                    / TILTS.len() as f64;
+                let direct: f64 = (1.0
+                    + TILTS
+                        .iter()
+                        .map(|t| {
+                            let l = if side == Side::Up { *t } else { -t };
+                            (l * s - n * (1.0 - p + p * l.exp()).ln()).exp()
+                        })
+                        .sum::<f64>())
+                    / (TILTS.len() + 1) as f64;
                 assert!((d.value - direct.ln()).abs() < 1e-9, "{side:?} {n} {s} {p}");
                 let h = 1e-6;
                 let up = grid.log_mixture_in_p(n, s, p + h, side);

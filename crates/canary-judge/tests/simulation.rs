@@ -67,7 +67,8 @@ fn z_test_alarms(canary: (u64, u64), baseline: (u64, u64), margin: f64) -> bool 
 
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
-    values[values.len() / 2]
+    // 0 for no runs at all, so that the message that follows says how many there were.
+    values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
 /// Runs a canary until the judge says `wanted` (stepping on when it promotes, if rollback is
@@ -123,12 +124,16 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
     let alpha = JudgeConfig::default().alpha;
     let tolerance = JudgeConfig::default().failure_rate_tolerance;
     let (mut judge_alarms, mut z_alarms, mut z_alarms_with_margin) = (0, 0, 0);
+    // The same z-test looked at only every 100 requests per slot (25 looks, as a pipeline that
+    // checks once per interval would), for comparison.
+    let mut z_interval_alarms = 0;
     for seed in 0..RUNS {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut judge = Judge::new(JudgeConfig::default()).expect("default config");
         let (mut canary, mut baseline) = ((0, 0), (0, 0));
         let (mut judge_alarm, mut z_alarm, mut z_margin_alarm) = (false, false, false);
-        'run: for _ in 0..HORIZON {
+        let mut z_interval_alarm = false;
+        'run: for served in 1..=HORIZON {
             for slot in [Slot::Baseline, Slot::Canary] {
                 let failed = u64::from(serve(&mut judge, &mut rng, slot, HEALTHY));
                 let counts = if slot == Slot::Canary {
@@ -145,9 +150,11 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
                         _ => {}
                     }
                 }
-                z_alarm |= z_test_alarms(canary, baseline, 0.0);
+                let alarm = z_test_alarms(canary, baseline, 0.0);
+                z_alarm |= alarm;
+                z_interval_alarm |= alarm && slot == Slot::Canary && served % 100 == 0;
                 z_margin_alarm |= z_test_alarms(canary, baseline, tolerance);
-                if judge_alarm && z_alarm && z_margin_alarm {
+                if judge_alarm && z_alarm && z_margin_alarm && z_interval_alarm {
                     break 'run;
                 }
             }
@@ -155,16 +162,24 @@ fn identical_releases_are_rarely_rolled_back_while_a_repeated_z_test_cries_wolf(
         judge_alarms += u32::from(judge_alarm);
         z_alarms += u32::from(z_alarm);
         z_alarms_with_margin += u32::from(z_margin_alarm);
+        z_interval_alarms += u32::from(z_interval_alarm);
     }
     let rate = |alarms: u32| f64::from(alarms) / RUNS as f64;
     let allowance = alpha + 3.0 * (alpha * (1.0 - alpha) / RUNS as f64).sqrt();
     eprintln!(
         "A/A, {RUNS} runs of {HORIZON} requests per slot, checked after every request: judge \
          rolled back {:.1} %; a 95 % z-test raised a false alarm in {:.1} % (in {:.1} % when it \
-         tests the same tolerance)",
+         tests the same tolerance); checked every 100 requests per slot (25 looks) the z-test \
+         alarmed in {:.1} %",
         100.0 * rate(judge_alarms),
         100.0 * rate(z_alarms),
         100.0 * rate(z_alarms_with_margin),
+        100.0 * rate(z_interval_alarms),
+    );
+    assert!(
+        rate(z_interval_alarms) > allowance,
+        "the z-test checked at every interval was expected to exceed alpha: {}",
+        rate(z_interval_alarms)
     );
     assert!(
         rate(judge_alarms) <= allowance,
@@ -294,4 +309,62 @@ fn a_canary_exactly_at_the_tolerances_is_rarely_rolled_back() {
     );
     assert!(rate(judge_alarms) <= allowance, "{}", rate(judge_alarms));
     assert!(rate(z_alarms) > allowance, "{}", rate(z_alarms));
+}
+
+/// The default first step sends the canary 5 % of the traffic: the baseline serves 19 requests
+/// for each of the canary's. Identical releases are still promoted there (the baseline's many
+/// requests must not drown the canary's evidence), and a canary failing 2 % against 0.5 % is
+/// still rolled back.
+#[test]
+fn at_a_five_percent_step_a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
+    let runs = 20u64;
+    let mut promoted = Vec::new();
+    let mut rolled_back = Vec::new();
+    let failing = Release {
+        failure_rate: 0.02,
+        latency_scale: 1.0,
+    };
+    let baseline_release = Release {
+        failure_rate: 0.005,
+        latency_scale: 1.0,
+    };
+    for (canary, baseline, wanted, out) in [
+        (HEALTHY, HEALTHY, Verdict::PromoteStep, &mut promoted),
+        (
+            failing,
+            baseline_release,
+            Verdict::Rollback,
+            &mut rolled_back,
+        ),
+    ] {
+        for seed in 0..runs {
+            let mut rng = StdRng::seed_from_u64(20_000 + seed);
+            let mut judge = Judge::new(JudgeConfig::default()).expect("default config");
+            for served in 1..=30_000u64 {
+                for _ in 0..19 {
+                    serve(&mut judge, &mut rng, Slot::Baseline, baseline);
+                }
+                serve(&mut judge, &mut rng, Slot::Canary, canary);
+                let verdict = judge.verdict(Duration::ZERO);
+                if verdict == wanted {
+                    out.push(served);
+                    break;
+                }
+                if verdict != Verdict::Continue {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "5 % step (19 baseline requests per canary request): healthy promoted in {}/{runs} runs, \
+         median {} canary requests; 2 % vs 0.5 % rolled back in {}/{runs}, median {} canary \
+         requests",
+        promoted.len(),
+        median(promoted.clone()),
+        rolled_back.len(),
+        median(rolled_back.clone()),
+    );
+    assert!(promoted.len() as u64 >= runs * 9 / 10, "{promoted:?}");
+    assert_eq!(rolled_back.len() as u64, runs, "{rolled_back:?}");
 }

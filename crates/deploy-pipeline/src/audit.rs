@@ -128,7 +128,7 @@ pub struct PhaseRecord {
 
 /// One operation in the audit log. `user` is the login name (from `USER`/`LOGNAME`, else the
 /// password database for the uid) and `host` the node name, so `who` reads `alice@web1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// When it started (RFC 3339).
     pub at: String,
@@ -158,6 +158,9 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// Total wall time in milliseconds.
     pub duration_ms: u64,
+    /// Canary: each decision of the judge (promoted steps, the rollback), with its numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<crate::CanaryDecision>,
 }
 
 /// Appends `record` to the audit log at `path` and fsyncs it. The file is created with mode
@@ -212,6 +215,7 @@ mod tests {
             outcome: Outcome::Aborted,
             reason: Some("preflight failed".into()),
             duration_ms: 1,
+            canary: Vec::new(),
         };
         let mode = || std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
         append(&path, &record).unwrap();

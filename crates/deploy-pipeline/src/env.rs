@@ -5,7 +5,7 @@
 //! The process manager is process-control's own [`process_control::ProcessManager`] trait.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use process_control::ProcessManager;
@@ -116,6 +116,29 @@ pub trait Traffic: Send + Sync {
     /// # Errors
     /// A message when it survives.
     fn stop(&self) -> Result<(), String>;
+    /// Canary: splits traffic by weight, `canary_percent` of it to `canary` (confirmed
+    /// serving `release` when given) and the rest to `baseline`. The default cannot.
+    ///
+    /// # Errors
+    /// A message naming why the split was refused or failed; traffic then stays as it was.
+    fn split(
+        &self,
+        baseline: SocketAddr,
+        canary: SocketAddr,
+        canary_percent: u8,
+        release: Option<&str>,
+    ) -> Result<(), String> {
+        let _ = (baseline, canary, canary_percent, release);
+        Err("this traffic switch cannot split traffic by weight".to_owned())
+    }
+    /// Whether a weighted split is routed now (a canary in progress or interrupted).
+    fn splitting(&self) -> bool {
+        false
+    }
+    /// The JSON-lines access log the proxy writes (the edge signals), when it keeps one.
+    fn edge_log(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Where a release answers.

@@ -6,7 +6,9 @@
 //! the fakes behave like the real thing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +48,13 @@ struct World {
     upstream: Option<SocketAddr>,
     proxy_running: bool,
     now: Option<jiff::Timestamp>,
+    /// Canary: the weighted split routed (baseline, canary, canary percent).
+    split: Option<(SocketAddr, SocketAddr, u8)>,
+    /// Canary: the fake edge log, and what each upstream answers (fail every n-th request,
+    /// 0 never; latency in ms).
+    edge_log: Option<PathBuf>,
+    edge_behaviour: BTreeMap<SocketAddr, (u64, u32)>,
+    edge_requests: BTreeMap<SocketAddr, u64>,
 }
 
 /// The shared fake world; clone it freely (clones share state).
@@ -56,6 +65,26 @@ impl FakeWorld {
     /// An empty world at 2025-01-01T00:00:00Z.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Canary: the proxy keeps an edge log at `path`; while a split is routed, every sleep of
+    /// the fake clock appends 100 requests to it, split by the weight between the two
+    /// upstreams, each answering as [`Self::edge_behaviour`] says (default: 20 ms, no failures).
+    pub fn edge_log(&self, path: PathBuf) {
+        lock(&self.0).edge_log = Some(path);
+    }
+
+    /// Canary: `upstream` fails every `fail_every`-th request it serves (0: never) and answers
+    /// in `latency_ms`.
+    pub fn edge_behaviour(&self, upstream: SocketAddr, fail_every: u64, latency_ms: u32) {
+        lock(&self.0)
+            .edge_behaviour
+            .insert(upstream, (fail_every, latency_ms));
+    }
+
+    /// The weighted split routed now.
+    pub fn split(&self) -> Option<(SocketAddr, SocketAddr, u8)> {
+        lock(&self.0).split
     }
 
     /// An [`Environment`] whose every part is a view of this world.
@@ -310,7 +339,33 @@ impl Traffic for FakeTraffic {
         w.events.push(format!("switch {upstream}"));
         w.upstream = Some(upstream);
         w.backup = None;
+        w.split = None;
         Ok(())
+    }
+    fn split(
+        &self,
+        baseline: SocketAddr,
+        canary: SocketAddr,
+        canary_percent: u8,
+        release: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(release) = release {
+            (self.0).serving(&Target {
+                base_url: format!("http://{canary}"),
+                release: release.to_owned(),
+            })?;
+        }
+        let mut w = lock(&(self.0).0);
+        w.events
+            .push(format!("split {canary_percent}% to {canary}"));
+        w.split = Some((baseline, canary, canary_percent));
+        Ok(())
+    }
+    fn splitting(&self) -> bool {
+        lock(&(self.0).0).split.is_some()
+    }
+    fn edge_log(&self) -> Option<PathBuf> {
+        lock(&(self.0).0).edge_log.clone()
     }
     fn switch_with_backup(
         &self,
@@ -422,9 +477,46 @@ impl Clock for FakeClock {
         lock(&(self.0).0).monotonic
     }
 
-    /// Moves the virtual time on at once.
+    /// Moves the virtual time on at once (and, during a canary split with an edge log, lets
+    /// 100 requests through the fake proxy).
     fn sleep(&self, duration: Duration) {
-        lock(&(self.0).0).monotonic += duration;
+        let mut w = lock(&(self.0).0);
+        w.monotonic += duration;
+        let (Some((baseline, canary, percent)), Some(path)) = (w.split, w.edge_log.clone()) else {
+            return;
+        };
+        let mut text = String::new();
+        for i in 0..100u64 {
+            let upstream = if i % 100 < u64::from(percent) {
+                canary
+            } else {
+                baseline
+            };
+            let n = {
+                let count = w.edge_requests.entry(upstream).or_default();
+                *count += 1;
+                *count
+            };
+            let (fail_every, latency) = w.edge_behaviour.get(&upstream).copied().unwrap_or((0, 20));
+            let status = if fail_every > 0 && n % fail_every == 0 {
+                500
+            } else {
+                200
+            };
+            // A little spread, the same for both upstreams.
+            let ms = f64::from(latency) * (1.0 + 0.01 * (n % 7) as f64);
+            text.push_str(&format!(
+                "{{\"time\":1735689600.0,\"status\":{status},\"request_time\":{:.3},\"upstream_addr\":\"{upstream}\",\"method\":\"GET\",\"location\":\"/\"}}\n",
+                ms / 1000.0
+            ));
+        }
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let _ = file.write_all(text.as_bytes());
+        }
     }
 }
 

@@ -23,6 +23,10 @@
 //!   one running as a warm standby (`[deploy] keep_standby`, default true) or drain and stop
 //!   it). A rollback to a healthy standby only switches the upstream back. Readiness waits
 //!   watch the process manager, so a release whose process exits fails at once.
+//! * **`canary`**: the new release starts in the idle slot, nginx splits traffic by weight
+//!   across both slots (`[deploy.canary] steps`), and canary-judge's anytime-valid tests of
+//!   the per-slot edge signals promote each step or roll the canary back (exit 2 with the
+//!   judge's reason); at 100 % it commits like blue-green.
 //! * **Automatic rollback** when build/stage, switch, validate or the perf gate fails:
 //!   `current` back to the previous release, restarted or switched back, validated again;
 //!   [`Outcome::RolledBack`] (exit 2), or [`Outcome::RollbackFailed`] (exit 4) naming what is
@@ -61,6 +65,7 @@
 //!   runner and clock for tests of code that drives the pipeline.
 
 pub mod audit;
+mod canary;
 pub mod env;
 mod error;
 #[cfg(any(test, feature = "test-util"))]
@@ -82,6 +87,7 @@ mod strategy;
 mod systemd;
 mod views;
 
+pub use canary::{CanaryConfig, CanaryDecision};
 pub use env::{Environment, NoPerfGate, NoTraffic};
 pub use error::DeployError;
 pub use journal::{Interrupted, Journal, JournalEntry, Operation};

@@ -24,10 +24,10 @@ use crate::phase::Phase;
 pub use live_deployment::{ArtifactConfig, LayoutConfig, ServiceConfig, StrategyKind};
 
 /// `[deploy]`: strategy, gates and timeouts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployConfig {
-    /// `restart` or `blue-green` (default: `blue-green` when `[proxy] kind = "nginx"`, else
+    /// `restart`, `blue-green` or `canary` (default: `blue-green` when `[proxy] kind = "nginx"`, else
     /// `restart`).
     #[serde(default)]
     pub strategy: Option<StrategyKind>,
@@ -88,6 +88,10 @@ pub struct DeployConfig {
     #[serde(default = "default_stable_for", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub stable_for: Duration,
+    /// `[deploy.canary]`: the canary strategy's steps, stickiness and judge (every key has a
+    /// default; read only by `strategy = "canary"`).
+    #[serde(default)]
+    pub canary: crate::CanaryConfig,
 }
 
 impl Default for DeployConfig {
@@ -107,6 +111,7 @@ impl Default for DeployConfig {
             drain: default_drain(),
             keep_standby: true,
             stable_for: default_stable_for(),
+            canary: crate::CanaryConfig::default(),
         }
     }
 }
@@ -424,11 +429,12 @@ impl DeployManifest {
             };
             return Err(bad(&key, reason));
         }
-        if self.strategy() == StrategyKind::BlueGreen {
+        if self.strategy().uses_slots() {
+            let name = self.strategy().as_str();
             if self.service.standby_port.is_none() {
                 return Err(bad(
                     "service.standby_port",
-                    "blue-green needs a second port for the idle slot".to_owned(),
+                    format!("{name} needs a second port for the idle slot"),
                 ));
             }
             if !self
@@ -438,10 +444,14 @@ impl DeployManifest {
             {
                 return Err(bad(
                     "deploy.strategy",
-                    "blue-green switches an nginx upstream: set [proxy] kind = \"nginx\""
-                        .to_owned(),
+                    format!("{name} switches an nginx upstream: set [proxy] kind = \"nginx\""),
                 ));
             }
+        }
+        if self.strategy() == StrategyKind::Canary
+            && let Err((key, reason)) = self.deploy.canary.validate()
+        {
+            return Err(bad(&key, reason));
         }
         if self.deploy.perf_gate && self.perf.is_none() {
             return Err(bad(

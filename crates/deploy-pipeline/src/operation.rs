@@ -110,6 +110,11 @@ pub struct Deployer {
     pub(crate) layout: ReleaseLayout,
     pub(crate) journal: Journal,
     pub(crate) env: Environment,
+    /// Canary: the judge's decisions of the operation running, for its audit record.
+    pub(crate) canary_decisions: std::sync::Mutex<Vec<crate::CanaryDecision>>,
+    /// Whether the operation running is a deploy: only a deploy's switch is a judged canary
+    /// (a rollback goes back to a release that was good, at once).
+    pub(crate) deploying: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Run {
@@ -133,6 +138,8 @@ impl Deployer {
             layout,
             journal,
             env,
+            canary_decisions: std::sync::Mutex::default(),
+            deploying: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -315,6 +322,8 @@ impl Deployer {
     ) -> Result<DeployReport, DeployError> {
         let started = Instant::now();
         let at = self.now();
+        self.deploying
+            .store(op == Operation::Deploy, std::sync::atomic::Ordering::SeqCst);
         let state = self.layout.load_state()?;
         let previous = self.current();
         let from_slot = previous.as_ref().map(|_| self.strategy().live_slot(&state));
@@ -452,6 +461,7 @@ impl Deployer {
                 outcome: report.outcome,
                 reason: report.reason.clone(),
                 duration_ms: report.duration_ms,
+                canary: self.take_canary_decisions(),
             },
         )
     }

@@ -140,6 +140,10 @@ pub struct NginxTraffic {
     /// The two slots' addresses: every group a switch between them can need is in nginx's
     /// configuration from the start, so no switch reloads it.
     slots: Vec<SocketAddr>,
+    /// Canary: the weighted splits of every step, both ways round, rendered at start so that
+    /// no step reloads nginx either; and what they hash.
+    splits: Vec<edge_proxy::WeightedSplit>,
+    sticky: edge_proxy::StickyKey,
 }
 
 impl NginxTraffic {
@@ -151,7 +155,7 @@ impl NginxTraffic {
         let mut config = manifest.proxy.clone().ok_or_else(|| DeployError::Config {
             path: manifest.path.clone(),
             key: "proxy".to_owned(),
-            reason: "blue-green needs a [proxy] table".to_owned(),
+            reason: format!("{} needs a [proxy] table", manifest.strategy().as_str()),
         })?;
         let dir = manifest.proxy_dir();
         config.dir = Some(dir.clone());
@@ -159,10 +163,27 @@ impl NginxTraffic {
         let slots = [Slot::Blue, Slot::Green]
             .map(|s| manifest.service.addr_for(s))
             .to_vec();
+        let canary = &manifest.deploy.canary;
+        let mut splits = Vec::new();
+        if manifest.strategy() == StrategyKind::Canary
+            && let [a, b] = slots[..]
+        {
+            for (baseline, canary_addr) in [(a, b), (b, a)] {
+                splits.extend(canary.split_steps().map(|canary_percent| {
+                    edge_proxy::WeightedSplit {
+                        baseline,
+                        canary: canary_addr,
+                        canary_percent,
+                    }
+                }));
+            }
+        }
         Ok(Self {
             instance: NginxInstance::new(nginx, Layout::new(dir), config),
             rt: runtime().map_err(|e| DeployError::step("proxy", e))?,
             slots,
+            splits,
+            sticky: canary.sticky(),
         })
     }
 }
@@ -209,7 +230,8 @@ impl Traffic for NginxTraffic {
                 }
             }
         }
-        let routes = edge_proxy::Routes::with_default(live, &known);
+        let routes = edge_proxy::Routes::with_default(live, &known)
+            .with_splits(&self.splits, self.sticky.clone());
         self.instance
             .write_config_with_routes(Some(upstream), Some(routes), token.as_ref())
             .map_err(|e| e.to_string())?;
@@ -245,6 +267,38 @@ impl Traffic for NginxTraffic {
             .block_on(self.instance.stop(Duration::from_secs(5)))
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    fn split(
+        &self,
+        baseline: SocketAddr,
+        canary: SocketAddr,
+        canary_percent: u8,
+        release: Option<&str>,
+    ) -> Result<(), String> {
+        let split = edge_proxy::WeightedSplit {
+            baseline,
+            canary,
+            canary_percent,
+        };
+        self.rt
+            .block_on(
+                self.instance
+                    .switcher()
+                    .split(&split, &self.splits, &self.sticky, release),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn splitting(&self) -> bool {
+        self.instance
+            .switcher()
+            .current_split()
+            .is_ok_and(|s| s.is_some())
+    }
+
+    fn edge_log(&self) -> Option<PathBuf> {
+        Some(self.instance.layout().edge_log())
     }
 }
 
@@ -491,7 +545,7 @@ pub fn real_environment(
             )),
         };
     let traffic: Box<dyn Traffic> = match manifest.strategy() {
-        StrategyKind::BlueGreen => Box::new(NginxTraffic::new(manifest)?),
+        StrategyKind::BlueGreen | StrategyKind::Canary => Box::new(NginxTraffic::new(manifest)?),
         StrategyKind::Restart => Box::new(NoTraffic),
     };
     let perf: Box<dyn PerfGate> = match BaselineGate::new(manifest, &layout) {

@@ -321,6 +321,7 @@ impl Deployer {
                 outcome,
                 reason: (!healthy).then(|| action.clone()),
                 duration_ms: millis(started.elapsed()),
+                canary: self.take_canary_decisions(),
             },
         )?;
         Ok(Some(RecoverReport {

@@ -73,6 +73,7 @@ pub(crate) fn for_kind(kind: StrategyKind) -> &'static dyn Strategy {
     match kind {
         StrategyKind::Restart => &Restart,
         StrategyKind::BlueGreen => &BlueGreen,
+        StrategyKind::Canary => &crate::canary::Canary,
     }
 }
 
@@ -143,7 +144,7 @@ impl Strategy for Restart {
 
 /// Start the new release in the idle slot, switch the nginx upstream, keep the old one warm
 /// (or drain and stop it).
-struct BlueGreen;
+pub(crate) struct BlueGreen;
 
 impl Strategy for BlueGreen {
     fn kind(&self) -> StrategyKind {

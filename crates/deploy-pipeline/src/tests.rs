@@ -1100,3 +1100,158 @@ fn values_that_cannot_work_are_refused_at_load_with_file_line_column_and_key() {
         assert!(!root.exists(), "{key}: nothing is created");
     }
 }
+
+/// A canary deployment against the fakes: r1 deployed (switched at once, nothing to judge
+/// against), then the fake proxy's edge log set up for the canary of r2.
+fn canary_setup(canary: &str) -> (tempfile::TempDir, FakeWorld, Deployer) {
+    let (tmp, world, d) = setup(
+        "canary",
+        &format!("keep_standby = false\nstable_for = \"0s\"\n[deploy.canary]\n{canary}"),
+    );
+    let first = deploy(&d);
+    assert_eq!(first.outcome, Outcome::Deployed, "{first:?}");
+    let log = tmp.path().join("edge.json");
+    std::fs::write(&log, "").unwrap();
+    world.edge_log(log);
+    (tmp, world, d)
+}
+
+fn canary_events(world: &FakeWorld) -> Vec<String> {
+    world
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("split") || e.starts_with("switch") || e.starts_with("stop"))
+        .collect()
+}
+
+#[test]
+fn a_healthy_canary_is_split_step_by_step_then_switched_and_committed() {
+    let (_tmp, world, d) = canary_setup("failure_rate_tolerance = 0.02\nmin_requests = 50");
+    let before = world.events().len();
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
+    let events: Vec<String> = world.events()[before..]
+        .iter()
+        .filter(|e| e.starts_with("split") || e.starts_with("switch"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        events,
+        [
+            format!("split 5% to {GREEN}"),
+            format!("split 25% to {GREEN}"),
+            format!("split 50% to {GREEN}"),
+            format!("switch {GREEN}"),
+        ]
+    );
+    assert_eq!(world.split(), None);
+    let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
+    let decisions = &audit.last().unwrap().canary;
+    let steps: Vec<(u8, &str)> = decisions
+        .iter()
+        .map(|c| (c.canary_percent, c.verdict.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (5, "promote-step"),
+            (25, "promote-step"),
+            (50, "promote-step")
+        ]
+    );
+    let state = d.layout().load_state().unwrap();
+    let canary = state.canary.unwrap();
+    assert_eq!(
+        (canary.state.as_str(), canary.canary_percent),
+        ("promoted", 100)
+    );
+    assert_eq!(state.slot, Some(Slot::Green));
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_in_one_switch_and_its_slot_stopped() {
+    let (_tmp, world, d) = canary_setup("");
+    // The canary fails one request in ten, the baseline none.
+    world.edge_behaviour(GREEN.parse().unwrap(), 10, 20);
+    let before = world.events().len();
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    let reason = report.reason.unwrap();
+    assert!(
+        reason.starts_with("switch failed: canary rollback in step 1: the canary's failure rate"),
+        "{reason}"
+    );
+    let tail: Vec<String> = world.events()[before..]
+        .iter()
+        .filter(|e| e.starts_with("split") || e.starts_with("switch") || e.starts_with("stop"))
+        .cloned()
+        .collect();
+    assert!(
+        tail.ends_with(&[
+            format!("split 5% to {GREEN}"),
+            format!("switch {BLUE}"),
+            "stop hub-green".to_owned(),
+        ]),
+        "{tail:?}"
+    );
+    assert_eq!(world.split(), None);
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+    let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
+    let last = audit.last().unwrap().canary.last().unwrap().clone();
+    assert_eq!(
+        (last.verdict.as_str(), last.canary_percent),
+        ("rollback", 5)
+    );
+    assert_eq!(last.evidence["failures"]["worse"], true);
+    let canary = d.layout().load_state().unwrap().canary.unwrap();
+    assert_eq!(
+        (canary.state.as_str(), canary.canary_percent),
+        ("rolled-back", 0)
+    );
+}
+
+/// Without evidence either way, a step ends after `max_step_time` (virtual time here): the
+/// default policy rolls back and says why; `inconclusive = "promote"` promotes.
+#[test]
+fn an_inconclusive_step_follows_the_policy() {
+    let (_tmp, world, d) = canary_setup("min_requests = 1000000\nmax_step_time = \"30s\"");
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    let reason = report.reason.unwrap();
+    assert!(
+        reason.contains("no decision after 30s in step 1 (max_step_time)")
+            && reason.ends_with("the inconclusive policy rolls back"),
+        "{reason}"
+    );
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+
+    let (_tmp, world, d) =
+        canary_setup("min_requests = 1000000\nmax_step_time = \"30s\"\ninconclusive = \"promote\"");
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::Deployed, "{report:?}");
+    assert_eq!(world.upstream(), Some(GREEN.parse().unwrap()));
+    let audit = crate::audit::read(&d.layout().audit_file()).unwrap();
+    assert!(audit.last().unwrap().canary.iter().all(|c| {
+        c.verdict == "promote-step"
+            && c.reason
+                .ends_with("the inconclusive policy promotes the step")
+    }));
+    assert!(canary_events(&world).contains(&format!("switch {GREEN}")));
+}
+
+#[test]
+fn a_canary_without_an_edge_log_is_rolled_back_and_says_why() {
+    let (_tmp, world, d) = setup("canary", "keep_standby = false\nstable_for = \"0s\"");
+    assert_eq!(deploy(&d).outcome, Outcome::Deployed);
+    let report = deploy(&d);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:?}");
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("needs the edge log"),
+        "{report:?}"
+    );
+    assert_eq!(world.upstream(), Some(BLUE.parse().unwrap()));
+}

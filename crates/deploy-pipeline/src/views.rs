@@ -77,6 +77,9 @@ pub struct StatusReport {
     pub lock_holder: Option<String>,
     /// The last audited operation's outcome.
     pub last_outcome: Option<String>,
+    /// Canary: the running or last canary's step, weights and the judge's latest evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<live_deployment::CanaryProgress>,
 }
 
 /// The live slot's process as `status` shows it.
@@ -147,6 +150,9 @@ pub struct Plan {
     pub prune: Vec<String>,
     /// An interrupted operation the deploy would first recover.
     pub interrupted: Option<Interrupted>,
+    /// Canary: the canary's share of traffic at each step, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_steps: Option<Vec<u8>>,
 }
 
 impl Deployer {
@@ -154,7 +160,7 @@ impl Deployer {
     pub fn describe_live(&self) -> String {
         let current = self.layout.current().unwrap_or_else(|| "(none)".to_owned());
         let mut parts = vec![format!("current -> {current}")];
-        if self.strategy().kind() == StrategyKind::BlueGreen {
+        if self.strategy().kind().uses_slots() {
             parts.push(match self.env.traffic.current() {
                 Ok(Some(a)) if self.env.traffic.is_running() => format!("proxy upstream {a}"),
                 Ok(_) => "proxy not running".to_owned(),
@@ -245,6 +251,7 @@ impl Deployer {
                 .last_good_before(current.as_deref())
                 .map(str::to_owned),
             standby: self.standby_info(&state),
+            canary: state.canary.clone(),
             release: current.clone(),
             current,
             slot,
@@ -281,7 +288,7 @@ impl Deployer {
     /// Behind a proxy, the release answering as itself is not enough: users reach it only
     /// when nginx runs and routes to its slot.
     fn users_reach(&self, slot: Slot) -> Result<(), String> {
-        if self.strategy().kind() != StrategyKind::BlueGreen {
+        if !self.strategy().kind().uses_slots() {
             return Ok(());
         }
         if !self.env.traffic.is_running() {
@@ -289,6 +296,10 @@ impl Deployer {
                 "the proxy (nginx) is not running: users reach nothing; `cutover-deploy recover` starts it"
                     .to_owned(),
             );
+        }
+        // A canary's weighted split reaches both slots by design (status shows its section).
+        if self.env.traffic.splitting() {
+            return Ok(());
         }
         let live = self.addr(slot);
         let file = self.env.traffic.current().ok().flatten();
@@ -448,6 +459,8 @@ impl Deployer {
             phases,
             prune,
             interrupted: self.journal.interrupted()?,
+            canary_steps: (self.strategy().kind() == StrategyKind::Canary)
+                .then(|| self.manifest.deploy.canary.steps.clone()),
         })
     }
 

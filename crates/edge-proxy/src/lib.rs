@@ -94,6 +94,9 @@ pub use render::{
     render_nginx_conf, render_upstream, render_upstream_with_backup,
 };
 pub use rotate::{RotateWhen, RotationReport, rotate_access_logs};
-pub use routes::{ROUTE_VARIABLE, Routes, UpstreamGroup, clear_markers_except, set_marker};
+pub use routes::{
+    ROUTE_VARIABLE, Routes, StickyKey, UpstreamGroup, WeightedSplit, clear_markers_except,
+    set_marker, set_split_marker,
+};
 pub use switch::{NginxSwitch, SwitchReport, SwitchTarget, TrafficSwitch};
 pub use tls::{self_signed_names, write_self_signed};

@@ -24,7 +24,9 @@ use crate::http;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
 use crate::render::UPSTREAM_HEADER;
-use crate::routes::{Routes, UpstreamGroup, clear_markers_except, set_marker};
+use crate::routes::{
+    Routes, UpstreamGroup, WeightedSplit, clear_markers_except, set_marker, set_split_marker,
+};
 
 /// Where traffic should go, and how to recognise it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +271,122 @@ impl NginxSwitch {
     }
 }
 
+impl NginxSwitch {
+    /// The weighted split routed now, when a canary split is.
+    ///
+    /// # Errors
+    /// [`EdgeError::Io`] when the include cannot be read.
+    pub fn current_split(&self) -> Result<Option<WeightedSplit>, EdgeError> {
+        Ok(self
+            .routes()?
+            .and_then(|r| r.routed_split(&self.layout.route_dir())))
+    }
+
+    /// Splits traffic by weight: `split.canary_percent` of it to the canary, the rest to the
+    /// baseline. The canary is checked directly first (2xx on the health path, and the
+    /// release when given); nothing changes when it is not healthy. A split nginx knows (every
+    /// step of a canary whose nginx was started with its steps) is one marker file: no
+    /// reload, no connection closed. An unknown one is added to the include, tested and
+    /// loaded with one graceful reload, then marked. Confirmed by a 2xx through the control
+    /// listener from one of the two slots. `also` are the other splits the caller will need
+    /// (a canary's other steps) and `sticky` what they hash: when either is new to nginx, all
+    /// go into the include with that one reload, so the later steps need none.
+    ///
+    /// # Errors
+    /// [`EdgeError::UpstreamUnhealthy`] for an unhealthy canary, [`EdgeError::SwitchFailed`]
+    /// when nginx refuses the include or does not confirm (traffic then stays as it was).
+    #[tracing::instrument(skip_all, fields(canary = %split.canary, percent = split.canary_percent))]
+    pub async fn split(
+        &self,
+        split: &WeightedSplit,
+        also: &[WeightedSplit],
+        sticky: &crate::routes::StickyKey,
+        expect_release: Option<&str>,
+    ) -> Result<(), EdgeError> {
+        let target = SwitchTarget {
+            upstream: split.canary,
+            expect_release: expect_release.map(str::to_owned),
+            backup: None,
+        };
+        self.precheck(&target).await?;
+        let failed = |reason: String, rollback: String| EdgeError::SwitchFailed {
+            upstream: split.canary,
+            reason,
+            rollback,
+        };
+        let routes = self.routes()?.unwrap_or_default();
+        // After a reload, the workers from before it still accept connections (and route them
+        // without the split) until the master tells them to stop: confirmation waits for that.
+        let mut old_workers = Vec::new();
+        if !routes.has_split(split)
+            || routes.sticky != *sticky
+            || !self.layout.route_file().exists()
+        {
+            let mut splits = vec![*split];
+            splits.extend_from_slice(also);
+            let next = routes.clone().with_splits(&splits, sticky.clone());
+            let path = self.layout.upstream_file();
+            let previous = read(&path).ok();
+            let previous_route = read(&self.layout.route_file()).ok();
+            write_atomic(&path, next.render_upstreams().as_bytes(), 0o644)?;
+            write_atomic(
+                &self.layout.route_file(),
+                next.render_route(&self.layout.route_dir()).as_bytes(),
+                0o644,
+            )?;
+            old_workers = workers_of(read_pid(&self.layout.pid_file()));
+            let reloaded = match self.nginx.test(&self.layout).await {
+                Ok(_) => self.nginx.reload(&self.layout).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = reloaded {
+                let rollback = self
+                    .restore(previous.as_deref(), previous_route.as_deref(), false)
+                    .await;
+                return Err(failed(e.to_string(), rollback));
+            }
+        }
+        set_split_marker(&self.layout, split)?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let last = match http::get(self.control, &self.health_path, PROBE_TIMEOUT).await {
+                Ok(answer) => {
+                    let served_by = answer
+                        .header(UPSTREAM_HEADER)
+                        .and_then(|v| v.rsplit([',', ' ']).next())
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    let accepting: Vec<i32> = old_workers
+                        .iter()
+                        .filter(|(pid, start)| still_accepting(*pid, *start))
+                        .map(|(pid, _)| *pid)
+                        .collect();
+                    if (200..300).contains(&answer.status)
+                        && served_by.is_some_and(|a| a == split.canary || a == split.baseline)
+                        && accepting.is_empty()
+                    {
+                        return Ok(());
+                    }
+                    format!(
+                        "status {}, served by {served_by:?}; old workers still accepting: {accepting:?}",
+                        answer.status
+                    )
+                }
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(failed(
+                    format!(
+                        "the split was not confirmed within {:?}: {last}",
+                        self.timeout
+                    ),
+                    "the split's marker stays; switch to one upstream to end it".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// The report of a confirmed switch.
 fn report(
     from: Option<SocketAddr>,
@@ -366,7 +484,11 @@ impl TrafficSwitch for NginxSwitch {
             .into_iter()
             .chain(routes.iter().flat_map(|r| r.groups.iter().copied()))
             .collect();
-        let next = Routes::with_default(group, &known);
+        // The canary splits nginx knows stay known.
+        let next = match &routes {
+            Some(r) => Routes::with_default(group, &known).with_splits(&r.splits, r.sticky.clone()),
+            None => Routes::with_default(group, &known),
+        };
         let path = self.layout.upstream_file();
         let previous = if path.exists() {
             Some(read(&path)?)

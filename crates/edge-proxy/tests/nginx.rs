@@ -481,3 +481,93 @@ async fn an_unconfirmed_switch_puts_the_previous_upstream_back() {
     });
     assert!(back, "traffic is back on blue");
 }
+
+/// The GET of `/api/health` through `addr` with `header`, answered by which release.
+fn version_with(addr: SocketAddr, header: Option<(&str, &str)>) -> String {
+    let headers: Vec<(&str, &str)> = header.into_iter().collect();
+    let answer = http_request(addr, "GET", "/api/health", &headers, None).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    json["version"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A canary's weighted split on a real nginx: a split nginx does not know is added with one
+/// reload (the other steps with it), a known one is only a marker; requests without the sticky
+/// header are split by weight, a header value always reaches the same release, raising the
+/// weight moves sessions only towards the canary, and one switch puts everything back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_spreads_requests_keeps_sessions_sticky_and_switches_back() {
+    use edge_proxy::{StickyKey, WeightedSplit};
+    let blue = hub("blue");
+    let green = hub("green");
+    let proxy = Running::start(plain_config(), blue.addr, None).await;
+    let switch = proxy.instance.switcher();
+    let split = |canary_percent| WeightedSplit {
+        baseline: blue.addr,
+        canary: green.addr,
+        canary_percent,
+    };
+    let sticky = StickyKey::Header("X-Session".into());
+    switch
+        .split(&split(30), &[split(70)], &sticky, Some("green"))
+        .await
+        .unwrap();
+    assert_eq!(switch.current_split().unwrap(), Some(split(30)));
+    let include = std::fs::read_to_string(proxy.layout().upstream_file()).unwrap();
+    assert!(
+        include.contains("map $http_x_session $cutover_sticky_key"),
+        "{include}"
+    );
+
+    let on_green = (0..200)
+        .filter(|_| version_with(proxy.http(), None) == "green")
+        .count();
+    eprintln!("weighted split at 30 %: {on_green} of 200 requests on the canary");
+    assert!((20..=110).contains(&on_green), "{on_green} of 200");
+
+    let sessions: Vec<String> = (0..30).map(|n| format!("session-{n}")).collect();
+    let at_30: Vec<String> = sessions
+        .iter()
+        .map(|s| {
+            let first = version_with(proxy.http(), Some(("X-Session", s)));
+            for _ in 0..3 {
+                assert_eq!(
+                    version_with(proxy.http(), Some(("X-Session", s))),
+                    first,
+                    "{s}"
+                );
+            }
+            first
+        })
+        .collect();
+
+    // The next step is known: a marker, no rewrite of the include.
+    switch
+        .split(&split(70), &[split(30)], &sticky, Some("green"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(proxy.layout().upstream_file()).unwrap(),
+        include
+    );
+    for (s, before) in sessions.iter().zip(&at_30) {
+        let now = version_with(proxy.http(), Some(("X-Session", s)));
+        assert!(
+            !(before == "green" && now == "blue"),
+            "{s} moved back from the canary"
+        );
+    }
+
+    // One switch: every request on the baseline again, the split's marker gone.
+    switch
+        .switch(&SwitchTarget {
+            upstream: blue.addr,
+            expect_release: Some("blue".into()),
+            backup: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(switch.current_split().unwrap(), None);
+    for s in &sessions {
+        assert_eq!(version_with(proxy.http(), Some(("X-Session", s))), "blue");
+    }
+}

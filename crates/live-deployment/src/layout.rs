@@ -61,6 +61,40 @@ pub struct DeployState {
     /// one, after a deploy with `keep_standby`). Cleared before anything else starts there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
+    /// Canary: the deploy in progress or the last one (its step, weights and the judge's
+    /// latest evidence), for `status` and the monitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryProgress>,
+}
+
+/// What a canary deploy is doing, as the pipeline last wrote it (`deploy-state.json`'s
+/// `canary` section): kept after it ends, with its final verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryProgress {
+    /// The release being judged.
+    pub release: String,
+    /// The release it is compared with (the live one).
+    pub baseline: String,
+    /// The slot the canary runs in.
+    pub canary_slot: Slot,
+    /// The slot the baseline runs in.
+    pub baseline_slot: Slot,
+    /// The step now (1-based) among `steps`.
+    pub step: u32,
+    /// Every step's canary share in percent.
+    pub steps: Vec<u8>,
+    /// The canary's share of traffic now, in percent (0 after a rollback).
+    pub canary_percent: u8,
+    /// `running`, `promoted`, `rolled-back`.
+    pub state: String,
+    /// The judge's latest verdict (`continue`, `promote-step`, `rollback`, `inconclusive`).
+    pub verdict: String,
+    /// The judge's reason for it, with the numbers.
+    pub reason: String,
+    /// The judge's evidence (counts, rates, e-values, latency bounds), as it serialises it.
+    pub evidence: serde_json::Value,
+    /// When this was written (RFC 3339).
+    pub updated: String,
 }
 
 impl DeployState {

@@ -48,7 +48,8 @@ mod view;
 
 pub use error::LiveError;
 pub use layout::{
-    DeployState, RELEASE_RECORD, ReleaseLayout, ReleaseRecord, fsync_dir, release_id, write_atomic,
+    CanaryProgress, DeployState, RELEASE_RECORD, ReleaseLayout, ReleaseRecord, fsync_dir,
+    release_id, write_atomic,
 };
 pub use service::{ArtifactConfig, Exposure, LayoutConfig, ServiceConfig, Slot, StrategyKind};
 pub use view::{

@@ -124,6 +124,10 @@ pub enum StrategyKind {
     Restart,
     /// Start the new release on the idle port, switch the nginx upstream, drain and stop the old.
     BlueGreen,
+    /// Start the new release on the idle port, split traffic by weight across both slots in
+    /// steps, and promote or roll back on a sequential test of the edge signals (then commit
+    /// like blue-green).
+    Canary,
 }
 
 impl StrategyKind {
@@ -132,6 +136,7 @@ impl StrategyKind {
         match self {
             Self::Restart => "restart",
             Self::BlueGreen => "blue-green",
+            Self::Canary => "canary",
         }
     }
 }
@@ -237,11 +242,16 @@ impl ServiceConfig {
 }
 
 impl StrategyKind {
+    /// Whether the strategy runs two slots behind nginx (blue-green and canary).
+    pub fn uses_slots(self) -> bool {
+        matches!(self, Self::BlueGreen | Self::Canary)
+    }
+
     /// The slots a release can run in under this strategy.
     pub fn slots(self) -> &'static [Slot] {
         match self {
             Self::Restart => &[Slot::Single],
-            Self::BlueGreen => &[Slot::Blue, Slot::Green],
+            Self::BlueGreen | Self::Canary => &[Slot::Blue, Slot::Green],
         }
     }
 }

@@ -331,7 +331,7 @@ impl Deployment {
             .standby
             .as_ref()
             .and(slot)
-            .filter(|_| self.strategy == StrategyKind::BlueGreen)
+            .filter(|_| self.strategy.uses_slots())
             .map(Slot::other);
         let slots: Vec<SlotView> = self
             .strategy
@@ -658,6 +658,7 @@ tls = { listen = ["127.0.0.1:8443"], self_signed = true }
                 good: vec!["r1".into(), "r2".into()],
                 failed: vec![],
                 standby: Some("r1".into()),
+                ..DeployState::default()
             })
             .unwrap();
         let live = d.live().unwrap();
