@@ -8,7 +8,8 @@
 //! Test-sized settings (in the manifest, as a user would write them): steps 20 % and 60 %
 //! before the full switch, at least 50 requests per slot, a poll every 250 ms, 40 s per step
 //! at most, 2 pp failure-rate tolerance and 20 % on p95 latency (the edge logs latency in whole
-//! milliseconds and both releases answer in about 20 ms here). Nothing in the tests is timed.
+//! milliseconds and both releases answer in about 50 ms here, so +40 % is 20 ms over a 10 ms
+//! limit, well clear of the tail that a busy machine adds to both). Nothing in the tests is timed.
 
 // Test helpers panic on setup failures by design: a test that cannot set up must fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 /// The latency both releases add to every `/api` answer, so that a 40 % regression is well
 /// above the edge log's 1 ms resolution.
-const BASE_LATENCY: &str = "20ms";
+const BASE_LATENCY: &str = "50ms";
 
 struct Demo {
     dir: tempfile::TempDir,
@@ -555,7 +556,7 @@ fn a_canary_forty_percent_slower_is_rolled_back() {
     let demo = Demo::new("");
     let (r1, _) = demo.deploy_ok(&[]);
     let load = load_on(&demo);
-    let (code, json, out) = demo.run(&["deploy", "--set-env", "CUTOVER_DEMO_LATENCY=28ms"]);
+    let (code, json, out) = demo.run(&["deploy", "--set-env", "CUTOVER_DEMO_LATENCY=70ms"]);
     let (seen, errors) = load.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code, 2, "{json:#}\n{stderr}");
