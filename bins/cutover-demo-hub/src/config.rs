@@ -1,6 +1,5 @@
 //! Command-line flags (each also settable by a `CUTOVER_DEMO_*` variable) and small parsers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -125,24 +124,9 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult) as u64)
 }
 
-/// Writes `contents` to `path` through a temp file in the same directory, fsync and rename.
+/// Writes `contents` to `path` atomically ([`host_util::fs::write_atomic`]).
 pub(crate) fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("addr"),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    host_util::fs::write_atomic(path, contents.as_bytes(), 0o644)
 }
 
 #[cfg(test)]

@@ -692,12 +692,10 @@ async fn same_process(
 
 /// Field 22 of `/proc/PID/stat`: the start time in clock ticks since boot.
 async fn start_time(pid: u32) -> Option<u64> {
-    let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let text = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
         .await
         .ok()?;
-    let (_, after_name) = stat.rsplit_once(')')?;
-    // After the name come fields 3, 4, …: field 22 is the 20th of them.
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    host_util::ProcStat::parse(pid, &text).map(|s| s.start_time)
 }
 
 #[cfg(test)]

@@ -3,13 +3,11 @@
 //! Alertmanager's v2 API ([`AlertmanagerNotifier`]).
 
 use std::io::Write;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use http::HeaderValue;
 use serde::{Deserialize, Serialize, Serializer};
-use tokio::io::AsyncWriteExt;
 
 use crate::engine::Transition;
 use crate::error::AlertError;
@@ -331,48 +329,25 @@ impl Notifier for CommandNotifier {
             .env(
                 "CUTOVER_ALERT_DESCRIPTION",
                 transition.description.as_deref().unwrap_or(""),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| fail(format!("cannot start: {e}")))?;
-        let pid = child.id();
-        let run = async {
-            if let Some(mut stdin) = child.stdin.take() {
-                // A command that ignores stdin may close it early; that is not a failure.
-                let _ = stdin.write_all(&json).await;
-            }
-            child.wait_with_output().await
-        };
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(out)) if out.status.success() => Ok(()),
-            Ok(Ok(out)) => {
-                let err = String::from_utf8_lossy(&out.stderr);
-                let last = err
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned();
+            );
+        let done =
+            host_util::process::run_async(&mut command, self.timeout, Some(&json), 64 * 1024)
+                .await
+                .map_err(|e| fail(format!("cannot start: {e}")))?;
+        match done.status {
+            _ if done.timed_out => Err(fail(format!(
+                "did not finish within {}",
+                humantime::format_duration(self.timeout)
+            ))),
+            Some(status) if status.success() => Ok(()),
+            Some(status) => {
+                let last = host_util::process::last_line(&done.stderr);
                 Err(fail(format!(
-                    "exited with {}{}{last}",
-                    out.status,
+                    "exited with {status}{}{last}",
                     if last.is_empty() { "" } else { ": " }
                 )))
             }
-            Ok(Err(e)) => Err(fail(e.to_string())),
-            Err(_) => {
-                crate::sources::command::kill_group(pid);
-                Err(fail(format!(
-                    "did not finish within {}",
-                    humantime::format_duration(self.timeout)
-                )))
-            }
+            None => Err(fail("could not be waited for".to_owned())),
         }
     }
 }

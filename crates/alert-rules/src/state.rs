@@ -1,7 +1,6 @@
 //! The engine's state on disk: one JSON file, replaced atomically.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::engine::{EngineState, STATE_VERSION};
 use crate::error::AlertError;
@@ -49,39 +48,12 @@ pub fn save_state(path: &Path, state: &EngineState) -> Result<(), AlertError> {
     write_atomic(path, &bytes).map_err(err)
 }
 
-/// Replaces `path` with `bytes` atomically (temp + fsync + rename + directory fsync).
+/// Replaces `path` with `bytes` atomically, mode 0644 ([`host_util::fs::write_atomic`]).
+///
+/// # Errors
+/// The I/O error of the step that failed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path has no file name",
-        )
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        // Best effort: a stray temp file is harmless but untidy.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    host_util::fs::write_atomic(path, bytes, 0o644)
 }
 
 #[cfg(test)]

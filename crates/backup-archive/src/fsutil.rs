@@ -1,7 +1,6 @@
 //! Small file-system helpers for atomic state changes.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +16,7 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
 
 /// fsyncs a directory so that renames inside it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(BackupError::io("fsync directory", dir))
+    host_util::fs::fsync_dir(dir).map_err(BackupError::io("fsync directory", dir))
 }
 
 /// A name for a temporary sibling of `path` that no other process picks: hidden, with the pid and
@@ -47,20 +44,7 @@ pub(crate) fn create_new(path: &Path) -> Result<File, BackupError> {
         .map_err(BackupError::io("create", path))
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// directory fsync.
+/// Writes `bytes` to `path` atomically, mode 0600 ([`host_util::fs::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
-    let tmp = temp_sibling(path, "tmp");
-    let result = (|| {
-        let mut file = create_new(&tmp)?;
-        file.write_all(bytes)
-            .map_err(BackupError::io("write", &tmp))?;
-        file.sync_all().map_err(BackupError::io("fsync", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(BackupError::io("rename into place", path))?;
-        sync_dir(&parent_dir(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    host_util::fs::write_atomic(path, bytes, 0o600).map_err(BackupError::io("write", path))
 }

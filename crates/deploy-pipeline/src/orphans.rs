@@ -53,13 +53,10 @@ pub(crate) fn kill(root: &Path, wait: Duration) -> Vec<u32> {
             continue;
         };
         if let Some(stat) = ProcStat::read(pid)
-            && let Some(group) = i32::try_from(stat.pgrp)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
             && stat.pgrp != 0
-            && rustix::process::getpgrp() != group
+            && rustix::process::getpgrp().as_raw_pid() != i32::try_from(stat.pgrp).unwrap_or(-1)
         {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            host_util::process::kill_group(stat.pgrp);
         }
         let _ = rustix::process::kill_process(pid_t, rustix::process::Signal::KILL);
     }

@@ -2,12 +2,11 @@
 //! with process-group timeouts, nginx through edge-proxy, health-probe suites and the
 //! perf-baseline gate; and [`real_environment`], which assembles them for a manifest.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edge_proxy::{Layout, Nginx, NginxInstance, SwitchTarget, TrafficSwitch};
 use health_probe::{
@@ -42,7 +41,6 @@ const OUTPUT_LIMIT: usize = 64 * 1024;
 
 impl CommandRunner for SystemRunner {
     fn run(&self, request: &CommandRequest<'_>) -> Result<CommandResult, String> {
-        use std::os::unix::process::CommandExt;
         let (program, args) = request
             .argv
             .split_first()
@@ -51,76 +49,15 @@ impl CommandRunner for SystemRunner {
         cmd.args(args)
             .current_dir(request.cwd)
             .envs(request.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
+            .stdin(Stdio::null());
+        let done = host_util::process::run_with_timeout(&mut cmd, request.timeout, OUTPUT_LIMIT)
             .map_err(|e| format!("cannot run {program:?} in {}: {e}", request.cwd.display()))?;
-        let pid = child.id();
-        let reader = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let mut chunk = [0u8; 8192];
-                    while let Ok(n) = pipe.read(&mut chunk) {
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if buf.len() > 2 * OUTPUT_LIMIT {
-                            buf.drain(..buf.len() - OUTPUT_LIMIT);
-                        }
-                    }
-                }
-                let start = buf.len().saturating_sub(OUTPUT_LIMIT);
-                String::from_utf8_lossy(&buf[start..]).into_owned()
-            })
-        };
-        let out = reader(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = reader(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let deadline = Instant::now() + request.timeout;
-        let mut timed_out = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    timed_out = true;
-                    kill_group(pid);
-                    break child.wait().ok();
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => break None,
-            }
-        };
-        // Children left in the group would keep the pipes open; the group goes with its leader.
-        kill_group(pid);
         Ok(CommandResult {
-            code: status.and_then(|s| s.code()),
-            timed_out,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+            code: done.status.and_then(|s| s.code()),
+            timed_out: done.timed_out,
+            stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
         })
-    }
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
     }
 }
 

@@ -259,15 +259,9 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 /// The pids of the processes in process group `group`.
 fn process_group_members(group: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| {
-                    process_control::ProcStat::read(pid).is_some_and(|s| s.pgrp == group)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    process_control::ProcStat::all()
+        .into_iter()
+        .filter(|s| s.pgrp == group)
+        .map(|s| s.pid)
+        .collect()
 }

@@ -123,12 +123,9 @@ impl PipelineSystemd {
         if !up_to_date {
             let dir = self.shim.parent().unwrap_or(Path::new("/"));
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-            let tmp = dir.join(format!(".{EXEC_SHIM_NAME}.tmp"));
-            std::fs::copy(&source, &tmp).map_err(io("copy the exec shim to", &tmp))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-                .map_err(io("chmod", &tmp))?;
-            std::fs::rename(&tmp, &self.shim).map_err(io("rename", &self.shim))?;
+            let bytes = std::fs::read(&source).map_err(io("read the exec shim", &source))?;
+            host_util::fs::write_atomic(&self.shim, &bytes, 0o755)
+                .map_err(io("install the exec shim as", &self.shim))?;
             tracing::info!(service, shim = %self.shim.display(), "installed the exec shim");
         }
         *ready = true;

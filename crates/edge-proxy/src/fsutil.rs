@@ -1,32 +1,12 @@
 //! Atomic file replacement: temp file in the same directory, fsync, rename, fsync the directory.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::EdgeError;
 
 /// Writes `contents` to `path` atomically with permission `mode`.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), EdgeError> {
-    let dir = path.parent().ok_or_else(|| {
-        EdgeError::io("write", path, std::io::Error::other("no parent directory"))
-    })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cutover-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| EdgeError::io("create a temp file in", dir, e))?;
-    // The temp file is created 0600, so a secret is never readable by others, not even briefly.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| EdgeError::io("set permissions on", tmp.path(), e))?;
-    tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| EdgeError::io("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| EdgeError::io("rename into", path, e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| EdgeError::io("fsync directory", dir, e))
+    host_util::fs::write_atomic(path, contents, mode).map_err(|e| EdgeError::io("write", path, e))
 }
 
 /// Reads a file to a string, naming the path on error.
@@ -37,6 +17,7 @@ pub(crate) fn read(path: &Path) -> Result<String, EdgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_with_mode() {

@@ -380,15 +380,9 @@ fn read_pid(path: &Path) -> Option<i32> {
 
 /// Field 22 of `/proc/PID/stat`: the start time in clock ticks since boot.
 pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state); a zombie has exited.
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    let stat = host_util::ProcStat::read(u32::try_from(pid).ok()?)?;
+    // A zombie has exited.
+    (stat.state != 'Z').then_some(stat.start_time)
 }
 
 fn worker_user(config: &ProxyConfig, prefix: &Path) -> Option<String> {

@@ -15,6 +15,9 @@ const FALLBACK_DIRS: [&str; 3] = ["/usr/sbin", "/usr/local/sbin", "/usr/local/ng
 /// The default limit on one nginx command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The most of an nginx command's stdout and of its stderr kept for a message.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
 /// The nginx binary and how long one command may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nginx {
@@ -163,28 +166,32 @@ impl Nginx {
             extra.join(" ")
         );
         let mut command = tokio::process::Command::from(self.command(layout, extra));
-        command.stdin(Stdio::null()).kill_on_drop(true);
-        let output = tokio::time::timeout(self.timeout, command.output())
+        let output = host_util::process::run_async(&mut command, self.timeout, None, OUTPUT_LIMIT)
             .await
-            .map_err(|_| EdgeError::Nginx {
-                command: shown.clone(),
-                reason: format!("no answer within {:?}", self.timeout),
-            })?
             .map_err(|e| EdgeError::Nginx {
                 command: shown.clone(),
                 reason: e.to_string(),
             })?;
+        let status = match output.status {
+            Some(status) if !output.timed_out => status,
+            _ => {
+                return Err(EdgeError::Nginx {
+                    command: shown,
+                    reason: format!("no answer within {:?}", self.timeout),
+                });
+            }
+        };
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        if output.status.success() {
+        if status.success() {
             Ok(text)
         } else {
             Err(EdgeError::Nginx {
                 command: shown,
-                reason: format!("{}: {}", output.status, tail(&text)),
+                reason: format!("{status}: {}", tail(&text)),
             })
         }
     }

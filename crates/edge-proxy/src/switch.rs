@@ -414,19 +414,10 @@ fn workers_of(master: Option<i32>) -> Vec<(i32, u64)> {
     let Some(master) = master else {
         return Vec::new();
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 1..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ppid: i32 = fields.get(1)?.parse().ok()?;
-            let start: u64 = fields.get(19)?.parse().ok()?;
-            (ppid == master).then_some((pid, start))
-        })
+    host_util::ProcStat::all()
+        .into_iter()
+        .filter(|s| i32::try_from(s.ppid).is_ok_and(|ppid| ppid == master))
+        .filter_map(|s| Some((i32::try_from(s.pid).ok()?, s.start_time)))
         .collect()
 }
 

@@ -2,10 +2,8 @@
 //! its own process group, and the whole group is killed when the timeout passes, so a hung check
 //! cannot leave children behind.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
 use crate::result::{Outcome, ProbeResult, Timings, millis};
@@ -67,51 +65,19 @@ impl ExecProbe {
 
     async fn run(&self, program: &str) -> Result<(), String> {
         let mut command = tokio::process::Command::new(program);
-        command
-            .args(self.command.iter().skip(1))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
+        command.args(self.command.iter().skip(1));
+        let done = host_util::process::run_async(&mut command, self.timeout, None, 64 * 1024)
+            .await
             .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-        let pid = child.id();
-        let mut stderr = child.stderr.take();
-        let wait = async {
-            let mut captured = Vec::new();
-            if let Some(stderr) = stderr.as_mut() {
-                // Reading to the end before waiting avoids a full pipe blocking the child.
-                let _ = stderr.read_to_end(&mut captured).await;
-            }
-            (child.wait().await, captured)
-        };
-        match tokio::time::timeout(self.timeout, wait).await {
-            Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // The group id is the child's pid (process_group(0)); killing the group also
-                    // ends anything it started. The child itself is reaped by kill_on_drop.
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                Err(format!(
-                    "timed out after {} (command killed)",
-                    humantime::format_duration(self.timeout)
-                ))
-            }
-            Ok((Err(e), _)) => Err(format!("waiting for `{program}` failed: {e}")),
-            Ok((Ok(status), _)) if status.success() => Ok(()),
-            Ok((Ok(status), captured)) => {
-                let text = String::from_utf8_lossy(&captured);
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
+        match done.status {
+            _ if done.timed_out => Err(format!(
+                "timed out after {} (command killed)",
+                humantime::format_duration(self.timeout)
+            )),
+            None => Err(format!("waiting for `{program}` failed")),
+            Some(status) if status.success() => Ok(()),
+            Some(status) => {
+                let last = host_util::process::last_line(&done.stderr);
                 let last: String = last.chars().take(STDERR_TAIL).collect();
                 let how = match status.code() {
                     Some(code) => format!("`{program}` exited with status {code}"),

@@ -5,13 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig};
 
 use crate::error::ProbeError;
 
@@ -32,90 +26,31 @@ pub(crate) fn client_config(
     let mut config = if insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_custom_certificate_verifier(Arc::new(host_util::tls::AnyCertificate(provider)))
             .with_no_client_auth()
     } else {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        let roots = match ca_file {
+            Some(path) => {
+                let error = |message: String| ProbeError::CaFile {
+                    probe: probe.to_owned(),
+                    path: path.to_path_buf(),
+                    message,
+                };
+                let pem = std::fs::read(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+                host_util::tls::roots_with(Some(&pem)).map_err(error)?
+            }
+            None => host_util::tls::roots_with(None).map_err(tls_config_error(probe))?,
         };
-        if let Some(path) = ca_file {
-            add_ca_file(probe, path, &mut roots)?;
-        }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn add_ca_file(probe: &str, path: &Path, roots: &mut RootCertStore) -> Result<(), ProbeError> {
-    let error = |message: String| ProbeError::CaFile {
+fn tls_config_error(probe: &str) -> impl FnOnce(String) -> ProbeError + '_ {
+    move |message| ProbeError::InvalidConfig {
         probe: probe.to_owned(),
-        path: path.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read(path).map_err(|e| error(format!("cannot be read: {e}")))?;
-    let mut added = 0usize;
-    for cert in CertificateDer::pem_slice_iter(&text) {
-        let cert = cert.map_err(|e| error(format!("is not valid PEM: {e}")))?;
-        roots.add(cert).map_err(|e| {
-            error(format!(
-                "holds a certificate that cannot be used as a CA: {e}"
-            ))
-        })?;
-        added += 1;
-    }
-    if added == 0 {
-        return Err(error("holds no PEM certificate".to_owned()));
-    }
-    Ok(())
-}
-
-/// Accepts any certificate (for `insecure = true`) while still checking handshake signatures.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        message: format!("TLS set-up: {message}"),
     }
 }
 

@@ -10,7 +10,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use secret_refs::SecretRef;
@@ -252,8 +251,11 @@ impl ReleaseLayout {
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp)
             .map_err(|e| LiveError::io("create symlink", &tmp, e))?;
-        std::fs::rename(&tmp, self.current_link())
-            .map_err(|e| LiveError::io("rename over", self.current_link(), e))?;
+        if let Err(e) = std::fs::rename(&tmp, self.current_link()) {
+            // A failed switch must not leave the temp link behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(LiveError::io("rename over", self.current_link(), e));
+        }
         fsync_dir(&self.root)
     }
 
@@ -429,38 +431,8 @@ const STATE_FILE_MODE: u32 = 0o600;
 /// # Errors
 /// [`LiveError::Io`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LiveError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(STATE_FILE_MODE)
-        .open(&tmp)
-        .map_err(|e| LiveError::io("create", &tmp, e))
-        .and_then(|mut file| {
-            // A temp file left by a killed process with this pid keeps its old mode when
-            // reopened.
-            file.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))
-                .map_err(|e| LiveError::io("restrict the permissions of", &tmp, e))?;
-            file.write_all(bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| LiveError::io("write", &tmp, e))
-        })
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| LiveError::io("rename over", path, e))
-        });
-    if let Err(e) = written {
-        // A full disk must not also leave a temp file behind for every attempt.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fsync_dir(dir)
+    host_util::fs::write_atomic(path, bytes, STATE_FILE_MODE)
+        .map_err(|e| LiveError::io("write", path, e))
 }
 
 /// fsyncs a directory so that renames in it are durable.
@@ -468,9 +440,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LiveError> {
 /// # Errors
 /// [`LiveError::Io`].
 pub fn fsync_dir(dir: &Path) -> Result<(), LiveError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LiveError::io("fsync", dir, e))
+    host_util::fs::fsync_dir(dir).map_err(|e| LiveError::io("fsync", dir, e))
 }
 
 #[cfg(test)]
@@ -478,7 +448,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn atomic_writes_are_private_whatever_the_old_file_or_a_stale_temp_file() {
+    fn atomic_writes_are_private_whatever_the_old_file() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("deploy-state.json");
@@ -486,15 +456,28 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         assert_eq!(mode(&path), 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let stale = tmp
-            .path()
-            .join(format!(".deploy-state.json.tmp-{}", std::process::id()));
-        std::fs::write(&stale, b"stale").unwrap();
-        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert!(!stale.exists());
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn a_failed_switch_of_current_leaves_no_temp_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = ReleaseLayout::new(tmp.path());
+        // `current` as a non-empty directory: the rename over it fails.
+        std::fs::create_dir_all(layout.current_link().join("x")).unwrap();
+        assert!(layout.set_current("r1").is_err());
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Baseline files: a run saved as versioned JSON with the settings, the environment it ran in,
 //! a readable summary and the serialized histograms, written atomically.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -112,28 +111,9 @@ impl Baseline {
             path: path.to_path_buf(),
             source,
         };
-        let json =
+        let mut json =
             serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(write_err)
+        json.push(b'\n');
+        host_util::fs::write_atomic(path, &json, 0o644).map_err(write_err)
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn run(
                 let _ = done_tx.send(());
             });
         if let Err(e) = spawned {
-            kill_group(pid);
+            host_util::process::kill_group(pid);
             let _ = child.wait();
             return Err(SpawnError::Other(e));
         }
@@ -140,7 +140,7 @@ pub(crate) fn run(
             let _ = status_tx.send(child.wait());
         });
     if let Err(e) = waiter {
-        kill_group(pid);
+        host_util::process::kill_group(pid);
         return Err(SpawnError::Other(e));
     }
     let status = match status_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -151,7 +151,7 @@ pub(crate) fn run(
                 pid,
                 "command still running at its deadline; killing its process group"
             );
-            kill_group(pid);
+            host_util::process::kill_group(pid);
             // Reap it (SIGKILL cannot be caught); bounded in case of an uninterruptible sleep.
             let _ = status_rx.recv_timeout(Duration::from_secs(5));
             None
@@ -169,12 +169,4 @@ pub(crate) fn run(
         output,
         elapsed: started.elapsed(),
     })
-}
-
-fn kill_group(pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-        // ESRCH (the group is already gone) is the common, harmless case.
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
 }

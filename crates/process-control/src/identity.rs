@@ -9,51 +9,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-/// The fields of `/proc/PID/stat` this crate uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-    /// The pid.
-    pub pid: u32,
-    /// The state letter (`R`, `S`, `D`, `Z`, …).
-    pub state: char,
-    /// Parent pid.
-    pub ppid: u32,
-    /// Process group id.
-    pub pgrp: u32,
-    /// Session id.
-    pub session: u32,
-    /// Start time in clock ticks since boot (field 22).
-    pub start_time: u64,
-}
-
-impl ProcStat {
-    /// Reads `/proc/PID/stat`; `None` when there is no such process.
-    pub fn read(pid: u32) -> Option<Self> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Self::parse(pid, &text)
-    }
-
-    /// Parses the text of `/proc/PID/stat`. The command name (field 2) may hold spaces and
-    /// parentheses, so the fields are counted from the last `)`.
-    pub fn parse(pid: u32, text: &str) -> Option<Self> {
-        let rest = &text[text.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // fields[0] is field 3 (state); field N is fields[N - 3].
-        Some(Self {
-            pid,
-            state: fields.first()?.chars().next()?,
-            ppid: fields.get(1)?.parse().ok()?,
-            pgrp: fields.get(2)?.parse().ok()?,
-            session: fields.get(3)?.parse().ok()?,
-            start_time: fields.get(19)?.parse().ok()?,
-        })
-    }
-
-    /// Whether the process can still run (not a zombie or dead).
-    pub fn is_running(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
+pub use host_util::ProcStat;
 
 /// A process as started: pid plus start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +60,8 @@ pub struct ProcessGroup {
 impl ProcessGroup {
     /// Pids of running (non-zombie) members.
     pub fn members(&self) -> Vec<u32> {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(ProcStat::read)
+        ProcStat::all()
+            .into_iter()
             .filter(|s| s.pgrp == self.pgid && s.session == self.session && s.is_running())
             .map(|s| s.pid)
             .collect()
@@ -159,13 +112,7 @@ impl ProcessGroup {
 /// The walk is a snapshot: a process may exit or fork right after it. Callers signal through
 /// [`ProcessIdentity`] (pid plus start time) so that a pid reused meanwhile is not signalled.
 pub(crate) fn running_descendants(ancestor: u32) -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let all: Vec<ProcStat> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(ProcStat::read)
-        .collect();
+    let all = ProcStat::all();
     let mut children: std::collections::HashMap<u32, Vec<usize>> = Default::default();
     for (index, stat) in all.iter().enumerate() {
         children.entry(stat.ppid).or_default().push(index);
@@ -202,23 +149,6 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_a_stat_line_whose_name_has_spaces_and_parens() {
-        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000000 200 18446744073709551615";
-        let s = ProcStat::parse(4242, line).unwrap();
-        assert_eq!(
-            (s.state, s.ppid, s.pgrp, s.session, s.start_time),
-            ('S', 1, 4242, 4242, 987654)
-        );
-        assert!(s.is_running());
-        assert!(ProcStat::parse(1, "garbage").is_none());
-        assert!(
-            !ProcStat::parse(4242, &line.replace(") S ", ") Z "))
-                .unwrap()
-                .is_running()
-        );
-    }
 
     #[test]
     fn identity_of_self_is_alive_and_a_wrong_start_time_is_not() {

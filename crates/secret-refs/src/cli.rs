@@ -58,33 +58,6 @@ fn read_capped(mut r: impl Read, limit: usize) -> Captured {
     Captured { bytes, too_large }
 }
 
-/// Spawns, retrying a few times on ETXTBSY: a script written a moment ago can still be open for
-/// writing in a child that another thread of this process is forking, which makes exec fail
-/// until that child has exec'd in turn.
-fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<std::process::Child> {
-    let busy = rustix::io::Errno::TXTBSY.raw_os_error();
-    let mut attempts = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(busy) && attempts < 10 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn kill_group(pid: u32) {
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        // ESRCH (already gone) is fine.
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-}
-
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
@@ -95,21 +68,20 @@ pub(crate) fn run(
     program: &str,
     args: &[&str],
 ) -> Result<Secret, SecretError> {
-    use std::os::unix::process::CommandExt;
-
     let started = Instant::now();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(ctx.child_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = spawn_retrying_busy(&mut cmd).map_err(|source| SecretError::Spawn {
-        reference: reference.to_string(),
-        program: program.to_owned(),
-        error: source,
-    })?;
+        .stderr(Stdio::null());
+    // In its own process group, so that a timeout kills whatever the CLI started too.
+    let mut child =
+        host_util::process::spawn_in_group(&mut cmd).map_err(|source| SecretError::Spawn {
+            reference: reference.to_string(),
+            program: program.to_owned(),
+            error: source,
+        })?;
     let pid = child.id();
     tracing::debug!(program, pid, "started provider CLI");
 
@@ -140,7 +112,7 @@ pub(crate) fn run(
     let (status, stdout) = match (status, stdout) {
         (Ok(status), Ok(stdout)) => (status, stdout),
         _ => {
-            kill_group(pid);
+            host_util::process::kill_group(pid);
             // Give the waiter a moment to reap the child so that no zombie is left.
             let _ = wait_rx.recv_timeout(AFTER_KILL_GRACE);
             tracing::warn!(program, pid, elapsed = ?started.elapsed(), "provider CLI timed out; killed its process group");

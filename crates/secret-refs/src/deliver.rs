@@ -1,8 +1,7 @@
 //! Handing secrets to a service: environment variables of a child process, and a directory of
 //! credential files for systemd's `LoadCredential=`. (Env files are in [`crate::envfile`].)
 
-use std::fs::{self, DirBuilder, File};
-use std::io::Write;
+use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
@@ -87,39 +86,11 @@ impl CommandSecretExt for tokio::process::Command {
 /// Writes `bytes` to `path` atomically with exactly `mode`: a temp file in the same directory
 /// (created with `mode`), fsync, rename over `path`, fsync the directory.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecretError> {
-    let io = |action: &'static str| {
-        move |source| SecretError::Io {
-            action,
-            path: path.to_path_buf(),
-            error: source,
-        }
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".secret-")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(io("create a temporary file beside"))?;
-    // The umask may have cleared bits; set exactly the mode asked for.
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io("set the mode of the temporary file for"))?;
-    temp.write_all(bytes).map_err(io("write"))?;
-    temp.as_file().sync_all().map_err(io("fsync"))?;
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .map_err(io("rename a temporary file over"))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| SecretError::Io {
-            action: "fsync directory",
-            path: dir.to_path_buf(),
-            error: source,
-        })
+    host_util::fs::write_atomic(path, bytes, mode).map_err(|source| SecretError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        error: source,
+    })
 }
 
 /// Checks a systemd credential name: `[A-Za-z0-9_.-]`, not starting with `.`, at most 255 bytes.

@@ -1,15 +1,13 @@
 //! A command whose standard output is the value (a number, or a state such as `open`).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 use crate::sample::{Sample, sample_from_text};
 
 /// Output beyond this is ignored: a metric is one short line.
-const MAX_OUTPUT: u64 = 64 * 1024;
+const MAX_OUTPUT: usize = 64 * 1024;
 
 /// A source that runs `argv` (no shell) and reads its standard output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,68 +30,30 @@ impl CommandSource {
             return Sample::error("the command is empty");
         };
         let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
-            Ok(c) => c,
+        command.args(args);
+        let done = match host_util::process::run_async(&mut command, self.timeout, None, MAX_OUTPUT)
+            .await
+        {
+            Ok(done) => done,
             Err(e) => return Sample::error(format!("cannot start `{program}`: {e}")),
         };
-        let pid = child.id();
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Sample::error(format!("`{program}`: no output pipes"));
-        };
-        let run = async {
-            let mut out = String::new();
-            let mut err = String::new();
-            let mut stdout = stdout.take(MAX_OUTPUT);
-            let mut stderr = stderr.take(MAX_OUTPUT);
-            let (status, _, _) = tokio::join!(
-                child.wait(),
-                stdout.read_to_string(&mut out),
-                stderr.read_to_string(&mut err)
-            );
-            (status, out, err)
-        };
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok((Ok(status), out, _)) if status.success() => {
-                sample_from_text(&out).scaled(self.scale)
+        match done.status {
+            _ if done.timed_out => Sample::error(format!(
+                "`{program}` did not finish within {}",
+                humantime::format_duration(self.timeout)
+            )),
+            Some(status) if status.success() => {
+                sample_from_text(&String::from_utf8_lossy(&done.stdout)).scaled(self.scale)
             }
-            Ok((Ok(status), _, err)) => {
-                let last = err
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
+            Some(status) => {
+                let last = host_util::process::last_line(&done.stderr);
                 Sample::error(format!(
                     "`{program}` exited with {status}{}{last}",
                     if last.is_empty() { "" } else { ": " }
                 ))
             }
-            Ok((Err(e), _, _)) => Sample::error(format!("waiting for `{program}`: {e}")),
-            Err(_) => {
-                kill_group(pid);
-                Sample::error(format!(
-                    "`{program}` did not finish within {}",
-                    humantime::format_duration(self.timeout)
-                ))
-            }
+            None => Sample::error(format!("waiting for `{program}` failed")),
         }
-    }
-}
-
-/// Kills the command's whole process group, so a shell's children die with it.
-pub(crate) fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
     }
 }
 

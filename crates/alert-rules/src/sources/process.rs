@@ -132,34 +132,19 @@ async fn open_fds(pid: u32) -> Result<f64, String> {
     Ok(f64::from(count))
 }
 
-/// Fields after the command name in `/proc/PID/stat` (the name may contain spaces and parens).
-async fn stat_fields(pid: u32) -> Result<Vec<String>, String> {
-    let stat = read_proc(pid, "stat").await?;
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| format!("/proc/{pid}/stat is malformed"))?;
-    Ok(after.split_whitespace().map(str::to_owned).collect())
-}
-
-/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`; fields 1 and 2 precede the list.
-fn stat_field(fields: &[String], n: usize) -> Option<u64> {
-    fields.get(n.checked_sub(3)?).and_then(|f| f.parse().ok())
+/// `/proc/PID/stat`, parsed ([`host_util::ProcStat`]).
+async fn stat(pid: u32) -> Result<host_util::ProcStat, String> {
+    let text = read_proc(pid, "stat").await?;
+    host_util::ProcStat::parse(pid, &text).ok_or_else(|| format!("/proc/{pid}/stat is malformed"))
 }
 
 /// The process's start time in clock ticks since boot (field 22).
 pub(crate) async fn start_time(pid: u32) -> Result<u64, String> {
-    let fields = stat_fields(pid).await?;
-    stat_field(&fields, 22).ok_or_else(|| format!("/proc/{pid}/stat has no start time"))
+    stat(pid).await.map(|s| s.start_time)
 }
 
 async fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let fields = stat_fields(pid).await?;
-    // utime (14) + stime (15).
-    match (stat_field(&fields, 14), stat_field(&fields, 15)) {
-        (Some(u), Some(s)) => Ok(u + s),
-        _ => Err(format!("/proc/{pid}/stat has no CPU times")),
-    }
+    stat(pid).await.map(|s| s.utime + s.stime)
 }
 
 async fn cpu_percent(pid: u32, window: Duration) -> Result<f64, String> {

@@ -16,11 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde_json::json;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -165,53 +163,6 @@ fn cert_names(cert: &X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
     (dns, ips)
 }
 
-/// Accepts any certificate (the check judges it afterwards) but still verifies the handshake
-/// signatures, so the server must hold the certificate's key.
-#[derive(Debug)]
-struct Inspect(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Inspect {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// Connects to `addr`, completes a TLS handshake with `sni` and returns the chain it presented,
 /// leaf first.
 fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<Vec<u8>>, String> {
@@ -232,7 +183,7 @@ fn fetch_live(addr: &str, sni: &str, ctx: &CheckContext) -> Result<Vec<Vec<u8>>,
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Inspect(provider)))
+        .with_custom_certificate_verifier(Arc::new(host_util::tls::AnyCertificate(provider)))
         .with_no_client_auth();
     let server_name = ServerName::try_from(sni.to_owned())
         .map_err(|e| format!("invalid server name `{sni}`: {e}"))?;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,33 +23,9 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ProcError> {
     atomic_write_mode(path, bytes, 0o600)
 }
 
-/// Writes `bytes` to `path` with `mode`: temp file in the same directory, fsync, rename,
-/// fsync the directory.
+/// Writes `bytes` to `path` with `mode` atomically ([`host_util::fs::write_atomic`]).
 pub(crate) fn atomic_write_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProcError> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(ProcError::io("create a temporary file beside", path))?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(ProcError::io(
-            "set the mode of a temporary file beside",
-            path,
-        ))?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(ProcError::io("write", path))?;
-    temp.persist(path)
-        .map_err(|e| ProcError::io("rename a temporary file over", path)(e.error))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ProcError::io("fsync directory", dir))
+    host_util::fs::write_atomic(path, bytes, mode).map_err(ProcError::io("write", path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ProcError> {

@@ -5,7 +5,6 @@
 mod render;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -81,54 +80,27 @@ impl CommandRunner for SystemCommandRunner {
             command: line.clone(),
             detail,
         };
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut command = Command::new(program);
+        command.args(args).stdin(Stdio::null());
+        // In its own process group: at the timeout the whole group goes, not only the child.
+        let done = host_util::process::run_with_timeout(&mut command, self.timeout, OUTPUT_LIMIT)
             .map_err(|e| fail(e.to_string()))?;
-        // Read both pipes on threads so a chatty command cannot block on a full pipe.
-        let out = child.stdout.take().map(|mut s| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = s.read_to_string(&mut text);
-                text
-            })
-        });
-        let err = child.stderr.take().map(|mut s| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = s.read_to_string(&mut text);
-                text
-            })
-        });
-        let end = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(fail(format!(
-                        "still running after {:?}; killed",
-                        self.timeout
-                    )));
-                }
-                Err(e) => return Err(fail(e.to_string())),
-            }
-        };
-        let join = |h: Option<std::thread::JoinHandle<String>>| {
-            h.and_then(|h| h.join().ok()).unwrap_or_default()
-        };
+        if done.timed_out {
+            return Err(fail(format!(
+                "still running after {:?}; killed",
+                self.timeout
+            )));
+        }
         Ok(CommandOutput {
-            code: status.code(),
-            stdout: join(out),
-            stderr: join(err),
+            code: done.status.and_then(|s| s.code()),
+            stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
         })
     }
 }
+
+/// The most of a command's stdout and stderr kept (each); `systemctl show` prints a few KiB.
+const OUTPUT_LIMIT: usize = 4 << 20;
 
 fn command_line(program: &str, args: &[String]) -> String {
     std::iter::once(program.to_owned())
