@@ -690,7 +690,7 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
         }
     } else {
         if let Some(t) = run.target.as_ref().filter(|t| t.release.is_some()) {
-            println!(
+            cutover_cli::outln!(
                 "target: {} (via {}, release {})",
                 t.url,
                 t.via,
@@ -700,21 +700,25 @@ async fn check(run: Evaluate<'_>, rules: Vec<AlertRuleConfig>) -> i32 {
         print_table(&evaluation, &not_served);
         for t in &evaluation.transitions {
             if t.kind.notifies() {
-                println!("{}", alert_rules::render_line(t));
+                cutover_cli::outln!("{}", alert_rules::render_line(t));
             }
         }
         for e in &errors {
             eprintln!("error: {e}");
         }
-        println!("status: {status}");
+        cutover_cli::outln!("status: {status}");
     }
     status.exit_code()
 }
 
 fn print_table(evaluation: &Evaluation, not_served: &[NotServed]) {
-    println!(
+    cutover_cli::outln!(
         "{:<24} {:<9} {:<9} {:>14}  {:<20} DETAIL",
-        "RULE", "STATE", "SEVERITY", "VALUE", "SINCE"
+        "RULE",
+        "STATE",
+        "SEVERITY",
+        "VALUE",
+        "SINCE"
     );
     for s in &evaluation.statuses {
         let detail = s
@@ -722,7 +726,7 @@ fn print_table(evaluation: &Evaluation, not_served: &[NotServed]) {
             .as_deref()
             .or(s.description.as_deref())
             .unwrap_or("");
-        println!(
+        cutover_cli::outln!(
             "{:<24} {:<9} {:<9} {:>14}  {:<20} {detail}",
             s.name,
             s.state.as_str(),
@@ -738,9 +742,14 @@ fn print_table(evaluation: &Evaluation, not_served: &[NotServed]) {
         );
     }
     for n in not_served {
-        println!(
+        cutover_cli::outln!(
             "{:<24} {:<9} {:<9} {:>14}  {:<20} not served, rule left out: {}",
-            n.name, "n/a", "-", "-", "-", n.reason
+            n.name,
+            "n/a",
+            "-",
+            "-",
+            "-",
+            n.reason
         );
     }
 }
@@ -841,7 +850,7 @@ async fn watch(
                 errors,
             };
             match serde_json::to_string(&report) {
-                Ok(line) => println!("{line}"),
+                Ok(line) => cutover_cli::outln!("{line}"),
                 Err(e) => tracing::error!(error = %e, "cannot render JSON"),
             }
         } else {
@@ -872,9 +881,15 @@ fn list(common: &CommonArgs, rules: &[AlertRuleConfig]) -> i32 {
         }
         return 0;
     }
-    println!(
+    cutover_cli::outln!(
         "{:<24} {:<12} {:<12} {:<6} {:<6} {:<10} {:<10} SOURCE",
-        "RULE", "WARN", "CRIT", "FOR", "KEEP", "NO_DATA", "ERROR"
+        "RULE",
+        "WARN",
+        "CRIT",
+        "FOR",
+        "KEEP",
+        "NO_DATA",
+        "ERROR"
     );
     for r in rules {
         let cond = |c: &Option<alert_rules::Condition>| {
@@ -887,7 +902,7 @@ fn list(common: &CommonArgs, rules: &[AlertRuleConfig]) -> i32 {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
         };
-        println!(
+        cutover_cli::outln!(
             "{:<24} {:<12} {:<12} {:<6} {:<6} {:<10} {:<10} {}",
             r.rule.name,
             cond(&r.rule.warn),
@@ -932,7 +947,7 @@ fn export(common: &CommonArgs, rules: &[AlertRuleConfig], out: &Path, group: &st
             eprintln!("error: cannot write to stdout: {e}");
         }
     } else {
-        println!(
+        cutover_cli::outln!(
             "wrote {} rule(s) to {}",
             export.exported.len(),
             out.display()

@@ -243,9 +243,9 @@ fn run(cli: &Cli) -> i32 {
                         emit(json!({"status": status, "command": "verify", "report": r}));
                     } else if let Some(p) = &r.problem {
                         // The problem's Display escapes the names it quotes.
-                        println!("FAIL {}: {p}", escape_path(archive));
+                        cutover_cli::outln!("FAIL {}: {p}", escape_path(archive));
                     } else {
-                        println!(
+                        cutover_cli::outln!(
                             "OK {}: {} entries, {} bytes, sha256 {}",
                             escape_path(archive),
                             r.entries,
@@ -294,7 +294,7 @@ fn run(cli: &Cli) -> i32 {
                         } else {
                             "restored"
                         };
-                        println!(
+                        cutover_cli::outln!(
                             "{verb} {} entries ({} bytes) into {}",
                             r.entries,
                             r.content_bytes,
@@ -306,7 +306,7 @@ fn run(cli: &Cli) -> i32 {
                             ("-", &r.diff.removed),
                         ] {
                             for p in list {
-                                println!("  {label} {}", escape_name(p));
+                                cutover_cli::outln!("  {label} {}", escape_name(p));
                             }
                         }
                     }
@@ -357,7 +357,7 @@ fn cmd_create(a: &CreateArgs, config: &Config, bar: &progress::Bar, json: bool) 
             if json {
                 emit(json!({"status": Status::Ok, "command": "create", "report": r}));
             } else {
-                println!(
+                cutover_cli::outln!(
                     "created {} ({} entries, {} bytes -> {} bytes, sha256 {})",
                     escape_path(&r.archive),
                     r.summary.entry_count,
@@ -424,7 +424,7 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
                     } else {
                         "remove"
                     };
-                    println!(
+                    cutover_cli::outln!(
                         "{verdict} {} {} {}",
                         escape_name(&d.id),
                         d.created,
@@ -437,7 +437,7 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
                         (true, true) => "would remove",
                         (true, false) => "remove",
                     };
-                    println!(
+                    cutover_cli::outln!(
                         "{verdict} leftover {} ({})",
                         escape_path(&l.path),
                         escape_name(&l.reason)
@@ -451,9 +451,14 @@ fn cmd_prune(a: &PruneArgs, config: &Config, json: bool) -> i32 {
 }
 
 fn print_listing(l: &backup_archive::Listing) {
-    println!(
+    cutover_cli::outln!(
         "{:<28} {:<25} {:>12} {:>8} {:<6} {:<16} VERIFY",
-        "ID", "CREATED", "BYTES", "ENTRIES", "FORMAT", "RELEASE"
+        "ID",
+        "CREATED",
+        "BYTES",
+        "ENTRIES",
+        "FORMAT",
+        "RELEASE"
     );
     for b in &l.backups {
         let verify = match &b.last_verify {
@@ -462,7 +467,7 @@ fn print_listing(l: &backup_archive::Listing) {
             Some(v) => format!("FAILED {}", v.at),
         };
         // Every name comes from a file on disk: escaped, so that none can forge a line.
-        println!(
+        cutover_cli::outln!(
             "{:<28} {:<25} {:>12} {:>8} {:<6} {:<16} {verify}",
             escape_name(&b.id),
             b.created.to_string(),
@@ -473,7 +478,7 @@ fn print_listing(l: &backup_archive::Listing) {
         );
     }
     for i in &l.incomplete {
-        println!(
+        cutover_cli::outln!(
             "incomplete: {} ({})",
             escape_path(&i.path),
             escape_name(&i.reason)

@@ -99,7 +99,7 @@ fn main() {
 
 fn run(cli: &Cli) -> i32 {
     if matches!(cli.command, Cmd::Schema) {
-        println!("{}", deploy_pipeline::json_schema());
+        cutover_cli::outln!("{}", deploy_pipeline::json_schema());
         return EXIT_OK;
     }
     let manifest = match cli.common.manifest() {
@@ -145,18 +145,18 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(status, &s);
                 } else {
-                    println!("service   {} ({})", s.service_name, s.strategy.as_str());
-                    println!("root      {}", s.root.display());
-                    println!(
+                    cutover_cli::outln!("service   {} ({})", s.service_name, s.strategy.as_str());
+                    cutover_cli::outln!("root      {}", s.root.display());
+                    cutover_cli::outln!(
                         "current   {}{}",
                         s.current.as_deref().unwrap_or("(none)"),
                         s.slot.map(|x| format!(" in slot {x}")).unwrap_or_default()
                     );
                     if let Some(url) = &s.url {
-                        println!("url       {url}");
+                        cutover_cli::outln!("url       {url}");
                     }
                     if let Some(url) = &s.slot_url {
-                        println!(
+                        cutover_cli::outln!(
                             "slot      {url}{}",
                             match s.service.pid {
                                 Some(pid) => format!(" ({}, pid {pid})", s.service.state),
@@ -165,9 +165,9 @@ fn run(cli: &Cli) -> i32 {
                         );
                     }
                     if let Some(u) = s.upstream {
-                        println!("proxy     upstream {u}");
+                        cutover_cli::outln!("proxy     upstream {u}");
                     }
-                    println!(
+                    cutover_cli::outln!(
                         "health    {}",
                         if s.healthy {
                             "ready".to_owned()
@@ -175,14 +175,14 @@ fn run(cli: &Cli) -> i32 {
                             format!("NOT READY: {}", s.health_reason.clone().unwrap_or_default())
                         }
                     );
-                    println!(
+                    cutover_cli::outln!(
                         "rollback  {}",
                         s.rollback_target
                             .as_deref()
                             .unwrap_or("(no earlier good release)")
                     );
                     if let Some(standby) = &s.standby {
-                        println!(
+                        cutover_cli::outln!(
                             "standby   {} warm in slot {}: {}{}",
                             standby.release,
                             standby.slot,
@@ -194,11 +194,11 @@ fn run(cli: &Cli) -> i32 {
                         );
                     }
                     for (name, state) in &s.services {
-                        println!("process   {name}: {state}");
+                        cutover_cli::outln!("process   {name}: {state}");
                     }
                     if let Some(c) = &s.canary {
                         let steps: Vec<String> = c.steps.iter().map(|p| format!("{p}%")).collect();
-                        println!(
+                        cutover_cli::outln!(
                             "canary    {} in slot {} against {} in slot {}: {}, step {} of [{}], weights {}% canary / {}% baseline",
                             c.release,
                             c.canary_slot,
@@ -210,20 +210,20 @@ fn run(cli: &Cli) -> i32 {
                             c.canary_percent,
                             100 - u32::from(c.canary_percent.min(100)),
                         );
-                        println!("judge     {}: {}", c.verdict, c.reason);
+                        cutover_cli::outln!("judge     {}: {}", c.verdict, c.reason);
                     }
                     if let Some(i) = &s.interrupted {
-                        println!(
+                        cutover_cli::outln!(
                             "WARNING   an interrupted {} of {} awaits `cutover-deploy recover`",
                             i.op.as_str(),
                             i.release
                         );
                     }
                     if let Some(holder) = &s.lock_holder {
-                        println!("lock      held: {holder}");
+                        cutover_cli::outln!("lock      held: {holder}");
                     }
                     if let Some(last) = &s.last_outcome {
-                        println!("last      {last}");
+                        cutover_cli::outln!("last      {last}");
                     }
                 }
                 status.exit_code()
@@ -235,11 +235,16 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(Status::Ok, &json!({ "releases": list }));
                 } else if list.is_empty() {
-                    println!("no releases");
+                    cutover_cli::outln!("no releases");
                 } else {
-                    println!("{:<32} {:<11} {:<10} CREATED", "RELEASE", "STATE", "COMMIT");
+                    cutover_cli::outln!(
+                        "{:<32} {:<11} {:<10} CREATED",
+                        "RELEASE",
+                        "STATE",
+                        "COMMIT"
+                    );
                     for r in list.iter().rev() {
-                        println!(
+                        cutover_cli::outln!(
                             "{:<32} {:<11} {:<10} {}",
                             r.id,
                             r.state,
@@ -257,7 +262,7 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(Status::Ok, &plan);
                 } else {
-                    println!(
+                    cutover_cli::outln!(
                         "deploy {} of {} ({}), slot {} on port {}",
                         plan.release,
                         plan.service,
@@ -265,12 +270,12 @@ fn run(cli: &Cli) -> i32 {
                         plan.slot,
                         plan.port
                     );
-                    println!(
+                    cutover_cli::outln!(
                         "live now: {}",
                         plan.previous.as_deref().unwrap_or("(nothing)")
                     );
                     if let Some(i) = &plan.interrupted {
-                        println!(
+                        cutover_cli::outln!(
                             "first: recover the interrupted {} of {}",
                             i.op.as_str(),
                             i.release
@@ -278,17 +283,17 @@ fn run(cli: &Cli) -> i32 {
                     }
                     if let Some(steps) = &plan.canary_steps {
                         let steps: Vec<String> = steps.iter().map(|p| format!("{p} %")).collect();
-                        println!("canary steps: {}", steps.join(" -> "));
+                        cutover_cli::outln!("canary steps: {}", steps.join(" -> "));
                     }
                     for p in &plan.phases {
-                        println!("  {:<10} {}", p.phase.as_str(), p.action);
+                        cutover_cli::outln!("  {:<10} {}", p.phase.as_str(), p.action);
                         for h in &p.hooks {
-                            println!("  {:<10}   hook {h}", "");
+                            cutover_cli::outln!("  {:<10}   hook {h}", "");
                         }
                     }
-                    println!("start:   {:?}", plan.start);
-                    println!("env:     {}", plan.env.join(", "));
-                    println!(
+                    cutover_cli::outln!("start:   {:?}", plan.start);
+                    cutover_cli::outln!("env:     {}", plan.env.join(", "));
+                    cutover_cli::outln!(
                         "secrets: {} (resolved at start, never shown)",
                         if plan.secrets.is_empty() {
                             "none".to_owned()
@@ -297,7 +302,7 @@ fn run(cli: &Cli) -> i32 {
                         }
                     );
                     if !plan.prune.is_empty() {
-                        println!("prune:   {}", plan.prune.join(", "));
+                        cutover_cli::outln!("prune:   {}", plan.prune.join(", "));
                     }
                 }
                 EXIT_OK
@@ -320,7 +325,7 @@ fn run(cli: &Cli) -> i32 {
                                 .iter()
                                 .map(|p| format!("{}:{}:{}ms", p.phase, p.outcome, p.duration_ms))
                                 .collect();
-                            println!(
+                            cutover_cli::outln!(
                                 "{} {}@{} {} {} -> {} [{}] {}ms {}{}",
                                 r.at,
                                 r.user,
@@ -349,8 +354,8 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(status, &r);
                 } else {
-                    println!("{}", r.action);
-                    println!("live: {}", r.live);
+                    cutover_cli::outln!("{}", r.action);
+                    cutover_cli::outln!("live: {}", r.live);
                 }
                 // Unfinished work that could not be finished: a person must look.
                 if r.rollback_failed {
@@ -366,7 +371,7 @@ fn run(cli: &Cli) -> i32 {
                 if cli.common.json {
                     print_json(Status::Ok, &json!({ "stopped": what }));
                 } else {
-                    println!("{what}");
+                    cutover_cli::outln!("{what}");
                 }
                 EXIT_OK
             }
@@ -390,10 +395,10 @@ fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> i32
         print_json(status, &report);
     } else {
         if let Some(r) = &report.recovered {
-            println!("recovered first: {r}");
+            cutover_cli::outln!("recovered first: {r}");
         }
         for p in &report.phases {
-            println!(
+            cutover_cli::outln!(
                 "  {:<10} {:<8} {:>7} ms  {}",
                 p.phase,
                 p.outcome,
@@ -402,9 +407,12 @@ fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> i32
             );
         }
         match report.outcome {
-            Outcome::Deployed => println!(
+            Outcome::Deployed => cutover_cli::outln!(
                 "{} {} in {} ms: {}",
-                report.operation, report.release, report.duration_ms, report.live
+                report.operation,
+                report.release,
+                report.duration_ms,
+                report.live
             ),
             outcome => {
                 eprintln!(

@@ -200,7 +200,7 @@ fn main() -> ExitCode {
                 doc["command"] = json!(command);
                 let _ = print_json(&doc);
             } else {
-                print!("{text}");
+                cutover_cli::out!("{text}");
             }
             ExitCode::SUCCESS
         }

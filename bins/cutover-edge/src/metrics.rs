@@ -108,7 +108,7 @@ pub(crate) async fn serve(mut edge: Edge, addr: SocketAddr) -> Result<Output, Fa
         message: e.to_string(),
     })?;
     // The one line a supervisor or test waits for: where to scrape.
-    println!("serving http://{bound}/metrics");
+    cutover_cli::outln!("serving http://{bound}/metrics");
     let nginx = Nginx::locate().ok();
     let mut tick = tokio::time::interval(TICK);
     loop {

@@ -324,12 +324,12 @@ fn run(cli: &Cli, args: &RunArgs, mut config: PerfConfig) -> Result<i32, Failure
         };
         print_json(&out).map_err(io_failure)?;
     } else {
-        print!("{}", render::run_table(&summary, &report));
+        cutover_cli::out!("{}", render::run_table(&summary, &report));
         if let Some(c) = &comparison {
-            print!("{}", render::comparison(c));
+            cutover_cli::out!("{}", render::comparison(c));
         }
         if let Some(path) = &args.save {
-            println!("saved {}", path.display());
+            cutover_cli::outln!("saved {}", path.display());
         }
     }
     Ok(status.exit_code())
@@ -451,7 +451,7 @@ fn compare_files(cli: &Cli, args: &CompareArgs, config: &PerfConfig) -> Result<i
         };
         print_json(&out).map_err(io_failure)?;
     } else {
-        print!("{}", render::comparison(&c));
+        cutover_cli::out!("{}", render::comparison(&c));
     }
     Ok(status.exit_code())
 }
@@ -471,7 +471,7 @@ fn show(cli: &Cli, args: &ShowArgs) -> Result<i32, Failure> {
         print_json(&out).map_err(io_failure)?;
     } else {
         let e = &baseline.environment;
-        println!(
+        cutover_cli::outln!(
             "{} (version {}), measured {} on {} ({} cores, {}, kernel {})",
             args.file.display(),
             baseline.version,
@@ -481,7 +481,7 @@ fn show(cli: &Cli, args: &ShowArgs) -> Result<i32, Failure> {
             e.os,
             e.kernel
         );
-        print!(
+        cutover_cli::out!(
             "{}",
             render::run_table(&baseline.report.summary(), &baseline.report)
         );

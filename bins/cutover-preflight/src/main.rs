@@ -95,7 +95,7 @@ fn run(cli: &Cli) -> i32 {
             return cutover_cli::EXIT_FAIL;
         }
     } else {
-        print!(
+        cutover_cli::out!(
             "{}",
             report.render_table(TableStyle {
                 colours: cutover_cli::stdout_colours(),
@@ -237,7 +237,7 @@ fn list(json: bool) -> i32 {
             Err(_) => cutover_cli::EXIT_FAIL,
         };
     }
-    print!("{}", render_list());
+    cutover_cli::out!("{}", render_list());
     EXIT_OK
 }
 

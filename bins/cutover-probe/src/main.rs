@@ -411,7 +411,7 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
 /// The table output's first line when the probes went to the live deployment.
 fn print_target(target: Option<&BaseTarget>) {
     if let Some(t) = target.filter(|t| t.is_live()) {
-        println!(
+        cutover_cli::outln!(
             "target: {} (via {}, release {})",
             t.url,
             t.via,
@@ -462,13 +462,15 @@ fn print_table(results: &[ProbeResult]) {
             .status_code
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
         let verdict = if r.is_ok() { "ok  " } else { "FAIL" };
-        println!(
+        cutover_cli::outln!(
             "{verdict}  {:<width$}  {code:>3}  {:>9.1} ms  {}",
-            r.name, r.timings_ms.total_ms, r.reason
+            r.name,
+            r.timings_ms.total_ms,
+            r.reason
         );
     }
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    println!("{ok}/{} probes ok", results.len());
+    cutover_cli::outln!("{ok}/{} probes ok", results.len());
 }
 
 async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
@@ -582,7 +584,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
         print_target(plan.target.as_ref());
         if status != Status::Ok {
             for a in &history {
-                println!(
+                cutover_cli::outln!(
                     "#{:<3} {:>8.0} ms  {}  {}",
                     a.number,
                     a.at_ms,
@@ -592,7 +594,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
             }
         }
         print_table(&last);
-        println!("{message}");
+        cutover_cli::outln!("{message}");
     }
     Ok(status.exit_code())
 }

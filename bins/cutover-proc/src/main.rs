@@ -570,9 +570,9 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
                 }))?;
             } else {
                 if let Some(pid) = outcome.recovered_orphan {
-                    println!("stopped unsupervised pid {pid} left by a dead supervisor");
+                    cutover_cli::outln!("stopped unsupervised pid {pid} left by a dead supervisor");
                 }
-                println!("{}: {verb}", target.name);
+                cutover_cli::outln!("{}: {verb}", target.name);
                 print_status(&outcome.status);
             }
             Ok(code)
@@ -583,7 +583,7 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
             if json_out {
                 cutover_cli::print_json(&json!({"status": Status::Ok, "stop": outcome}))?;
             } else if outcome.was_running {
-                println!(
+                cutover_cli::outln!(
                     "{}: stopped in {}{}",
                     target.name,
                     humantime::format_duration(round_ms(outcome.took)),
@@ -594,7 +594,7 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
                     }
                 );
             } else {
-                println!("{}: was not running", target.name);
+                cutover_cli::outln!("{}: was not running", target.name);
             }
             Ok(EXIT_OK)
         }
@@ -621,7 +621,7 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
                     &json!({"status": verdict(code), "service": outcome.status}),
                 )?;
             } else {
-                println!("{}: restarted", target.name);
+                cutover_cli::outln!("{}: restarted", target.name);
                 print_status(&outcome.status);
             }
             Ok(code)
@@ -685,11 +685,11 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
                     "socket": units.socket.as_ref().map(|s| &s.1),
                 }))?;
             } else {
-                println!("# {}", units.service_name);
-                print!("{}", units.service);
+                cutover_cli::outln!("# {}", units.service_name);
+                cutover_cli::out!("{}", units.service);
                 if let Some((socket_name, text)) = &units.socket {
-                    println!("\n# {socket_name}");
-                    print!("{text}");
+                    cutover_cli::outln!("\n# {socket_name}");
+                    cutover_cli::out!("{text}");
                 }
             }
             Ok(EXIT_OK)
@@ -752,9 +752,9 @@ fn slots_status(
             "slots": slots_json,
         }))?;
     } else {
-        println!("{}", live.describe());
+        cutover_cli::outln!("{}", live.describe());
         for (slot, status) in &slots {
-            println!(
+            cutover_cli::outln!(
                 "[{}] {} {}",
                 slot.role.as_str(),
                 slot.slot,
@@ -762,7 +762,7 @@ fn slots_status(
             );
             match status {
                 Ok(status) => print_status(status),
-                Err(err) => println!("{}: unknown ({err})", slot.name),
+                Err(err) => cutover_cli::outln!("{}: unknown ({err})", slot.name),
             }
         }
     }
@@ -825,15 +825,15 @@ fn print_status(status: &ServiceStatus) {
         ));
     }
     line.push_str(&format!(", {} restarts", status.restart_count));
-    println!("{line}");
+    cutover_cli::outln!("{line}");
     if let Some(message) = &status.message {
-        println!("  {message}");
+        cutover_cli::outln!("  {message}");
     }
     if let Some(exit) = &status.last_exit {
-        println!("  last exit: {}", exit.description);
+        cutover_cli::outln!("  last exit: {}", exit.description);
     }
     if let (Some(rss), Some(cpu)) = (status.rss_bytes, status.cpu_time_ms) {
-        println!(
+        cutover_cli::outln!(
             "  memory {:.1} MiB, cpu {} ms ({:.1} % average)",
             rss as f64 / (1 << 20) as f64,
             cpu,
@@ -841,11 +841,11 @@ fn print_status(status: &ServiceStatus) {
         );
     }
     if status.state == ServiceState::Orphaned {
-        println!("  run `cutover-proc start` again to recover");
+        cutover_cli::outln!("  run `cutover-proc start` again to recover");
     }
     match &status.logs {
-        LogLocation::File { path, .. } => println!("  logs: {}", path.display()),
-        LogLocation::Journal { unit } => println!("  logs: journalctl -u {unit}"),
+        LogLocation::File { path, .. } => cutover_cli::outln!("  logs: {}", path.display()),
+        LogLocation::Journal { unit } => cutover_cli::outln!("  logs: journalctl -u {unit}"),
     }
 }
 

@@ -216,6 +216,20 @@ fn notify_start_is_ready_a_second_start_is_a_no_op_and_stop_finishes_in_flight_r
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("running") && out.contains("memory"), "{out}");
 
+    // `cutover-proc status | head -2`: a reader that went away ends it quietly, no panic.
+    let mut child = Command::new(proc_bin())
+        .args(["status", "--name", &svc.name, "--root"])
+        .arg(svc.root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
     // A slow request in flight when stop begins still gets its answer.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -34,9 +34,10 @@ pub const EXIT_LOCKED: i32 = 75;
 pub const EXIT_CONFIG: i32 = manifest_loader::EXIT_INVALID_CONFIG;
 
 /// The verdict of anything that judges, as printed in `"status"` and mapped to an exit code.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
+///
+/// Ordered by severity, as [`Status::worst`] combines them: ok < warn < unknown < fail (so
+/// `max` is the worst), which is not the order of the exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// All good.
@@ -72,19 +73,28 @@ impl Status {
 
     /// Combines two verdicts: fail beats unknown beats warn beats ok.
     pub fn worst(self, other: Status) -> Status {
-        fn rank(s: Status) -> u8 {
-            match s {
-                Status::Ok => 0,
-                Status::Warn => 1,
-                Status::Unknown => 2,
-                Status::Fail => 3,
-            }
+        self.max(other)
+    }
+
+    fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warn => 1,
+            Status::Unknown => 2,
+            Status::Fail => 3,
         }
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
+    }
+}
+
+impl PartialOrd for Status {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Status {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.severity().cmp(&other.severity())
     }
 }
 
@@ -194,6 +204,44 @@ pub fn print_json<T: Serialize>(value: &T) -> std::io::Result<()> {
     out.flush()
 }
 
+/// `println!` for a command's output, through [`write_out`]: a closed stdout (`| head -2`)
+/// ends the program quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for a command's output, through [`write_out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Writes a command's output on stdout (what [`outln!`] and [`out!`] expand to).
+///
+/// A reader that went away (`cutover-proc status | head -2`) is not an error of this program:
+/// it exits at once with 0 and says nothing, as ripgrep does, where `println!` would panic and
+/// exit 101. Any other write error is reported once on stderr and exits with 2 (fail).
+#[allow(clippy::exit)] // Called only from binaries, through the macros: the entry's own exit.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(EXIT_FAIL);
+        }
+    }
+}
+
 /// Reports a manifest error on stderr and returns its exit code (78).
 pub fn report_manifest_error(err: &ManifestError) -> i32 {
     // Printed once, plainly: a log line as well would show the same message twice on stderr.
@@ -229,6 +277,10 @@ mod tests {
         assert_eq!(Warn.worst(Unknown), Unknown);
         assert_eq!(Unknown.worst(Fail), Fail);
         assert_eq!(Fail.worst(Ok), Fail);
+        // The order agrees with `worst`: the maximum of a set is its worst verdict.
+        assert_eq!([Ok, Fail, Unknown, Warn].into_iter().max(), Some(Fail));
+        assert_eq!([Ok, Unknown, Warn].into_iter().max(), Some(Unknown));
+        assert!(Warn < Unknown && Unknown < Fail && Ok < Warn);
         assert_eq!(
             [Ok, Warn, Fail, Unknown].map(Status::exit_code),
             [0, 1, 2, 3]
