@@ -15,7 +15,7 @@ mod packages;
 const TASKS: &[(&str, &str)] = &[
     (
         "test",
-        "install missing system packages, then fmt --check, clippy -D warnings and every test",
+        "install missing system packages (and cargo-machete, cargo-deny), then fmt --check, clippy -D warnings, unused dependencies, cargo deny (licenses, bans, sources) and every test",
     ),
     (
         "deploy",
@@ -105,6 +105,22 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         ],
         "clippy",
     )?;
+    // Every dependency is used (cargo-machete), and licences, bans and sources are as
+    // deny.toml says (the advisory database cannot be fetched offline, so it is not checked).
+    ensure_cargo_tool(&cargo, "machete", "cargo-machete")?;
+    run(
+        root,
+        &cargo,
+        &["machete"],
+        "unused dependencies (cargo machete)",
+    )?;
+    ensure_cargo_tool(&cargo, "deny", "cargo-deny")?;
+    run(
+        root,
+        &cargo,
+        &["deny", "--locked", "check", "licenses", "bans", "sources"],
+        "cargo deny check licenses bans sources",
+    )?;
     // End-to-end tests start the workspace's binaries, so they are built first.
     run(
         root,
@@ -140,6 +156,30 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Installs the cargo subcommand `sub` from crates.io (`cargo install --locked krate`) when
+/// `cargo sub --version` does not answer, as the system packages are installed.
+fn ensure_cargo_tool(cargo: &str, sub: &str, krate: &str) -> Result<(), String> {
+    let present = Command::new(cargo)
+        .args([sub, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: $ {cargo} install --locked {krate}");
+    let status = Command::new(cargo)
+        .args(["install", "--locked", krate])
+        .status()
+        .map_err(|e| format!("cannot run {cargo} install: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "installing {krate} failed ({status}); run `cargo install --locked {krate}` and retry"
+        ))
+    }
 }
 
 fn run(root: &Path, program: &str, args: &[&str], what: &str) -> Result<(), String> {
