@@ -159,9 +159,10 @@ remote_dir = "{d}/hosts/{{host}}"
 ssh_config = "ssh_config"
 connect_timeout = "3s"
 command_timeout = "120s"
-confirm_timeout = "20s"
 {fleet}
+{confirm}
 "#,
+            confirm = if fleet.contains("confirm_timeout") { "" } else { "confirm_timeout = \"20s\"" },
             hub = hub.display(),
             d = self.path().display(),
         );
@@ -303,6 +304,7 @@ fn a_killed_fleet_deploy_resumes_to_completion() {
     let v1 = f.currents();
     f.set_version("2");
     let journal = f.path().join("root/state/fleet-journal.jsonl");
+    std::fs::remove_file(&journal).unwrap();
     let mut child = ChildGuard::spawn(f.command(&["deploy"])).unwrap();
     let mid = wait_until(Duration::from_secs(60), || {
         std::fs::read_to_string(&journal).is_ok_and(|j| j.contains(r#""host":"h2","step":"started""#))
