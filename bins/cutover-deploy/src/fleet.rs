@@ -86,7 +86,10 @@ fn render(report: &FleetReport, json: bool) -> i32 {
                 "{:<24} {:<16} {:<32} {}",
                 h.host,
                 h.outcome,
-                h.deployed.as_deref().or(h.previous.as_deref()).unwrap_or("-"),
+                h.deployed
+                    .as_deref()
+                    .or(h.previous.as_deref())
+                    .unwrap_or("-"),
                 h.detail.as_deref().unwrap_or("")
             );
         }
@@ -160,12 +163,13 @@ pub(crate) fn watchdog(
     switch_timeout: Duration,
     confirm_timeout: Duration,
 ) -> i32 {
-    let outcome = fleet_rollout::watchdog::watch(marker, switch_timeout, confirm_timeout, || {
-        match deployer.rollback(None, Duration::from_secs(300)) {
+    let outcome =
+        fleet_rollout::watchdog::watch(marker, switch_timeout, confirm_timeout, || match deployer
+            .rollback(None, Duration::from_secs(300))
+        {
             Ok(r) => Ok(format!("{}: {}", r.outcome.as_str(), r.live)),
             Err(e) => Err(e.to_string()),
-        }
-    });
+        });
     eprintln!("fleet-watchdog {}: {outcome:?}", marker.display());
     match outcome {
         fleet_rollout::watchdog::WatchOutcome::RolledBack(Err(_)) => 4,

@@ -186,7 +186,10 @@ fn run(cli: &Cli) -> i32 {
         } => return fleet::watchdog(&deployer, marker, *switch_timeout, *confirm_timeout),
         _ => {}
     }
-    if let Cmd::Deploy { set_env, commit, .. } = &cli.command {
+    if let Cmd::Deploy {
+        set_env, commit, ..
+    } = &cli.command
+    {
         deployer = match deployer.with_set_env(set_env.iter().cloned()) {
             Ok(d) => d,
             Err(e) => return fail(cli, &e),

@@ -34,10 +34,20 @@ fn require() {
         .lines()
         .find(|l| l.starts_with("Uid:"))
         .map(|l| l.split_whitespace().nth(2) == Some("0"));
-    assert_eq!(uid, Some(true), "the fleet tests create network namespaces: run them as root (sudo -E cargo nextest run -p cutover-deploy --test fleet)");
-    assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is missing: apt-get install -y openssh-server");
+    assert_eq!(
+        uid,
+        Some(true),
+        "the fleet tests create network namespaces: run them as root (sudo -E cargo nextest run -p cutover-deploy --test fleet)"
+    );
+    assert!(
+        Path::new("/usr/sbin/sshd").exists(),
+        "sshd is missing: apt-get install -y openssh-server"
+    );
     for p in ["ssh", "ssh-keygen", "ip", "setsid"] {
-        assert!(sh(&format!("command -v {p}")).status.success(), "{p} is missing: apt-get install -y openssh-client iproute2 util-linux");
+        assert!(
+            sh(&format!("command -v {p}")).status.success(),
+            "{p} is missing: apt-get install -y openssh-client iproute2 util-linux"
+        );
     }
     let _ = std::fs::create_dir_all("/run/sshd");
 }
@@ -55,9 +65,16 @@ impl Fleet {
         require();
         let dir = temp_dir();
         let tag = format!("cf{}{}", std::process::id() % 100_000, net % 10);
-        let mut this = Self { dir, tag, sshd: Vec::new() };
+        let mut this = Self {
+            dir,
+            tag,
+            sshd: Vec::new(),
+        };
         let d = this.dir.path().to_path_buf();
-        must(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/id", d.display()));
+        must(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {}/id",
+            d.display()
+        ));
         std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         let mut known = String::new();
         let mut config = String::new();
@@ -65,16 +82,25 @@ impl Fleet {
             let k = k + 1;
             let ns = this.ns(host);
             let (a, b) = (format!("{}{k}a", this.tag), format!("{}{k}b", this.tag));
-            let _ = sh(&format!("ip netns del {ns} 2>/dev/null; ip link del {a} 2>/dev/null"));
+            let _ = sh(&format!(
+                "ip netns del {ns} 2>/dev/null; ip link del {a} 2>/dev/null"
+            ));
             must(&format!("ip netns add {ns}"));
             must(&format!("ip link add {a} type veth peer name {b}"));
             must(&format!("ip link set {b} netns {ns}"));
-            must(&format!("ip addr add 10.{net}.{k}.1/30 dev {a} && ip link set {a} up"));
-            must(&format!("ip netns exec {ns} sh -c 'ip addr add 10.{net}.{k}.2/30 dev {b} && ip link set {b} up && ip link set lo up'"));
+            must(&format!(
+                "ip addr add 10.{net}.{k}.1/30 dev {a} && ip link set {a} up"
+            ));
+            must(&format!(
+                "ip netns exec {ns} sh -c 'ip addr add 10.{net}.{k}.2/30 dev {b} && ip link set {b} up && ip link set lo up'"
+            ));
             let hd = d.join("hosts").join(host);
             std::fs::create_dir_all(&hd).unwrap();
             let key = d.join(format!("{host}_host_key"));
-            must(&format!("ssh-keygen -q -t ed25519 -N '' -f {}", key.display()));
+            must(&format!(
+                "ssh-keygen -q -t ed25519 -N '' -f {}",
+                key.display()
+            ));
             let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
             let pubkey: Vec<&str> = pubkey.split_whitespace().take(2).collect();
             known.push_str(&format!("[10.{net}.{k}.2]:2222 {}\n", pubkey.join(" ")));
@@ -89,10 +115,13 @@ impl Fleet {
             )).unwrap();
             if up[k - 1] {
                 let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"]).arg(&cfg);
-                cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                cmd.args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+                    .arg(&cfg);
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
                 let guard = ChildGuard::spawn(cmd).unwrap();
-                std::fs::write(d.join(format!("{host}.sshd.pid")), guard.pid().to_string()).unwrap();
+                std::fs::write(d.join(format!("{host}.sshd.pid")), guard.pid().to_string())
+                    .unwrap();
                 this.sshd.push(Some(guard));
             } else {
                 this.sshd.push(None);
@@ -103,7 +132,12 @@ impl Fleet {
         for (k, host) in HOSTS.iter().enumerate() {
             if up[k] {
                 let ok = wait_until(Duration::from_secs(15), || {
-                    sh(&format!("ssh -F {}/ssh_config -o BatchMode=yes -o ConnectTimeout=2 {host} true", d.display())).status.success()
+                    sh(&format!(
+                        "ssh -F {}/ssh_config -o BatchMode=yes -o ConnectTimeout=2 {host} true",
+                        d.display()
+                    ))
+                    .status
+                    .success()
                 });
                 assert!(ok, "sshd of {host} does not answer");
             }
@@ -162,7 +196,11 @@ command_timeout = "120s"
 {fleet}
 {confirm}
 "#,
-            confirm = if fleet.contains("confirm_timeout") { "" } else { "confirm_timeout = \"20s\"" },
+            confirm = if fleet.contains("confirm_timeout") {
+                ""
+            } else {
+                "confirm_timeout = \"20s\""
+            },
             hub = hub.display(),
             d = self.path().display(),
         );
@@ -171,7 +209,11 @@ command_timeout = "120s"
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(workspace_bin("cutover-deploy"));
-        cmd.arg("--manifest").arg(self.path().join("cutover.toml")).arg("--json").args(args).env("NO_COLOR", "1");
+        cmd.arg("--manifest")
+            .arg(self.path().join("cutover.toml"))
+            .arg("--json")
+            .args(args)
+            .env("NO_COLOR", "1");
         cmd
     }
 
@@ -196,7 +238,10 @@ command_timeout = "120s"
     }
 
     fn currents(&self) -> Vec<Option<String>> {
-        HOSTS.iter().map(|h| self.local_status(h)["current"].as_str().map(str::to_owned)).collect()
+        HOSTS
+            .iter()
+            .map(|h| self.local_status(h)["current"].as_str().map(str::to_owned))
+            .collect()
     }
 
     fn deploy_ok(&self) -> Value {
@@ -225,14 +270,26 @@ impl Drop for Fleet {
         for (k, host) in HOSTS.iter().enumerate() {
             let ns = self.ns(host);
             // What is left inside a namespace this test made (watchdogs, sessions) goes with it.
-            let _ = sh(&format!("for p in $(ip netns pids {ns}); do kill -9 $p; done; ip netns del {ns}; ip link del {}{}a 2>/dev/null", self.tag, k + 1));
+            let _ = sh(&format!(
+                "for p in $(ip netns pids {ns}); do kill -9 $p; done; ip netns del {ns}; ip link del {}{}a 2>/dev/null",
+                self.tag,
+                k + 1
+            ));
         }
-        let _ = sh(&format!("for s in /tmp/cutover-ssh-0/*; do ssh -F {}/ssh_config -o ControlPath=$s -O exit x >/dev/null 2>&1; done; true", self.path().display()));
+        let _ = sh(&format!(
+            "for s in /tmp/cutover-ssh-0/*; do ssh -F {}/ssh_config -o ControlPath=$s -O exit x >/dev/null 2>&1; done; true",
+            self.path().display()
+        ));
     }
 }
 
 fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["hosts"].as_array().unwrap().iter().find(|h| h["host"] == name).unwrap()
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == name)
+        .unwrap()
 }
 
 #[test]
@@ -242,7 +299,10 @@ fn healthy_rollout_in_batches_1_1_2() {
     let t = Instant::now();
     let first = f.deploy_ok();
     let first_ms = t.elapsed().as_millis();
-    assert_eq!(first["batches"], serde_json::json!([["h1"], ["h2"], ["h3", "h4"]]));
+    assert_eq!(
+        first["batches"],
+        serde_json::json!([["h1"], ["h2"], ["h3", "h4"]])
+    );
     let v1 = f.currents();
     assert!(v1.iter().all(Option::is_some), "{v1:?}");
     f.set_version("2");
@@ -259,7 +319,12 @@ fn healthy_rollout_in_batches_1_1_2() {
     let (code, status, err) = f.run(&["status", "--hosts"]);
     assert_eq!(code, 0, "{status:#} {err}");
     for (h, cur) in HOSTS.iter().zip(&v2) {
-        let s = status["hosts"].as_array().unwrap().iter().find(|x| x["host"] == *h).unwrap();
+        let s = status["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == *h)
+            .unwrap();
         assert_eq!(s["current"].as_str(), cur.as_deref());
         assert_eq!(s["healthy"], true);
     }
@@ -271,7 +336,9 @@ fn healthy_rollout_in_batches_1_1_2() {
         assert_eq!(code, 0, "{json:#} {err}");
     }
     let serial_ms = t.elapsed().as_millis();
-    eprintln!("FIGURE fleet first deploy {first_ms} ms; [1,1,2] rollout {fleet_ms} ms; four single-host deploys {serial_ms} ms");
+    eprintln!(
+        "FIGURE fleet first deploy {first_ms} ms; [1,1,2] rollout {fleet_ms} ms; four single-host deploys {serial_ms} ms"
+    );
 }
 
 #[test]
@@ -293,7 +360,10 @@ fn a_release_failing_its_gate_on_the_second_batch_rolls_the_first_back() {
     for h in HOSTS {
         assert_eq!(f.local_status(h)["healthy"], true, "{h}");
     }
-    eprintln!("FIGURE fleet-wide rollback after a second-batch failure: {} ms", report["rollback_ms"]);
+    eprintln!(
+        "FIGURE fleet-wide rollback after a second-batch failure: {} ms",
+        report["rollback_ms"]
+    );
 }
 
 #[test]
@@ -307,7 +377,8 @@ fn a_killed_fleet_deploy_resumes_to_completion() {
     std::fs::remove_file(&journal).unwrap();
     let mut child = ChildGuard::spawn(f.command(&["deploy"])).unwrap();
     let mid = wait_until(Duration::from_secs(60), || {
-        std::fs::read_to_string(&journal).is_ok_and(|j| j.contains(r#""host":"h2","step":"started""#))
+        std::fs::read_to_string(&journal)
+            .is_ok_and(|j| j.contains(r#""host":"h2","step":"started""#))
     });
     assert!(mid, "the second batch never started");
     child.signal(libc::SIGKILL);
@@ -332,14 +403,20 @@ fn an_unreachable_host_counts_toward_max_fail() {
     let f = Fleet::new(204, [true, true, false, true]);
     f.write_manifest("max_fail = 1");
     let (code, report, err) = f.run(&["deploy"]);
-    assert_eq!(code, 1, "one failure is within max_fail = 1: {report:#}\n{err}");
+    assert_eq!(
+        code, 1,
+        "one failure is within max_fail = 1: {report:#}\n{err}"
+    );
     assert_eq!(host(&report, "h3")["outcome"], "unreachable");
     assert_eq!(report["failures"], 1);
     let v1 = f.currents();
     f.write_manifest("max_fail = 0");
     f.set_version("2");
     let (code, report, err) = f.run(&["deploy"]);
-    assert_eq!(code, 2, "one failure exceeds max_fail = 0: {report:#}\n{err}");
+    assert_eq!(
+        code, 2,
+        "one failure exceeds max_fail = 0: {report:#}\n{err}"
+    );
     assert_eq!(host(&report, "h3")["outcome"], "unreachable");
     for h in ["h1", "h2", "h4"] {
         assert_eq!(host(&report, h)["outcome"], "rolled-back", "{report:#}");
@@ -366,8 +443,14 @@ before_host = ["sh", "-c", "[ \"$CUTOVER_HOST\" != h4 ] || kill $(cat {}/h4.sshd
     let (code, report, err) = f.run(&["deploy"]);
     assert_eq!(code, 1, "{report:#}\n{err}");
     assert_eq!(host(&report, "h4")["outcome"], "unconfirmed", "{report:#}");
-    let reverted = wait_until(Duration::from_secs(60), || f.local_status("h4")["current"].as_str() == v1[3].as_deref());
-    assert!(reverted, "h4 did not roll itself back: {:#}", f.local_status("h4"));
+    let reverted = wait_until(Duration::from_secs(60), || {
+        f.local_status("h4")["current"].as_str() == v1[3].as_deref()
+    });
+    assert!(
+        reverted,
+        "h4 did not roll itself back: {:#}",
+        f.local_status("h4")
+    );
     assert_eq!(f.local_status("h4")["healthy"], true);
     let now = f.currents();
     for k in 0..3 {

@@ -43,9 +43,10 @@ pub enum CountOrPercent {
 }
 
 fn parse_percent(text: &str, max: u8) -> Result<u8, String> {
-    let digits = text.trim().strip_suffix('%').ok_or_else(|| {
-        format!("{text:?} is neither a count nor a percentage such as \"25%\"")
-    })?;
+    let digits = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("{text:?} is neither a count nor a percentage such as \"25%\""))?;
     let n: u8 = digits
         .trim()
         .parse()
@@ -61,7 +62,9 @@ impl TryFrom<CountOrPercent> for BatchSize {
     fn try_from(v: CountOrPercent) -> Result<Self, String> {
         match v {
             CountOrPercent::Count(0) => Err("a batch of 0 hosts would never end".to_owned()),
-            CountOrPercent::Count(n) => Ok(BatchSize::Count(usize::try_from(n).unwrap_or(usize::MAX))),
+            CountOrPercent::Count(n) => {
+                Ok(BatchSize::Count(usize::try_from(n).unwrap_or(usize::MAX)))
+            }
             CountOrPercent::Text(t) => match parse_percent(&t, 100)? {
                 0 => Err(format!("{t:?}: a batch of 0% would never end")),
                 p => Ok(BatchSize::Percent(p)),
@@ -83,7 +86,9 @@ impl TryFrom<CountOrPercent> for FailBudget {
     type Error = String;
     fn try_from(v: CountOrPercent) -> Result<Self, String> {
         match v {
-            CountOrPercent::Count(n) => Ok(FailBudget::Count(usize::try_from(n).unwrap_or(usize::MAX))),
+            CountOrPercent::Count(n) => {
+                Ok(FailBudget::Count(usize::try_from(n).unwrap_or(usize::MAX)))
+            }
             CountOrPercent::Text(t) => Ok(FailBudget::Percent(parse_percent(&t, 100)?)),
         }
     }
@@ -160,13 +165,18 @@ mod tests {
         struct T {
             b: Vec<BatchSize>,
         }
-        toml::from_str::<T>(&format!("b = {v}")).map(|t| t.b).unwrap_or_default()
+        toml::from_str::<T>(&format!("b = {v}"))
+            .map(|t| t.b)
+            .unwrap_or_default()
     }
 
     #[test]
     fn counts_and_percentages_of_the_remaining_hosts() {
         assert_eq!(batch_sizes(4, &parse("[1, 1, 2]")), vec![1, 1, 2]);
-        assert_eq!(batch_sizes(8, &parse(r#"[1, "25%", "100%"]"#)), vec![1, 2, 5]);
+        assert_eq!(
+            batch_sizes(8, &parse(r#"[1, "25%", "100%"]"#)),
+            vec![1, 2, 5]
+        );
         assert_eq!(batch_sizes(10, &parse(r#"["50%"]"#)), vec![5, 3, 1, 1]);
         assert_eq!(batch_sizes(3, &parse("[5]")), vec![3]);
         assert_eq!(batch_sizes(5, &parse("[2]")), vec![2, 2, 1]);
@@ -184,7 +194,9 @@ mod tests {
             b: Vec<BatchSize>,
         }
         for bad in ["[0]", r#"["0%"]"#, r#"["150%"]"#, r#"["half"]"#] {
-            let err = toml::from_str::<T>(&format!("b = {bad}")).err().map(|e| e.to_string());
+            let err = toml::from_str::<T>(&format!("b = {bad}"))
+                .err()
+                .map(|e| e.to_string());
             assert!(err.is_some(), "{bad} accepted");
         }
     }

@@ -190,7 +190,12 @@ impl Fleet {
         let bin = sh_quote(&self.remote_bin(host));
         let out = self
             .ssh
-            .run(host, &format!("sha256sum {bin} 2>/dev/null || true"), None, self.quick())
+            .run(
+                host,
+                &format!("sha256sum {bin} 2>/dev/null || true"),
+                None,
+                self.quick(),
+            )
             .map_err(|e| (HostStep::Unreachable, e))?;
         let remote = String::from_utf8_lossy(&out.stdout);
         if remote.split_whitespace().next() != Some(self.bin_sha.as_str()) {
@@ -227,8 +232,15 @@ impl Fleet {
         Ok(())
     }
 
-    fn remote_json(&self, host: &str, args: &str, timeout: Duration) -> Result<(CommandOutput, serde_json::Value), String> {
-        let out = self.ssh.run(host, &format!("{} {args}", self.cli(host)), None, timeout)?;
+    fn remote_json(
+        &self,
+        host: &str,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<(CommandOutput, serde_json::Value), String> {
+        let out = self
+            .ssh
+            .run(host, &format!("{} {args}", self.cli(host)), None, timeout)?;
         let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         Ok((out, json))
     }
@@ -249,7 +261,9 @@ impl Fleet {
                     .as_str()
                     .or(json["error"].as_str())
                     .map(str::to_owned)
-                    .or_else(|| (!out.success() && json["healthy"].is_null()).then(|| out.stderr_tail())),
+                    .or_else(|| {
+                        (!out.success() && json["healthy"].is_null()).then(|| out.stderr_tail())
+                    }),
             },
             Ok((out, _)) => HostStatus {
                 host: host.to_owned(),
@@ -298,7 +312,8 @@ impl Fleet {
         } else {
             Err(format!(
                 "hook {program} failed ({}): {}",
-                out.code.map_or("signal".to_owned(), |c| format!("exit {c}")),
+                out.code
+                    .map_or("signal".to_owned(), |c| format!("exit {c}")),
                 out.stderr_tail()
             ))
         }
@@ -318,14 +333,27 @@ impl Fleet {
         if out.success() {
             Ok(())
         } else {
-            Err(format!("cannot confirm over a fresh connection: {}", out.stderr_tail()))
+            Err(format!(
+                "cannot confirm over a fresh connection: {}",
+                out.stderr_tail()
+            ))
         }
     }
 
     /// Deploys one host: prepare (connect, binary, bundle), before_host, arm the dead-man's
     /// switch, deploy, confirm over a fresh connection, health gate, after_host.
-    fn deploy_host(&self, host: &str, release: &str, log: &Mutex<FleetJournal>, states: &Mutex<Vec<(String, HostState)>>) {
-        let record = |step: HostStep, previous: Option<String>, deployed: Option<String>, token: Option<String>, detail: Option<String>| {
+    fn deploy_host(
+        &self,
+        host: &str,
+        release: &str,
+        log: &Mutex<FleetJournal>,
+        states: &Mutex<Vec<(String, HostState)>>,
+    ) {
+        let record = |step: HostStep,
+                      previous: Option<String>,
+                      deployed: Option<String>,
+                      token: Option<String>,
+                      detail: Option<String>| {
             let ev = FleetEvent::Host {
                 host: host.to_owned(),
                 step,
@@ -334,18 +362,28 @@ impl Fleet {
                 token: token.clone(),
                 detail: detail.clone(),
             };
-            if let Ok(mut j) = log.lock() {
-                if let Err(e) = j.append(&ev) {
-                    tracing::error!("{e}");
-                }
+            if let Ok(mut j) = log.lock()
+                && let Err(e) = j.append(&ev)
+            {
+                tracing::error!("{e}");
             }
             if let Ok(mut s) = states.lock() {
-                let st = HostState { step, previous, deployed, token, detail };
+                let st = HostState {
+                    step,
+                    previous,
+                    deployed,
+                    token,
+                    detail,
+                };
                 match s.iter_mut().find(|(h, _)| h == host) {
                     Some((_, old)) => {
                         let previous = st.previous.or(old.previous.take());
                         let deployed = st.deployed.or(old.deployed.take());
-                        *old = HostState { previous, deployed, ..st };
+                        *old = HostState {
+                            previous,
+                            deployed,
+                            ..st
+                        };
                     }
                     None => s.push((host.to_owned(), st)),
                 }
@@ -363,7 +401,13 @@ impl Fleet {
         let previous = status.current;
         // Drained just before its deploy (what was shipped does not touch what serves).
         if let Err(e) = self.hook(&self.cfg.before_host, host, release) {
-            record(HostStep::Failed, previous, None, None, Some(format!("before_host: {e}")));
+            record(
+                HostStep::Failed,
+                previous,
+                None,
+                None,
+                Some(format!("before_host: {e}")),
+            );
             return;
         }
         let token = format!("{}-{}", release, std::process::id());
@@ -380,7 +424,16 @@ impl Fleet {
         match self.ssh.run(host, &arm, None, self.quick()) {
             Ok(o) if o.success() => {}
             Ok(o) => {
-                record(HostStep::Failed, previous, None, None, Some(format!("cannot arm the dead-man's switch: {}", o.stderr_tail())));
+                record(
+                    HostStep::Failed,
+                    previous,
+                    None,
+                    None,
+                    Some(format!(
+                        "cannot arm the dead-man's switch: {}",
+                        o.stderr_tail()
+                    )),
+                );
                 return;
             }
             Err(e) => {
@@ -388,7 +441,13 @@ impl Fleet {
                 return;
             }
         }
-        record(HostStep::Started, previous.clone(), None, Some(token.clone()), None);
+        record(
+            HostStep::Started,
+            previous.clone(),
+            None,
+            Some(token.clone()),
+            None,
+        );
         let deploy = format!(
             "{cli} --lock-wait {lw}s deploy --set-env CUTOVER_FLEET_RELEASE={rel}; rc=$?; if [ $rc -eq 0 ]; then touch {sw}; else touch {done}; fi; exit $rc",
             cli = self.cli(host),
@@ -397,7 +456,12 @@ impl Fleet {
             sw = self.marker(host, &token, "switched"),
             done = self.marker(host, &token, "done"),
         );
-        let out = match self.ssh.run(host, &deploy, None, self.cfg.command_timeout + Duration::from_secs(30)) {
+        let out = match self.ssh.run(
+            host,
+            &deploy,
+            None,
+            self.cfg.command_timeout + Duration::from_secs(30),
+        ) {
             Ok(o) => o,
             Err(e) => {
                 record(HostStep::Failed, previous, None, Some(token), Some(e));
@@ -406,23 +470,57 @@ impl Fleet {
         };
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if !out.success() {
-            let reason = json["reason"].as_str().or(json["error"].as_str()).map(str::to_owned).unwrap_or_else(|| out.stderr_tail());
-            record(HostStep::Failed, previous, None, Some(token), Some(format!("deploy exit {}: {reason}", out.code.unwrap_or(-1))));
+            let reason = json["reason"]
+                .as_str()
+                .or(json["error"].as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| out.stderr_tail());
+            record(
+                HostStep::Failed,
+                previous,
+                None,
+                Some(token),
+                Some(format!("deploy exit {}: {reason}", out.code.unwrap_or(-1))),
+            );
             return;
         }
         let deployed = json["release"].as_str().map(str::to_owned);
-        record(HostStep::Switched, previous.clone(), deployed.clone(), Some(token.clone()), None);
+        record(
+            HostStep::Switched,
+            previous.clone(),
+            deployed.clone(),
+            Some(token.clone()),
+            None,
+        );
         if let Err(e) = self.confirm(host, &token) {
-            record(HostStep::Unconfirmed, previous, deployed, Some(token), Some(format!("{e}; it rolls itself back after confirm_timeout")));
+            record(
+                HostStep::Unconfirmed,
+                previous,
+                deployed,
+                Some(token),
+                Some(format!("{e}; it rolls itself back after confirm_timeout")),
+            );
             return;
         }
         let gate = self.host_status(host);
         if !gate.healthy {
-            record(HostStep::Failed, previous, deployed, Some(token), Some(format!("health gate: {}", gate.detail.unwrap_or_default())));
+            record(
+                HostStep::Failed,
+                previous,
+                deployed,
+                Some(token),
+                Some(format!("health gate: {}", gate.detail.unwrap_or_default())),
+            );
             return;
         }
         if let Err(e) = self.hook(&self.cfg.after_host, host, release) {
-            record(HostStep::Failed, previous, deployed, Some(token), Some(format!("after_host: {e}")));
+            record(
+                HostStep::Failed,
+                previous,
+                deployed,
+                Some(token),
+                Some(format!("after_host: {e}")),
+            );
             return;
         }
         record(HostStep::Confirmed, previous, deployed, Some(token), None);
@@ -431,15 +529,27 @@ impl Fleet {
     /// Rolls one host back to `previous` (or stops it when there was none).
     fn rollback_host(&self, host: &str, previous: Option<&str>) -> Result<String, String> {
         let args = match previous {
-            Some(p) => format!("--lock-wait {}s rollback --to {}", self.cfg.command_timeout.as_secs(), sh_quote(p)),
+            Some(p) => format!(
+                "--lock-wait {}s rollback --to {}",
+                self.cfg.command_timeout.as_secs(),
+                sh_quote(p)
+            ),
             None => format!("--lock-wait {}s down", self.cfg.command_timeout.as_secs()),
         };
         let _ = self.ssh.connect(host);
-        let (out, json) = self.remote_json(host, &args, self.cfg.command_timeout + Duration::from_secs(30))?;
+        let (out, json) = self.remote_json(
+            host,
+            &args,
+            self.cfg.command_timeout + Duration::from_secs(30),
+        )?;
         if out.success() {
             Ok(json["live"].as_str().unwrap_or("stopped").to_owned())
         } else {
-            Err(json["reason"].as_str().or(json["error"].as_str()).map(str::to_owned).unwrap_or_else(|| out.stderr_tail()))
+            Err(json["reason"]
+                .as_str()
+                .or(json["error"].as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| out.stderr_tail()))
         }
     }
 
@@ -450,17 +560,32 @@ impl Fleet {
     pub fn run(&self, resume: bool, lock_wait: Duration) -> Result<FleetReport, FleetError> {
         let started = Instant::now();
         let owner = deploy_pipeline::LockOwner::current("fleet-deploy", None);
-        let _lock = deploy_pipeline::DeployLock::acquire(&self.state_dir.join("fleet.lock"), lock_wait, &owner)
-            .map_err(FleetError::Locked)?;
+        let _lock = deploy_pipeline::DeployLock::acquire(
+            &self.state_dir.join("fleet.lock"),
+            lock_wait,
+            &owner,
+        )
+        .map_err(FleetError::Locked)?;
         let path = self.journal_path();
         let states: Mutex<Vec<(String, HostState)>> = Mutex::new(Vec::new());
         let (release, batches, journal) = if resume {
             let events = FleetJournal::read(&path).map_err(FleetError::Io)?;
-            let Some(FleetEvent::Begin { release, bundle, batches, .. }) = events.first().cloned() else {
-                return Err(FleetError::Resume(format!("no fleet deploy in {}", path.display())));
+            let Some(FleetEvent::Begin {
+                release,
+                bundle,
+                batches,
+                ..
+            }) = events.first().cloned()
+            else {
+                return Err(FleetError::Resume(format!(
+                    "no fleet deploy in {}",
+                    path.display()
+                )));
             };
             if events.iter().any(|e| matches!(e, FleetEvent::End { .. })) {
-                return Err(FleetError::Resume(format!("the fleet deploy of {release} finished")));
+                return Err(FleetError::Resume(format!(
+                    "the fleet deploy of {release} finished"
+                )));
             }
             if bundle != self.bundle_sha {
                 return Err(FleetError::Resume(format!(
@@ -469,22 +594,46 @@ impl Fleet {
             }
             if let Ok(mut s) = states.lock() {
                 for e in events {
-                    if let FleetEvent::Host { host, step, previous, deployed, token, detail } = e {
-                        let st = HostState { step, previous, deployed, token, detail };
+                    if let FleetEvent::Host {
+                        host,
+                        step,
+                        previous,
+                        deployed,
+                        token,
+                        detail,
+                    } = e
+                    {
+                        let st = HostState {
+                            step,
+                            previous,
+                            deployed,
+                            token,
+                            detail,
+                        };
                         match s.iter_mut().find(|(h, _)| *h == host) {
                             Some((_, old)) => {
                                 let previous = st.previous.or(old.previous.take());
                                 let deployed = st.deployed.or(old.deployed.take());
-                                *old = HostState { previous, deployed, ..st };
+                                *old = HostState {
+                                    previous,
+                                    deployed,
+                                    ..st
+                                };
                             }
                             None => s.push((host, st)),
                         }
                     }
                 }
             }
-            (release, batches, FleetJournal::append_to(&path).map_err(FleetError::Io)?)
+            (
+                release,
+                batches,
+                FleetJournal::append_to(&path).map_err(FleetError::Io)?,
+            )
         } else {
-            let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+            let stamp = jiff::Timestamp::now()
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string();
             let release = format!("{stamp}-{}", &self.bundle_sha[..8]);
             let batches = plan_batches(&self.hosts, &self.cfg.batches);
             let mut j = FleetJournal::create(&path).map_err(FleetError::Io)?;
@@ -502,7 +651,18 @@ impl Fleet {
         let allowed = self.cfg.max_fail.allowed(total);
         let log = Mutex::new(journal);
         let failed = |s: &Mutex<Vec<(String, HostState)>>| {
-            s.lock().map(|s| s.iter().filter(|(_, st)| matches!(st.step, HostStep::Failed | HostStep::Unreachable | HostStep::Unconfirmed)).count()).unwrap_or(0)
+            s.lock()
+                .map(|s| {
+                    s.iter()
+                        .filter(|(_, st)| {
+                            matches!(
+                                st.step,
+                                HostStep::Failed | HostStep::Unreachable | HostStep::Unconfirmed
+                            )
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
         };
         let mut reason = None;
         'batches: for (i, batch) in batches.iter().enumerate() {
@@ -511,7 +671,11 @@ impl Fleet {
             let todo: Vec<&String> = batch
                 .iter()
                 .filter(|h| {
-                    let st = states.lock().ok().and_then(|s| s.iter().find(|(x, _)| x == *h).map(|(_, st)| (st.step, st.token.clone())));
+                    let st = states.lock().ok().and_then(|s| {
+                        s.iter()
+                            .find(|(x, _)| x == *h)
+                            .map(|(_, st)| (st.step, st.token.clone()))
+                    });
                     match st {
                         None => true,
                         Some((HostStep::Started | HostStep::Switched, token)) => {
@@ -546,24 +710,44 @@ impl Fleet {
             if i + 1 < batches.len() && !self.cfg.soak.is_zero() && !todo.is_empty() {
                 std::thread::sleep(self.cfg.soak);
                 for h in &todo {
-                    let ok = states.lock().ok().and_then(|s| s.iter().find(|(x, _)| x == *h).map(|(_, st)| st.step == HostStep::Confirmed)).unwrap_or(false);
+                    let ok = states
+                        .lock()
+                        .ok()
+                        .and_then(|s| {
+                            s.iter()
+                                .find(|(x, _)| x == *h)
+                                .map(|(_, st)| st.step == HostStep::Confirmed)
+                        })
+                        .unwrap_or(false);
                     if ok {
                         let st = self.host_status(h);
                         if !st.healthy {
-                            let ev = FleetEvent::Host { host: (*h).clone(), step: HostStep::Failed, previous: None, deployed: None, token: None, detail: Some(format!("soak: {}", st.detail.unwrap_or_default())) };
-                            if let Ok(mut j) = log.lock() { let _ = j.append(&ev); }
-                            if let Ok(mut s) = states.lock() {
-                                if let Some((_, old)) = s.iter_mut().find(|(x, _)| x == *h) {
-                                    old.step = HostStep::Failed;
-                                    old.detail = Some("unhealthy during soak".to_owned());
-                                }
+                            let ev = FleetEvent::Host {
+                                host: (*h).clone(),
+                                step: HostStep::Failed,
+                                previous: None,
+                                deployed: None,
+                                token: None,
+                                detail: Some(format!("soak: {}", st.detail.unwrap_or_default())),
+                            };
+                            if let Ok(mut j) = log.lock() {
+                                let _ = j.append(&ev);
+                            }
+                            if let Ok(mut s) = states.lock()
+                                && let Some((_, old)) = s.iter_mut().find(|(x, _)| x == *h)
+                            {
+                                old.step = HostStep::Failed;
+                                old.detail = Some("unhealthy during soak".to_owned());
                             }
                         }
                     }
                 }
                 let failures = failed(&states);
                 if self.cfg.max_fail.exceeded(failures, total) {
-                    reason = Some(format!("{failures} failed host(s) exceed max_fail ({allowed} of {total}) after the soak of batch {}", i + 1));
+                    reason = Some(format!(
+                        "{failures} failed host(s) exceed max_fail ({allowed} of {total}) after the soak of batch {}",
+                        i + 1
+                    ));
                     break 'batches;
                 }
             }
@@ -580,20 +764,31 @@ impl Fleet {
                 .lock()
                 .map(|s| {
                     s.iter()
-                        .filter(|(_, st)| st.deployed.is_some() && matches!(st.step, HostStep::Confirmed | HostStep::Switched | HostStep::Failed))
+                        .filter(|(_, st)| {
+                            st.deployed.is_some()
+                                && matches!(
+                                    st.step,
+                                    HostStep::Confirmed | HostStep::Switched | HostStep::Failed
+                                )
+                        })
                         .map(|(h, st)| (h.clone(), st.previous.clone()))
                         .collect()
                 })
                 .unwrap_or_default();
             let mut any_failed = false;
             for chunk in targets.chunks(self.cfg.parallel) {
-                let results: Vec<(String, Option<String>, Result<String, String>)> = std::thread::scope(|s| {
-                    let hs: Vec<_> = chunk
-                        .iter()
-                        .map(|(h, p)| s.spawn(move || (h.clone(), p.clone(), self.rollback_host(h, p.as_deref()))))
-                        .collect();
-                    hs.into_iter().filter_map(|h| h.join().ok()).collect()
-                });
+                let results: Vec<(String, Option<String>, Result<String, String>)> =
+                    std::thread::scope(|s| {
+                        let hs: Vec<_> = chunk
+                            .iter()
+                            .map(|(h, p)| {
+                                s.spawn(move || {
+                                    (h.clone(), p.clone(), self.rollback_host(h, p.as_deref()))
+                                })
+                            })
+                            .collect();
+                        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+                    });
                 for (h, p, r) in results {
                     let (step, detail) = match r {
                         Ok(live) => (HostStep::RolledBack, Some(live)),
@@ -603,21 +798,35 @@ impl Fleet {
                         }
                     };
                     if let Ok(mut j) = log.lock() {
-                        let _ = j.append(&FleetEvent::Host { host: h.clone(), step, previous: p, deployed: None, token: None, detail: detail.clone() });
+                        let _ = j.append(&FleetEvent::Host {
+                            host: h.clone(),
+                            step,
+                            previous: p,
+                            deployed: None,
+                            token: None,
+                            detail: detail.clone(),
+                        });
                     }
-                    if let Ok(mut s) = states.lock() {
-                        if let Some((_, old)) = s.iter_mut().find(|(x, _)| *x == h) {
-                            old.step = step;
-                            old.detail = detail;
-                        }
+                    if let Ok(mut s) = states.lock()
+                        && let Some((_, old)) = s.iter_mut().find(|(x, _)| *x == h)
+                    {
+                        old.step = step;
+                        old.detail = detail;
                     }
                 }
             }
             rollback_ms = Some(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
-            outcome = if any_failed { "rollback-failed" } else { "rolled-back" }.to_owned();
+            outcome = if any_failed {
+                "rollback-failed"
+            } else {
+                "rolled-back"
+            }
+            .to_owned();
         }
         if let Ok(mut j) = log.lock() {
-            let _ = j.append(&FleetEvent::End { outcome: outcome.clone() });
+            let _ = j.append(&FleetEvent::End {
+                outcome: outcome.clone(),
+            });
         }
         for h in &all {
             self.ssh.close(h);
@@ -635,7 +844,13 @@ impl Fleet {
                             deployed: st.deployed.clone(),
                             detail: st.detail.clone(),
                         },
-                        None => HostReport { host: h.clone(), outcome: "not-started".to_owned(), previous: None, deployed: None, detail: None },
+                        None => HostReport {
+                            host: h.clone(),
+                            outcome: "not-started".to_owned(),
+                            previous: None,
+                            deployed: None,
+                            detail: None,
+                        },
                     })
                     .collect()
             })
@@ -678,7 +893,8 @@ fn bundle(manifest: &manifest_loader::Manifest, source: &Path) -> Result<Vec<u8>
     let Some(first) = rel.components().next() else {
         return Err(FleetError::Config {
             key: "service.source".to_owned(),
-            reason: "a fleet deploy needs the source in a subdirectory of the manifest's directory".to_owned(),
+            reason: "a fleet deploy needs the source in a subdirectory of the manifest's directory"
+                .to_owned(),
         });
     };
     let _ = first;
@@ -689,7 +905,9 @@ fn bundle(manifest: &manifest_loader::Manifest, source: &Path) -> Result<Vec<u8>
     header.set_mode(0o600);
     header.set_cksum();
     let io = |e: std::io::Error| FleetError::Io(format!("cannot bundle {}: {e}", src.display()));
-    builder.append_data(&mut header, "cutover.toml", remote.as_bytes()).map_err(io)?;
+    builder
+        .append_data(&mut header, "cutover.toml", remote.as_bytes())
+        .map_err(io)?;
     builder.follow_symlinks(false);
     builder.append_dir_all(rel, &src).map_err(io)?;
     builder.into_inner().map_err(io)

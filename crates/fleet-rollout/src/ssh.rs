@@ -84,8 +84,18 @@ pub fn run_with_timeout(
             buf
         })
     };
-    let out = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -305,7 +315,10 @@ mod tests {
         let out = run_with_timeout(cmd, Some(b"hello"), Duration::from_secs(10));
         let out = out.ok();
         assert_eq!(out.as_ref().and_then(|o| o.code), Some(3));
-        assert_eq!(out.as_ref().map(|o| o.stdout.clone()), Some(b"hello".to_vec()));
+        assert_eq!(
+            out.as_ref().map(|o| o.stdout.clone()),
+            Some(b"hello".to_vec())
+        );
         assert_eq!(out.map(|o| o.stderr_tail()), Some("oops".to_owned()));
     }
 }

@@ -79,9 +79,12 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let p = dir.join("t1");
         let _ = std::fs::write(marker(&p, "switched"), "");
-        let out = watch(&p, Duration::from_secs(5), Duration::from_millis(200), || {
-            Ok("rolled".into())
-        });
+        let out = watch(
+            &p,
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+            || Ok("rolled".into()),
+        );
         assert_eq!(out, WatchOutcome::RolledBack(Ok("rolled".into())));
         let p = dir.join("t2");
         let _ = std::fs::write(marker(&p, "switched"), "");
