@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cutover_cli::{EXIT_CONFIG, Status};
+use cutover_cli::{EXIT_USAGE, Status};
 use deploy_pipeline::Deployer;
 use fleet_rollout::{Fleet, FleetConfig, FleetError, FleetReport};
 use serde_json::json;
@@ -180,6 +180,5 @@ pub(crate) fn watchdog(
 /// Refuses `--resume` together with `--hosts`.
 pub(crate) fn usage_conflict() -> i32 {
     eprintln!("error: --resume continues the journaled fleet deploy: it takes no --hosts");
-    let _ = EXIT_CONFIG;
-    64
+    EXIT_USAGE
 }

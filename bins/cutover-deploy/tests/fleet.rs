@@ -276,10 +276,14 @@ impl Drop for Fleet {
                 k + 1
             ));
         }
-        let _ = sh(&format!(
-            "for s in /tmp/cutover-ssh-0/*; do ssh -F {}/ssh_config -o ControlPath=$s -O exit x >/dev/null 2>&1; done; true",
-            self.path().display()
-        ));
+        // This test's masters only (other tests' hosts have other addresses).
+        for host in HOSTS {
+            let _ = sh(&format!(
+                "ssh -F {}/ssh_config -o ControlPath={}/cutover-ssh-0/%C -O exit {host} >/dev/null 2>&1",
+                self.path().display(),
+                std::env::temp_dir().display()
+            ));
+        }
     }
 }
 
@@ -295,7 +299,12 @@ fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn healthy_rollout_in_batches_1_1_2() {
     let f = Fleet::new(201, [true; 4]);
-    f.write_manifest("");
+    let log = f.path().join("hooks.log");
+    f.write_manifest(&format!(
+        r#"before_host = ["sh", "-c", "echo before $CUTOVER_HOST $CUTOVER_RELEASE >> {log}"]
+after_host = ["sh", "-c", "echo after $CUTOVER_HOST $CUTOVER_RELEASE >> {log}"]"#,
+        log = log.display()
+    ));
     let t = Instant::now();
     let first = f.deploy_ok();
     let first_ms = t.elapsed().as_millis();
