@@ -174,3 +174,67 @@ impl FleetConfig {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<FleetConfig, FleetError> {
+        let dir = std::env::temp_dir().join(format!("fleet-config-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("hosts.txt"), "web2 # the second\n\nweb3\nweb1\n");
+        let m = manifest_loader::Manifest::from_str(dir.join("cutover.toml"), text)?;
+        FleetConfig::from_manifest(&m)
+    }
+
+    #[test]
+    fn hosts_from_the_list_the_file_and_the_flag() {
+        let cfg = load("[fleet]\nhosts = [\"web1\"]\nhosts_file = \"hosts.txt\"\nbatches = [1, \"25%\"]\nmax_fail = \"10%\"\nsoak = \"2s\"\n").ok();
+        let cfg = cfg.as_ref();
+        assert_eq!(
+            cfg.and_then(|c| c.hosts(None).ok()),
+            Some(vec![
+                "web1".to_owned(),
+                "web2".to_owned(),
+                "web3".to_owned()
+            ])
+        );
+        let flag = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            cfg.and_then(|c| c.hosts(Some(&flag)).ok()),
+            Some(flag.clone())
+        );
+        assert_eq!(cfg.map(|c| c.max_fail), Some(FailBudget::Percent(10)));
+        assert_eq!(cfg.map(|c| c.soak), Some(Duration::from_secs(2)));
+        assert!(cfg.is_some_and(FleetConfig::has_hosts));
+    }
+
+    #[test]
+    fn no_host_an_option_as_host_and_an_unknown_key_are_refused() {
+        let none = load("[service]\nname = \"x\"\n").ok();
+        assert!(none.as_ref().is_some_and(|c| !c.has_hosts()));
+        let err = none
+            .and_then(|c| c.hosts(None).err())
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("fleet.hosts") && e.contains("--hosts")));
+        let dash = load("[fleet]\nhosts = [\"-oProxyCommand=x\"]\n").ok();
+        assert!(dash.and_then(|c| c.hosts(None).err()).is_some());
+        let typo = load("[fleet]\nhost = [\"a\"]\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            typo.is_some_and(|e| e.contains("host")),
+            "unknown key refused"
+        );
+        assert_eq!(
+            load("[fleet]\nparallel = 0\n").err().map(|e| e.exit_code()),
+            Some(78)
+        );
+        assert_eq!(
+            load("[fleet]\nbatches = [0]\n")
+                .err()
+                .map(|e| e.exit_code()),
+            Some(78)
+        );
+    }
+}
