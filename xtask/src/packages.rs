@@ -49,6 +49,21 @@ const REQUIRED: &[(&str, &str, &str)] = &[
         "git",
         "pre-flight checks run against temporary git repositories",
     ),
+    (
+        "sshd",
+        "openssh-server",
+        "fleet tests run a private sshd in each test network namespace",
+    ),
+    (
+        "ssh",
+        "openssh-client",
+        "fleet rollouts drive hosts with the system ssh client",
+    ),
+    (
+        "ip",
+        "iproute2",
+        "fleet tests create network namespaces and veth pairs",
+    ),
 ];
 
 /// Directories searched besides PATH (nginx lives in /usr/sbin, which PATH may lack).

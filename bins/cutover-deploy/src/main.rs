@@ -18,6 +18,8 @@ use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_OK, EXIT_WARN, Status};
 use deploy_pipeline::{DeployError, DeployManifest, DeployReport, Deployer, Outcome};
 use serde_json::{Value, json};
 
+mod fleet;
+
 /// Deploy a service through preflight, backup, build, switch, validate and commit, with
 /// automatic rollback; roll back, inspect and recover.
 #[derive(Debug, Parser)]
@@ -47,6 +49,13 @@ enum Cmd {
         /// the working tree is never built, and its uncommitted changes are named in a warning.
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+        /// Deploy to these ssh destinations (comma-separated) instead of `[fleet] hosts`:
+        /// in batches, with a failure budget and fleet-wide rollback.
+        #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+        hosts: Option<Vec<String>>,
+        /// Continue the interrupted fleet deploy recorded in the fleet journal.
+        #[arg(long)]
+        resume: bool,
     },
     /// Bring back the last good release before the current one, or the one named.
     Rollback {
@@ -55,7 +64,12 @@ enum Cmd {
         to: Option<String>,
     },
     /// Show what is live, whether it is healthy and what a rollback would bring back.
-    Status,
+    Status {
+        /// Show each fleet host's live release instead (the hosts named, comma-separated, or
+        /// `[fleet] hosts` when none are).
+        #[arg(long, value_name = "HOST,...", num_args = 0..=1, default_missing_value = "")]
+        hosts: Option<String>,
+    },
     /// List the releases on disk.
     Releases,
     /// Show what a deploy would do now, without doing it (secrets named, never resolved).
@@ -73,6 +87,19 @@ enum Cmd {
     Down,
     /// Print the JSON Schema of cutover.toml.
     Schema,
+    /// The remote half of a fleet deploy's dead-man's switch (started by the fleet).
+    #[command(hide = true)]
+    FleetWatchdog {
+        /// The marker prefix `<dir>/fleet/<token>`.
+        #[arg(long)]
+        marker: std::path::PathBuf,
+        /// How long to wait for the deploy to switch.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        switch_timeout: Duration,
+        /// How long a switched host waits for its confirmation.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        confirm_timeout: Duration,
+    },
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -110,7 +137,8 @@ fn run(cli: &Cli) -> i32 {
         }
         Err(e) => return cutover_cli::report_manifest_error(&e),
     };
-    let manifest = match DeployManifest::from_manifest(&manifest) {
+    let loaded = manifest;
+    let manifest = match DeployManifest::from_manifest(&loaded) {
         Ok(m) => m,
         Err(e) => return fail(cli, &e),
     };
@@ -119,7 +147,49 @@ fn run(cli: &Cli) -> i32 {
         Err(e) => return fail(cli, &e),
     };
     let mut deployer = Deployer::new(manifest, env);
-    if let Cmd::Deploy { set_env, commit } = &cli.command {
+    match &cli.command {
+        Cmd::Deploy { hosts, resume, .. } => {
+            if *resume && hosts.is_some() {
+                return fleet::usage_conflict();
+            }
+            let configured = match fleet::configured(&loaded) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return e.exit_code();
+                }
+            };
+            if hosts.is_some() || *resume || configured {
+                return fleet::deploy(
+                    &loaded,
+                    &deployer,
+                    hosts.as_deref(),
+                    *resume,
+                    cli.lock_wait,
+                    cli.common.json,
+                );
+            }
+        }
+        Cmd::Status { hosts: Some(list) } => {
+            let list: Vec<String> = list
+                .split(',')
+                .filter(|h| !h.trim().is_empty())
+                .map(str::to_owned)
+                .collect();
+            let list = (!list.is_empty()).then_some(list);
+            return fleet::status(&loaded, &deployer, list.as_deref(), cli.common.json);
+        }
+        Cmd::FleetWatchdog {
+            marker,
+            switch_timeout,
+            confirm_timeout,
+        } => return fleet::watchdog(&deployer, marker, *switch_timeout, *confirm_timeout),
+        _ => {}
+    }
+    if let Cmd::Deploy {
+        set_env, commit, ..
+    } = &cli.command
+    {
         deployer = match deployer.with_set_env(set_env.iter().cloned()) {
             Ok(d) => d,
             Err(e) => return fail(cli, &e),
@@ -133,7 +203,7 @@ fn run(cli: &Cli) -> i32 {
         Cmd::Rollback { to } => {
             report_operation(cli, deployer.rollback(to.as_deref(), cli.lock_wait))
         }
-        Cmd::Status => match deployer.status() {
+        Cmd::Status { .. } => match deployer.status() {
             Ok(s) => {
                 let status = if s.interrupted.is_some() {
                     Status::Warn
@@ -377,7 +447,7 @@ fn run(cli: &Cli) -> i32 {
             }
             Err(e) => fail(cli, &e),
         },
-        Cmd::Schema => EXIT_OK,
+        Cmd::Schema | Cmd::FleetWatchdog { .. } => EXIT_OK,
     }
 }
 

@@ -53,6 +53,7 @@ pub const KNOWN_TABLES: &[&str] = &[
     "deploy",
     "monitor",
     "rollback",
+    "fleet",
 ];
 
 /// What went wrong while finding, reading or interpreting a manifest.
