@@ -78,11 +78,11 @@ fn render(report: &FleetReport, json: bool) -> i32 {
         crate::print_json(status, report);
     } else {
         for (i, b) in report.batches.iter().enumerate() {
-            println!("batch {}: {}", i + 1, b.join(", "));
+            cutover_cli::outln!("batch {}: {}", i + 1, b.join(", "));
         }
-        println!("{:<24} {:<16} {:<32} DETAIL", "HOST", "OUTCOME", "RELEASE");
+        cutover_cli::outln!("{:<24} {:<16} {:<32} DETAIL", "HOST", "OUTCOME", "RELEASE");
         for h in &report.hosts {
-            println!(
+            cutover_cli::outln!(
                 "{:<24} {:<16} {:<32} {}",
                 h.host,
                 h.outcome,
@@ -103,7 +103,7 @@ fn render(report: &FleetReport, json: bool) -> i32 {
             report.max_fail
         );
         if code == 0 {
-            println!("{line}");
+            cutover_cli::outln!("{line}");
         } else {
             eprintln!("{line}");
             if let Some(r) = &report.reason {
@@ -137,9 +137,9 @@ pub(crate) fn status(
     if json {
         crate::print_json(status, &json!({ "hosts": list }));
     } else {
-        println!("{:<24} {:<32} HEALTH", "HOST", "CURRENT");
+        cutover_cli::outln!("{:<24} {:<32} HEALTH", "HOST", "CURRENT");
         for h in &list {
-            println!(
+            cutover_cli::outln!(
                 "{:<24} {:<32} {}",
                 h.host,
                 h.current.as_deref().unwrap_or("(none)"),
