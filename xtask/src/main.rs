@@ -108,10 +108,12 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
     // Every dependency is used (cargo-machete), and licences, bans and sources are as
     // deny.toml says (the advisory database cannot be fetched offline, so it is not checked).
     ensure_cargo_tool(&cargo, "machete", "cargo-machete")?;
+    // Called as its own program: under `cargo machete` it takes the subcommand's name for a
+    // path when cargo's environment is set, as it is inside xtask.
     run(
         root,
-        &cargo,
-        &["machete"],
+        "cargo-machete",
+        &["."],
         "unused dependencies (cargo machete)",
     )?;
     ensure_cargo_tool(&cargo, "deny", "cargo-deny")?;
@@ -159,10 +161,10 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
 }
 
 /// Installs the cargo subcommand `sub` from crates.io (`cargo install --locked krate`) when
-/// `cargo sub --version` does not answer, as the system packages are installed.
+/// `cargo-sub --version` does not answer, as the system packages are installed.
 fn ensure_cargo_tool(cargo: &str, sub: &str, krate: &str) -> Result<(), String> {
-    let present = Command::new(cargo)
-        .args([sub, "--version"])
+    let present = Command::new(format!("cargo-{sub}"))
+        .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if present {
