@@ -104,6 +104,18 @@ stable_for = "1s"
             .unwrap()
     }
 
+    /// `cutover-monitor --once --json` against the deployment, from the manifest alone.
+    fn monitor_once(&self) -> (i32, Value) {
+        let out = self.run("cutover-monitor", &["--once", "--json"]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "cutover-monitor --json gave no document ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().expect("an exit code"), doc)
+    }
+
     /// `cutover-alerts check --json`: the exit code and the document.
     fn check(&self) -> (i32, Value) {
         let out = self.run("cutover-alerts", &["--json", "check"]);
@@ -261,6 +273,22 @@ fn an_idle_then_healthy_mcp_hub_behind_nginx_is_ok_with_absent_routes_left_out()
     assert_ok(code, &doc2);
     assert_nothing_unknown(&doc2);
 
+    // The monitor, from the manifest alone, says the same: ok, judged at the edge.
+    let (code, doc) = d.monitor_once();
+    let findings: Vec<&Value> = doc["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.as_str().unwrap().starts_with("disk-free"))
+        .collect();
+    assert!(findings.is_empty(), "{doc:#}");
+    assert!(
+        code == 0 || code == 1 && cutover_tests::host_disk_may_warn(),
+        "{code}: {doc:#}"
+    );
+    assert!(doc["edge"]["requests"].as_u64().unwrap() >= 100, "{doc:#}");
+    assert_eq!(doc["edge"]["success_rate"], 1.0, "{doc:#}");
+
     // The table says what was left out and why.
     let out = d.run("cutover-alerts", &["check"]);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -302,6 +330,23 @@ fn an_mcp_hub_failing_one_request_in_five_fires_success_rate_from_the_edge() {
     assert!(t["labels"]["release"].is_string(), "{t:#}");
     // The stats route is not failed by the knob: the cache rule still reads it.
     assert_ne!(state_of(&alerts, "cache-hit-rate"), "unknown");
+
+    // The monitor judges the same hub failing at the edge.
+    let (code, doc) = d.monitor_once();
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(doc["status"], "fail", "{doc:#}");
+    let rate = doc["edge"]["success_rate"]
+        .as_f64()
+        .expect("edge success rate");
+    assert!((0.6..=0.93).contains(&rate), "{rate}: {doc:#}");
+    assert!(
+        doc["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("success-rate")),
+        "{doc:#}"
+    );
 }
 
 #[test]

@@ -494,8 +494,12 @@ fn a_healthy_canary_is_promoted_step_by_step_and_committed() {
 
 #[test]
 fn a_canary_failing_five_percent_is_rolled_back_and_the_baseline_fails_nothing() {
-    // The default steps: the first gives the canary 5 % of the traffic.
-    let demo = Demo::new("steps = [5, 25, 50, 100]");
+    // The default steps: the first gives the canary 5 % of the traffic, so on a loaded machine
+    // it sees few requests: a tolerance of 1 pp and a long step let the evidence decide (the
+    // judge rolls back as soon as it is sure, so a quick machine is not slowed down).
+    let demo = Demo::new(
+        "steps = [5, 25, 50, 100]\nfailure_rate_tolerance = 0.01\nmax_step_time = \"90s\"",
+    );
     let (r1, _) = demo.deploy_ok(&[]);
     let base_port = demo.blue;
     let load = load_on(&demo);

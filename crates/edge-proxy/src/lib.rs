@@ -1,5 +1,5 @@
-//! nginx in front of a service: configuration rendering, validation, a private instance,
-//! graceful reloads and upstream switches that are confirmed before they count.
+//! nginx in front of a service: configuration rendering, validation, a private instance, and
+//! upstream switches without a reload that are confirmed before they count.
 //!
 //! The replaced nginx configuration would not load until certificates existed, enabled OCSP
 //! stapling without a resolver, lost its security headers in one location, pointed SSE at paths
@@ -29,10 +29,13 @@
 //!   served it, method, the matched location from `$cutover_location`, bytes sent), beside the
 //!   plain access log; [`rotate_access_logs`] rotates both by size and has nginx reopen them.
 //!   The `edge-signals` crate reads it.
-//! - [`TrafficSwitch`] and [`NginxSwitch`]: check the new upstream directly, write the include
-//!   atomically (keeping the previous one), `nginx -t`, graceful reload, confirm through nginx;
-//!   on failure put the previous include back. `FakeSwitch` (feature `test-util`) for tests
-//!   of code that drives a switch.
+//! - [`TrafficSwitch`] and [`NginxSwitch`]: the upstream include holds every group a switch
+//!   may need and every location proxies to `$cutover_route`, which a marker file under
+//!   `conf/route/` picks per request; a switch checks the new upstream directly, moves the
+//!   marker and confirms through nginx's control listener, with no reload (so no keep-alive
+//!   connection or stream is closed); on failure the previous marker is put back. Only a group
+//!   nginx does not know yet is added with `nginx -t` and a graceful reload. `FakeSwitch`
+//!   (feature `test-util`) for tests of code that drives a switch.
 //!
 //! # Example
 //! ```
