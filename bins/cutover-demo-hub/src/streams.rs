@@ -2,8 +2,9 @@
 //! `hub_state` event, a `heartbeat` every second) and MCP-style sessions (`GET /mcp` is an SSE
 //! stream whose first event, `endpoint`, gives `/messages?sessionId=…`; `POST /messages` answers
 //! 202 for a session this process holds and `404 Session not found` otherwise). On SIGTERM every
-//! stream gets a `hub_state` event `stopping` and is then closed cleanly (a complete event, then
-//! the end of the chunked body), so a client knows to reconnect.
+//! stream gets a `hub_state` event `stopping`, so a client knows to reconnect, and is closed
+//! cleanly 300 ms later (a complete event, then the end of the chunked body); until the close
+//! its session still answers, so a post that crossed the event is served by its owner.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -76,8 +77,15 @@ impl Drop for Open {
 enum Step {
     First,
     Beat(u64),
-    Done,
+    /// `stopping` was sent: the session still answers for [`CLOSE_LINGER`], then the end.
+    Linger,
 }
+
+/// How long a stream stays open after its `stopping` event, its session still answering
+/// `POST /messages`: a client that was posting when the process began to stop has its post
+/// served by the owner, and learns from the event (before the close) to reconnect, so no post
+/// of a client that follows the event meets a `404 Session not found`.
+const CLOSE_LINGER: Duration = Duration::from_millis(300);
 
 /// An SSE stream: `first`, then a heartbeat every second until the process stops, then
 /// `hub_state: stopping` and the end.
@@ -117,10 +125,18 @@ fn stream(
                             .event("heartbeat")
                             .data(json!({"n": n, "release": release}).to_string())
                     };
-                    let next = if stop { Step::Done } else { Step::Beat(n + 1) };
+                    let next = if stop {
+                        Step::Linger
+                    } else {
+                        Step::Beat(n + 1)
+                    };
                     Some((Ok(event), (next, None, stopping, guard)))
                 }
-                Step::Done => None,
+                Step::Linger => {
+                    tokio::time::sleep(CLOSE_LINGER).await;
+                    drop(guard);
+                    None
+                }
             }
         },
     )
