@@ -37,6 +37,9 @@
 //! This file is argument parsing and glue; the work is in the `alert-rules` and
 //! `live-deployment` crates.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;

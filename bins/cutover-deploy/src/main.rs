@@ -10,6 +10,9 @@
 //! healthy (or, for `status`/`recover`, not healthy); 4 failed and the rollback failed too;
 //! 64 usage; 75 another deploy holds the lock; 78 invalid configuration.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! milliseconds and both releases answer in about 50 ms here, so +40 % is 20 ms over a 10 ms
 //! limit, well clear of the tail that a busy machine adds to both). Nothing in the tests is timed.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// What a test measured or why it waits: shown by nextest.
 // Test helpers panic on setup failures by design: a test that cannot set up must fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::io::{BufRead, BufReader, Read, Write};

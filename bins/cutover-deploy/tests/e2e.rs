@@ -2,6 +2,8 @@
 //! backend and a private nginx. Needs nginx (`apt-get install nginx`) and
 //! `cargo build -p cutover-deploy -p cutover-demo-hub` first.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// What a test measured or why it waits: shown by nextest.
 // Test helpers panic on setup failures by design: a test that cannot set up must fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::net::SocketAddr;

@@ -43,6 +43,9 @@
 //! This file is argument parsing and the loops; [`collect`] takes an evaluation (with
 //! [`deployment`] reading what is live), [`snapshot`] holds and judges it, [`view`] draws it.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod collect;
 mod deployment;
 mod edge;
@@ -247,6 +250,8 @@ fn run_terminal(
                 _ = hup.recv() => {}
             }
             ratatui::restore();
+            // The terminal view blocks on keys in the main thread; a signal ends it from here.
+            #[allow(clippy::exit)]
             std::process::exit(0);
         }
     });

@@ -4,6 +4,7 @@
 //! deployed, and a deploy to the other slot followed without a restart; a service exposing
 //! nothing behind the proxy judged from the edge log; a closed stdout.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 use std::process::{Command, Output};
 use std::time::Duration;
 

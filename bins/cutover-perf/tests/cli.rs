@@ -2,6 +2,8 @@
 //! error-rate knob's count matches the hub's own, baselines compare with the documented exit
 //! codes, and the JSON shapes are the contract scripts rely on.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// What a test measured or why it waits: shown by nextest.
 // Test helpers fail the test loudly on any setup error, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 

@@ -26,6 +26,9 @@
 //! `{url, via, release}`, present when a probe went to the base URL. This binary is argument
 //! parsing and rendering only; the work is in the health-probe and live-deployment crates.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

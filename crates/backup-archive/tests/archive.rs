@@ -1,6 +1,8 @@
 //! Real archives on real files: round trips, GNU tar compatibility, corruption, hostile
 //! archives, listing and pruning.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// What a test measured or why it waits: shown by nextest.
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 

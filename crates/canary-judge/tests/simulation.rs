@@ -8,6 +8,7 @@
 //! [`Judge::verdict`], which is [`Judge::decide`] without formatting the reason. Figures are
 //! printed to stderr; run with `cargo nextest run -p canary-judge --no-capture` to see them.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 use std::time::Duration;
 
 use canary_judge::{Judge, JudgeConfig, Slot, Verdict};

@@ -234,7 +234,8 @@ macro_rules! out {
 /// A reader that went away (`cutover-proc status | head -2`) is not an error of this program:
 /// it exits at once with 0 and says nothing, as ripgrep does, where `println!` would panic and
 /// exit 101. Any other write error is reported once on stderr and exits with 2 (fail).
-#[allow(clippy::exit)] // Called only from binaries, through the macros: the entry's own exit.
+// Called only from binaries, through the macros: the entry's own output and exit.
+#[allow(clippy::exit, clippy::print_stderr)]
 pub fn write_out(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     match out.write_fmt(args) {

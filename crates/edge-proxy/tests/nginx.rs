@@ -3,6 +3,8 @@
 //!
 //! Needs `cutover-demo-hub` built (`cargo build -p cutover-demo-hub`), nginx and openssl.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// What a test measured or why it waits: shown by nextest.
 // Helpers outside #[test] functions (the load loop) unwrap like the tests themselves.
 #![allow(clippy::unwrap_used)]
 

@@ -3,6 +3,7 @@
 //! rotation in the middle of the traffic must lose and double no request, and promtool must
 //! accept the Prometheus text.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,7 @@
 //! A million log lines: the reader streams them in bounded memory. The figures (peak memory,
 //! cost per 10^5 lines) are printed for the note; nothing here is timed.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 

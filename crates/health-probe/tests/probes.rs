@@ -2,6 +2,7 @@
 //! fails, timeouts hold on a server that never answers, TLS trusts only what it should, and the
 //! TCP and exec probes both pass and fail.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too
 
 mod common;

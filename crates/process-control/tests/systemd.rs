@@ -2,6 +2,7 @@
 //! `systemd-analyze verify` and `systemd-analyze security --offline=yes` on them, and the
 //! `systemctl` command sequences recorded by a fake runner.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // What a test measured or why it waits: shown by nextest.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions unwrap too
 
 use std::collections::BTreeMap;
