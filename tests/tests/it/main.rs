@@ -2,3 +2,4 @@
 //! module, so the crate links one binary instead of one per file.
 
 mod demo_hub;
+mod help;
