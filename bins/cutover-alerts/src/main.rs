@@ -37,6 +37,9 @@
 //! This file is argument parsing and glue; the work is in the `alert-rules` and
 //! `live-deployment` crates.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,7 +52,7 @@ use alert_rules::{
     WebhookFormat, WebhookNotifier,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Manifest, Status};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Failure, Manifest, Status};
 use live_deployment::{Deployment, LiveError};
 use serde::Serialize;
 
@@ -168,34 +171,26 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = cutover_cli::parse_or_exit();
-    cli.common.init_logging();
-    let code = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(run(cli)),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            EXIT_UNKNOWN
-        }
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+    cutover_cli::exit(run_main())
 }
 
-async fn run(cli: Cli) -> i32 {
+fn run_main() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::unknown(format!("cannot start the async runtime: {e}")))?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<i32, Failure> {
     let (rule_args, default_state) = match &cli.command {
         Command::Check(e) | Command::Watch { eval: e, .. } => (e.rules.clone(), e.state.is_none()),
         Command::List(r) | Command::Export { rules: r, .. } => (r.clone(), false),
     };
-    let manifest = match cli.common.manifest() {
-        Ok(m) => m,
-        Err(e) => return cutover_cli::report_manifest_error(&e),
-    };
-    let (mut templates, defaults) = match load_rules(manifest.as_ref(), &rule_args) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let manifest = cli.common.manifest()?;
+    let (mut templates, defaults) = load_rules(manifest.as_ref(), &rule_args)?;
     let needs_base = templates.iter().any(|r| r.source.needs_base_url());
     let needs_edge = templates.iter().any(|r| r.source.needs_edge_log());
     // The deployment is read when something needs it: the default state file of `check` and
@@ -203,10 +198,7 @@ async fn run(cli: Cli) -> i32 {
     // (whose log is the deployment proxy's).
     let deployment = match &manifest {
         Some(m) if default_state || needs_edge || (needs_base && rule_args.target.is_none()) => {
-            match Deployment::of(m) {
-                Ok(d) => d,
-                Err(e) => return report(&cli.common, &Stop::live(&e)),
-            }
+            Deployment::of(m).map_err(|e| stop(&cli.common, live_failure(&e)))?
         }
         _ => None,
     };
@@ -222,10 +214,7 @@ async fn run(cli: Cli) -> i32 {
         }
     }
     let base = if needs_base {
-        match BaseSource::new(&rule_args, deployment.as_ref()) {
-            Ok(b) => Some(b),
-            Err(stop) => return report(&cli.common, &stop),
-        }
+        Some(BaseSource::new(&rule_args, deployment.as_ref()).map_err(|f| stop(&cli.common, f))?)
     } else {
         None
     };
@@ -241,10 +230,10 @@ async fn run(cli: Cli) -> i32 {
         // The defaults' alternative sources are listed by their first choice.
         Command::List(_) => {
             let target = base.as_ref().and_then(|b| b.current().ok());
-            return list(
+            return Ok(list(
                 &cli.common,
                 &first_choices(resolve(&templates, target.as_ref())),
-            );
+            ));
         }
         Command::Export {
             prometheus, group, ..
@@ -255,10 +244,11 @@ async fn run(cli: Cli) -> i32 {
         }
     };
     // Evaluating needs the base now: nothing deployed is "cannot evaluate" (exit 3).
-    let target = match base.as_ref().map(BaseSource::current).transpose() {
-        Ok(target) => target,
-        Err(stop) => return report(&cli.common, &stop),
-    };
+    let target = base
+        .as_ref()
+        .map(BaseSource::current)
+        .transpose()
+        .map_err(|f| stop(&cli.common, f))?;
     let rules = resolve(&templates, target.as_ref());
     let state = state_file(&eval, deployment.as_ref());
     let run = Evaluate {
@@ -273,51 +263,33 @@ async fn run(cli: Cli) -> i32 {
     };
     match repeat {
         Some((interval, count)) => watch(run, rules, interval, count).await,
-        None => check(run, rules).await,
+        None => Ok(check(run, rules).await),
     }
 }
 
-/// Why a command cannot go on.
-#[derive(Debug)]
-enum Stop {
-    /// Exit 64.
-    Usage(String),
-    /// Exit 78.
-    Config(String),
-    /// Exit 3: the rules cannot be evaluated (nothing deployed, damaged state).
-    Unknown(String),
-}
-
-impl Stop {
-    /// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
-    fn live(err: &LiveError) -> Self {
-        if err.exit_code() == EXIT_CONFIG {
-            Stop::Config(err.to_string())
-        } else {
-            Stop::Unknown(err.to_string())
-        }
+/// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
+fn live_failure(err: &LiveError) -> Failure {
+    if err.exit_code() == EXIT_CONFIG {
+        Failure::config(err)
+    } else {
+        Failure::unknown(err)
     }
 }
 
-/// Reports `stop` (on stderr, and as the JSON document with `--json` when it is "unknown") and
-/// returns its exit code.
-fn report(common: &CommonArgs, stop: &Stop) -> i32 {
-    let (code, message) = match stop {
-        Stop::Usage(m) => (cutover_cli::EXIT_USAGE, m),
-        Stop::Config(m) => (EXIT_CONFIG, m),
-        Stop::Unknown(m) => (EXIT_UNKNOWN, m),
-    };
-    if common.json && code == EXIT_UNKNOWN {
+/// Why a command cannot go on, with the JSON document `--json` answers when it is "unknown"
+/// (exit 3: the rules cannot be evaluated, as when nothing is deployed).
+fn stop(common: &CommonArgs, failure: Failure) -> Failure {
+    if common.json && failure.code() == EXIT_UNKNOWN {
         let doc = serde_json::json!({
             "status": Status::Unknown,
-            "reason": message,
+            "reason": failure.to_string(),
             "alerts": [],
             "transitions": [],
         });
-        let _ = cutover_cli::print_json(&doc);
+        failure.with_json(doc)
+    } else {
+        failure
     }
-    eprintln!("error: {message}");
-    code
 }
 
 /// Where sources written against the base URL went: the `target` of the JSON document.
@@ -344,7 +316,7 @@ enum BaseSource {
 
 impl BaseSource {
     /// `--target`, else the live deployment (as `--via` asks), else [`DEFAULT_TARGET`].
-    fn new(args: &RuleArgs, deployment: Option<&Deployment>) -> Result<Self, Stop> {
+    fn new(args: &RuleArgs, deployment: Option<&Deployment>) -> Result<Self, Failure> {
         let fixed = |url: &str, via| {
             BaseSource::Fixed(BaseTarget {
                 url: url.to_owned(),
@@ -360,7 +332,7 @@ impl BaseSource {
                 args.via.unwrap_or(Via::Public),
             )),
             (None, None) => match args.via {
-                Some(via) => Err(Stop::Usage(format!(
+                Some(via) => Err(Failure::usage(format!(
                     "--via {} needs a manifest with a [service] table (the deployment to read); give --target instead",
                     via.as_str()
                 ))),
@@ -371,18 +343,18 @@ impl BaseSource {
 
     /// The base URL now; for the live deployment, exit 3 with a sentence when nothing is
     /// deployed.
-    fn current(&self) -> Result<BaseTarget, Stop> {
+    fn current(&self) -> Result<BaseTarget, Failure> {
         let (deployment, via) = match self {
             BaseSource::Fixed(t) => return Ok(t.clone()),
             BaseSource::Live(d, via) => (d, *via),
         };
-        let live = deployment.live().map_err(|e| Stop::live(&e))?;
+        let live = deployment.live().map_err(|e| live_failure(&e))?;
         let (url, ca_file) = match via {
             Via::Public => (live.url.clone(), live.proxy_ca.clone()),
             Via::Release => (live.slot_url.clone(), None),
         };
         let (Some(release), Some(url)) = (live.release.clone(), url) else {
-            return Err(Stop::Unknown(live.describe()));
+            return Err(Failure::unknown(live.describe()));
         };
         Ok(BaseTarget {
             ca_file: ca_file.filter(|_| url.starts_with("https://")),
@@ -445,11 +417,9 @@ struct Evaluate<'a> {
 fn load_rules(
     manifest: Option<&Manifest>,
     args: &RuleArgs,
-) -> Result<(Vec<AlertRuleConfig>, bool), i32> {
+) -> Result<(Vec<AlertRuleConfig>, bool), Failure> {
     let configured = match (manifest, args.defaults) {
-        (Some(m), false) => m
-            .table::<Vec<AlertRuleConfig>>("alert")
-            .map_err(|e| cutover_cli::report_manifest_error(&e))?,
+        (Some(m), false) => m.table::<Vec<AlertRuleConfig>>("alert")?,
         _ => None,
     };
     let defaults = configured.is_none();
@@ -468,15 +438,11 @@ fn load_rules(
             } else {
                 alert_rules::SignalsFrom::Service
             };
-            alert_rules::default_candidates("{url}", from).map_err(|e| {
-                eprintln!("error: {e}");
-                EXIT_CONFIG
-            })?
+            alert_rules::default_candidates("{url}", from).map_err(Failure::config)?
         }
     };
-    if !defaults && let Err(e) = alert_rules::validate_rules(&rules) {
-        eprintln!("error: {e}");
-        return Err(EXIT_CONFIG);
+    if !defaults {
+        alert_rules::validate_rules(&rules).map_err(Failure::config)?;
     }
     if let Some(m) = manifest {
         let dir = m.dir();
@@ -759,15 +725,9 @@ async fn watch(
     rules: Vec<AlertRuleConfig>,
     interval: Duration,
     count: Option<u64>,
-) -> i32 {
+) -> Result<i32, Failure> {
     let (common, eval) = (run.common, run.eval);
-    let state = match open_state(run.state, &rules) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_UNKNOWN;
-        }
-    };
+    let state = open_state(run.state, &rules).map_err(Failure::unknown)?;
     let candidates = rules;
     let (mut rules, mut not_served) = applicable(candidates.clone(), run.defaults).await;
     let mut engine = Engine::new(rules.iter().map(|r| r.rule.clone()).collect(), state);
@@ -862,7 +822,7 @@ async fn watch(
             tracing::info!(%status, iteration = done, "evaluated");
         }
     }
-    status.exit_code()
+    Ok(status.exit_code())
 }
 
 #[derive(Serialize)]
@@ -925,12 +885,14 @@ struct ExportReport<'a> {
     skipped: Vec<serde_json::Value>,
 }
 
-fn export(common: &CommonArgs, rules: &[AlertRuleConfig], out: &Path, group: &str) -> i32 {
+fn export(
+    common: &CommonArgs,
+    rules: &[AlertRuleConfig],
+    out: &Path,
+    group: &str,
+) -> Result<i32, Failure> {
     let export = alert_rules::export_prometheus(rules, group);
-    if let Err(e) = alert_rules::write_export(out, &export) {
-        eprintln!("error: {e}");
-        return cutover_cli::EXIT_FAIL;
-    }
+    alert_rules::write_export(out, &export).map_err(Failure::fail)?;
     if common.json {
         let skipped = export
             .skipped
@@ -956,5 +918,5 @@ fn export(common: &CommonArgs, rules: &[AlertRuleConfig], out: &Path, group: &st
             eprintln!("not exported: {name}: {why}");
         }
     }
-    0
+    Ok(0)
 }

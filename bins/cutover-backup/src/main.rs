@@ -9,17 +9,21 @@
 //! 0 ok, 2 failed (a corrupt archive or a refused entry included), 3 could not evaluate,
 //! 64 usage, 78 invalid configuration.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod bench;
 mod progress;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use backup_archive::{
     BackupConfig, BackupError, Compression, CreateOptions, PruneOptions, RestoreOptions,
     RetentionPolicy, VerifyOptions, escape_name, escape_path,
 };
 use clap::{Parser, Subcommand};
-use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Status};
+use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_UNKNOWN, Failure, Status};
 use serde_json::json;
 
 /// Checksummed, atomic backups: create, verify, list, restore, prune.
@@ -153,10 +157,15 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     s.parse()
 }
 
-fn main() {
-    let cli: Cli = cutover_cli::parse_or_exit();
+fn main() -> ExitCode {
+    cutover_cli::exit(run())
+}
+
+fn run() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
     cli.common.init_logging();
-    std::process::exit(run(&cli));
+    let config = load_config(&cli.common)?;
+    Ok(command(&cli, &config))
 }
 
 /// The `[backup]` table, the manifest's directory (relative paths resolve against it) and the
@@ -167,10 +176,8 @@ struct Config {
     deployment: Option<live_deployment::Deployment>,
 }
 
-fn load_config(common: &CommonArgs) -> Result<Config, i32> {
-    let manifest = common
-        .manifest()
-        .map_err(|e| cutover_cli::report_manifest_error(&e))?;
+fn load_config(common: &CommonArgs) -> Result<Config, Failure> {
+    let manifest = common.manifest()?;
     match manifest {
         None => Ok(Config {
             table: BackupConfig::default(),
@@ -178,14 +185,9 @@ fn load_config(common: &CommonArgs) -> Result<Config, i32> {
             deployment: None,
         }),
         Some(m) => {
-            let table = m
-                .table::<BackupConfig>("backup")
-                .map_err(|e| cutover_cli::report_manifest_error(&e))?
-                .unwrap_or_default();
-            let deployment = live_deployment::Deployment::of(&m).map_err(|e| {
-                eprintln!("cutover-backup: {e}");
-                e.exit_code()
-            })?;
+            let table = m.table::<BackupConfig>("backup")?.unwrap_or_default();
+            let deployment = live_deployment::Deployment::of(&m)
+                .map_err(|e| Failure::line(e.exit_code(), format!("cutover-backup: {e}")))?;
             Ok(Config {
                 table,
                 base: m.dir(),
@@ -222,15 +224,13 @@ impl Config {
     }
 }
 
-fn run(cli: &Cli) -> i32 {
+/// Runs the command; its exit code (failures are reported where they happen, in JSON with
+/// `--json`).
+fn command(cli: &Cli, config: &Config) -> i32 {
     let json = cli.common.json;
-    let config = match load_config(&cli.common) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
     let bar = progress::Bar::for_terminal();
     match &cli.command {
-        Command::Create(a) => cmd_create(a, &config, &bar, json),
+        Command::Create(a) => cmd_create(a, config, &bar, json),
         Command::Verify { archive, no_record } => {
             let opts = VerifyOptions {
                 record: !no_record,
@@ -315,7 +315,7 @@ fn run(cli: &Cli) -> i32 {
                 Err(e) => fail(json, "restore", &e, EXIT_FAIL),
             }
         }
-        Command::Prune(a) => cmd_prune(a, &config, json),
+        Command::Prune(a) => cmd_prune(a, config, json),
         Command::Bench(a) => bench::run(a, json),
     }
 }

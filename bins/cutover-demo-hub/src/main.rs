@@ -12,6 +12,9 @@
 //! `/api/filtering/stats` with fractions, `cacheHitRate` 0 until the first lookup and
 //! `totalTools` counting the tool checks (lookups) made so far. The knobs work in both shapes.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod config;
 mod notify;
 mod routes;
@@ -19,52 +22,66 @@ mod stats;
 mod streams;
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use cutover_cli::Failure;
+
 use crate::config::Args;
 use crate::routes::AppState;
 
-fn main() {
+fn main() -> ExitCode {
+    cutover_cli::exit(run())
+}
+
+fn run() -> Result<i32, Failure> {
     // Socket activation must be read before any thread exists: listenfd clears the variables.
     let inherited = notify::take_activated_listener();
-    let args: Args = cutover_cli::parse_or_exit();
+    let args: Args = cutover_cli::parse()?;
     cutover_cli::init_logging(args.log_format);
     if args.fail_start {
         tracing::error!("--fail-start: exiting at once as asked");
-        eprintln!("cutover-demo-hub: failing at start as asked (--fail-start)");
-        std::process::exit(1);
+        return Err(Failure::line(
+            1,
+            "cutover-demo-hub: failing at start as asked (--fail-start)",
+        ));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("cutover-demo-hub: cannot start the runtime: {err}");
-            std::process::exit(1);
-        }
-    };
-    let code = runtime.block_on(run(args, inherited));
-    std::process::exit(code);
+        .map_err(|err| {
+            Failure::line(
+                1,
+                format!("cutover-demo-hub: cannot start the runtime: {err}"),
+            )
+        })?;
+    let outcome = runtime.block_on(serve(args, inherited));
+    // Requests still in flight after the grace period are abandoned, not waited for.
+    runtime.shutdown_background();
+    outcome
 }
 
-async fn run(args: Args, inherited: std::io::Result<Option<std::net::TcpListener>>) -> i32 {
-    let listener = match bind(&args, inherited) {
-        Ok(l) => l,
-        Err(err) => {
-            eprintln!("cutover-demo-hub: cannot listen on {}: {err}", args.listen);
-            return 1;
-        }
-    };
+async fn serve(
+    args: Args,
+    inherited: std::io::Result<Option<std::net::TcpListener>>,
+) -> Result<i32, Failure> {
+    let listener = bind(&args, inherited).map_err(|err| {
+        Failure::line(
+            1,
+            format!("cutover-demo-hub: cannot listen on {}: {err}", args.listen),
+        )
+    })?;
     let local = listener.local_addr().ok();
     if let (Some(path), Some(addr)) = (&args.addr_file, local)
         && let Err(err) = config::write_atomically(path, &addr.to_string())
     {
-        eprintln!("cutover-demo-hub: cannot write {}: {err}", path.display());
-        return 1;
+        return Err(Failure::line(
+            1,
+            format!("cutover-demo-hub: cannot write {}: {err}", path.display()),
+        ));
     }
     tracing::info!(addr = ?local, release = %args.release_id, "listening");
 
@@ -104,18 +121,18 @@ async fn run(args: Args, inherited: std::io::Result<Option<std::net::TcpListener
     }
     shutdown.notify_one();
     match tokio::time::timeout(args.grace, server).await {
-        Ok(Ok(Ok(()))) => 0,
-        Ok(Ok(Err(err))) => {
-            eprintln!("cutover-demo-hub: server error: {err}");
-            1
-        }
-        Ok(Err(join)) => {
-            eprintln!("cutover-demo-hub: server task failed: {join}");
-            1
-        }
+        Ok(Ok(Ok(()))) => Ok(0),
+        Ok(Ok(Err(err))) => Err(Failure::line(
+            1,
+            format!("cutover-demo-hub: server error: {err}"),
+        )),
+        Ok(Err(join)) => Err(Failure::line(
+            1,
+            format!("cutover-demo-hub: server task failed: {join}"),
+        )),
         Err(_) => {
             tracing::warn!(grace = ?args.grace, "grace period over with requests still in flight");
-            0
+            Ok(0)
         }
     }
 }

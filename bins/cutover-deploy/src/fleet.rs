@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cutover_cli::{EXIT_USAGE, Status};
+use cutover_cli::{Failure, Status};
 use deploy_pipeline::Deployer;
 use fleet_rollout::{Fleet, FleetConfig, FleetError, FleetReport};
 use serde_json::json;
@@ -36,16 +36,17 @@ pub(crate) fn configured(manifest: &manifest_loader::Manifest) -> Result<bool, F
     Ok(FleetConfig::from_manifest(manifest)?.has_hosts())
 }
 
-fn fail(json: bool, err: &FleetError) -> i32 {
+fn fail(json: bool, err: &FleetError) -> Failure {
     let code = err.exit_code();
+    let failure = Failure::new(code, err);
     if json {
-        crate::print_json(
+        failure.with_json(crate::document(
             Status::Unknown,
             &json!({ "error": err.to_string(), "exit_code": code }),
-        );
+        ))
+    } else {
+        failure
     }
-    eprintln!("error: {err}");
-    code
 }
 
 /// `deploy --hosts …` / `deploy --resume` / `deploy` with `[fleet] hosts`.
@@ -56,14 +57,11 @@ pub(crate) fn deploy(
     resume: bool,
     lock_wait: Duration,
     json: bool,
-) -> i32 {
-    let fleet = match fleet(manifest, deployer, hosts) {
-        Ok(f) => f,
-        Err(e) => return fail(json, &e),
-    };
+) -> Result<i32, Failure> {
+    let fleet = fleet(manifest, deployer, hosts).map_err(|e| fail(json, &e))?;
     match fleet.run(resume, lock_wait) {
-        Ok(report) => render(&report, json),
-        Err(e) => fail(json, &e),
+        Ok(report) => Ok(render(&report, json)),
+        Err(e) => Err(fail(json, &e)),
     }
 }
 
@@ -123,11 +121,8 @@ pub(crate) fn status(
     deployer: &Deployer,
     hosts: Option<&[String]>,
     json: bool,
-) -> i32 {
-    let fleet = match fleet(manifest, deployer, hosts) {
-        Ok(f) => f,
-        Err(e) => return fail(json, &e),
-    };
+) -> Result<i32, Failure> {
+    let fleet = fleet(manifest, deployer, hosts).map_err(|e| fail(json, &e))?;
     let list = fleet.statuses();
     let status = if list.iter().all(|h| h.healthy) {
         Status::Ok
@@ -153,7 +148,7 @@ pub(crate) fn status(
             );
         }
     }
-    status.exit_code()
+    Ok(status.exit_code())
 }
 
 /// The hidden `fleet-watchdog`: the remote half of the dead-man's switch.
@@ -178,7 +173,6 @@ pub(crate) fn watchdog(
 }
 
 /// Refuses `--resume` together with `--hosts`.
-pub(crate) fn usage_conflict() -> i32 {
-    eprintln!("error: --resume continues the journaled fleet deploy: it takes no --hosts");
-    EXIT_USAGE
+pub(crate) fn usage_conflict() -> Failure {
+    Failure::usage("--resume continues the journaled fleet deploy: it takes no --hosts")
 }

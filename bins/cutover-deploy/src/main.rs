@@ -10,11 +10,15 @@
 //! healthy (or, for `status`/`recover`, not healthy); 4 failed and the rollback failed too;
 //! 64 usage; 75 another deploy holds the lock; 78 invalid configuration.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::ffi::OsString;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_OK, EXIT_WARN, Status};
+use cutover_cli::{CommonArgs, EXIT_OK, EXIT_WARN, Failure, Status};
 use deploy_pipeline::{DeployError, DeployManifest, DeployReport, Deployer, Outcome};
 use serde_json::{Value, json};
 
@@ -108,57 +112,45 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected KEY=VALUE".to_owned())
 }
 
-fn main() {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if let Some(result) = process_control::run_hidden_mode(&args) {
-        match result {
-            Ok(code) => std::process::exit(code),
-            Err(err) => {
-                eprintln!("error: {err}");
-                std::process::exit(127)
-            }
-        }
-    }
-    let cli: Cli = cutover_cli::parse_or_exit();
-    cli.common.init_logging();
-    std::process::exit(run(&cli));
+fn main() -> ExitCode {
+    cutover_cli::exit(run())
 }
 
-fn run(cli: &Cli) -> i32 {
+fn run() -> Result<i32, Failure> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(result) = process_control::run_hidden_mode(&args) {
+        return result.map_err(|err| Failure::new(127, err));
+    }
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
+    command(&cli)
+}
+
+fn command(cli: &Cli) -> Result<i32, Failure> {
     if matches!(cli.command, Cmd::Schema) {
         cutover_cli::outln!("{}", deploy_pipeline::json_schema());
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
-    let manifest = match cli.common.manifest() {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            eprintln!("error: no manifest: pass --manifest PATH or run where cutover.toml is");
-            return EXIT_CONFIG;
-        }
-        Err(e) => return cutover_cli::report_manifest_error(&e),
-    };
+    let manifest = cli.common.manifest()?.ok_or_else(|| {
+        Failure::config("no manifest: pass --manifest PATH or run where cutover.toml is")
+    })?;
     let loaded = manifest;
     let manifest = match DeployManifest::from_manifest(&loaded) {
         Ok(m) => m,
-        Err(e) => return fail(cli, &e),
+        Err(e) => return Err(fail(cli, &e)),
     };
     let env = match deploy_pipeline::real_environment(&manifest, None) {
         Ok(env) => env,
-        Err(e) => return fail(cli, &e),
+        Err(e) => return Err(fail(cli, &e)),
     };
     let mut deployer = Deployer::new(manifest, env);
     match &cli.command {
         Cmd::Deploy { hosts, resume, .. } => {
             if *resume && hosts.is_some() {
-                return fleet::usage_conflict();
+                return Err(fleet::usage_conflict());
             }
-            let configured = match fleet::configured(&loaded) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return e.exit_code();
-                }
-            };
+            let configured =
+                fleet::configured(&loaded).map_err(|e| Failure::new(e.exit_code(), e))?;
             if hosts.is_some() || *resume || configured {
                 return fleet::deploy(
                     &loaded,
@@ -183,7 +175,14 @@ fn run(cli: &Cli) -> i32 {
             marker,
             switch_timeout,
             confirm_timeout,
-        } => return fleet::watchdog(&deployer, marker, *switch_timeout, *confirm_timeout),
+        } => {
+            return Ok(fleet::watchdog(
+                &deployer,
+                marker,
+                *switch_timeout,
+                *confirm_timeout,
+            ));
+        }
         _ => {}
     }
     if let Cmd::Deploy {
@@ -192,16 +191,16 @@ fn run(cli: &Cli) -> i32 {
     {
         deployer = match deployer.with_set_env(set_env.iter().cloned()) {
             Ok(d) => d,
-            Err(e) => return fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         };
         if let Some(rev) = commit {
             deployer = deployer.with_commit(rev.clone());
         }
     }
-    match &cli.command {
-        Cmd::Deploy { .. } => report_operation(cli, deployer.deploy(cli.lock_wait)),
+    let code = match &cli.command {
+        Cmd::Deploy { .. } => report_operation(cli, deployer.deploy(cli.lock_wait))?,
         Cmd::Rollback { to } => {
-            report_operation(cli, deployer.rollback(to.as_deref(), cli.lock_wait))
+            report_operation(cli, deployer.rollback(to.as_deref(), cli.lock_wait))?
         }
         Cmd::Status { .. } => match deployer.status() {
             Ok(s) => {
@@ -298,7 +297,7 @@ fn run(cli: &Cli) -> i32 {
                 }
                 status.exit_code()
             }
-            Err(e) => fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         },
         Cmd::Releases => match deployer.releases() {
             Ok(list) => {
@@ -325,7 +324,7 @@ fn run(cli: &Cli) -> i32 {
                 }
                 EXIT_OK
             }
-            Err(e) => fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         },
         Cmd::Plan => match deployer.plan() {
             Ok(plan) => {
@@ -377,7 +376,7 @@ fn run(cli: &Cli) -> i32 {
                 }
                 EXIT_OK
             }
-            Err(e) => fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         },
         Cmd::Audit { last } => {
             match deploy_pipeline::audit::read(&deployer.layout().audit_file()) {
@@ -415,7 +414,7 @@ fn run(cli: &Cli) -> i32 {
                     }
                     EXIT_OK
                 }
-                Err(e) => fail(cli, &e),
+                Err(e) => return Err(fail(cli, &e)),
             }
         }
         Cmd::Recover => match deployer.recover(cli.lock_wait) {
@@ -434,7 +433,7 @@ fn run(cli: &Cli) -> i32 {
                     status.exit_code()
                 }
             }
-            Err(e) => fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         },
         Cmd::Down => match deployer.down(cli.lock_wait) {
             Ok(what) => {
@@ -445,16 +444,17 @@ fn run(cli: &Cli) -> i32 {
                 }
                 EXIT_OK
             }
-            Err(e) => fail(cli, &e),
+            Err(e) => return Err(fail(cli, &e)),
         },
         Cmd::Schema | Cmd::FleetWatchdog { .. } => EXIT_OK,
-    }
+    };
+    Ok(code)
 }
 
-fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> i32 {
+fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> Result<i32, Failure> {
     let report = match result {
         Ok(r) => r,
-        Err(e) => return fail(cli, &e),
+        Err(e) => return Err(fail(cli, &e)),
     };
     let status = if report.outcome == Outcome::Deployed {
         Status::Ok
@@ -496,10 +496,15 @@ fn report_operation(cli: &Cli, result: Result<DeployReport, DeployError>) -> i32
             }
         }
     }
-    report.outcome.exit_code()
+    Ok(report.outcome.exit_code())
 }
 
 fn print_json<T: serde::Serialize>(status: Status, value: &T) {
+    let _ = cutover_cli::print_json(&document(status, value));
+}
+
+/// The JSON document `print_json` prints: `value` with its `"status"`.
+fn document<T: serde::Serialize>(status: Status, value: &T) -> Value {
     let mut doc = serde_json::to_value(value).unwrap_or(Value::Null);
     match &mut doc {
         Value::Object(map) => {
@@ -509,22 +514,24 @@ fn print_json<T: serde::Serialize>(status: Status, value: &T) {
             *other = json!({ "status": status.as_str(), "result": other.clone() });
         }
     }
-    let _ = cutover_cli::print_json(&doc);
+    doc
 }
 
-fn fail(cli: &Cli, err: &DeployError) -> i32 {
+/// Why a deploy command stops: its message, its exit code and, with `--json`, the document.
+fn fail(cli: &Cli, err: &DeployError) -> Failure {
     let code = err.exit_code();
+    let failure = Failure::new(code, err);
     if cli.common.json {
         let status = if code == EXIT_WARN {
             Status::Warn
         } else {
             Status::Unknown
         };
-        print_json(
+        failure.with_json(document(
             status,
             &json!({ "error": err.to_string(), "exit_code": code }),
-        );
+        ))
+    } else {
+        failure
     }
-    eprintln!("error: {err}");
-    code
 }

@@ -10,13 +10,18 @@
 //! Exit codes: 0 done; 2 failed (a switch that was refused or not confirmed leaves traffic on
 //! the previous upstream); 3 nginx is not installed; 64 usage; 78 invalid configuration.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_FAIL, EXIT_UNKNOWN, Status, print_json};
+use cutover_cli::{
+    CommonArgs, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, Failure, Status, print_json,
+};
 use edge_proxy::{
     DEFAULT_ACCESS_LOG_MAX_BYTES, EdgeError, Layout, Nginx, NginxInstance, NginxSwitch,
     ProxyConfig, ProxyKind, RateLimit, RenderOptions, RotateWhen, SwitchTarget, TlsConfig,
@@ -148,51 +153,30 @@ struct RotateArgs {
     force: bool,
 }
 
-/// A failure with the exit code it maps to.
-struct Failure {
-    code: i32,
-    message: String,
-}
-
-impl From<EdgeError> for Failure {
-    fn from(err: EdgeError) -> Self {
-        let code = match &err {
-            EdgeError::InvalidConfig { .. } => EXIT_CONFIG,
-            EdgeError::NginxNotFound => EXIT_UNKNOWN,
-            _ => EXIT_FAIL,
-        };
-        Self {
-            code,
-            message: err.to_string(),
-        }
-    }
-}
-
-impl From<cutover_cli::ManifestError> for Failure {
-    fn from(err: cutover_cli::ManifestError) -> Self {
-        Self {
-            code: err.exit_code(),
-            message: err.to_string(),
-        }
-    }
+/// Why an nginx command failed: invalid configuration 78, no nginx 3, anything else 2.
+fn edge_failure(err: EdgeError) -> Failure {
+    let code = match &err {
+        EdgeError::InvalidConfig { .. } => EXIT_CONFIG,
+        EdgeError::NginxNotFound => EXIT_UNKNOWN,
+        _ => EXIT_FAIL,
+    };
+    Failure::new(code, err)
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = cutover_cli::parse_or_exit();
+    cutover_cli::exit(run())
+}
+
+fn run() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
     cli.common.init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAIL as u8);
-        }
-    };
+        .map_err(|e| Failure::fail(format!("cannot start the async runtime: {e}")))?;
     let json = cli.common.json;
     let command = command_name(&cli.command);
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(execute(cli)) {
         Ok(Output { doc, text }) => {
             if json {
                 let mut doc = doc;
@@ -202,21 +186,21 @@ fn main() -> ExitCode {
             } else {
                 cutover_cli::out!("{text}");
             }
-            ExitCode::SUCCESS
+            Ok(EXIT_OK)
         }
-        Err(Failure { code, message }) => {
+        Err(failure) => {
+            let message = failure.message().unwrap_or_default().to_owned();
             tracing::error!(%message, "{command} failed");
             if json {
-                let status = if code == EXIT_UNKNOWN {
+                let status = if failure.code() == EXIT_UNKNOWN {
                     Status::Unknown
                 } else {
                     Status::Fail
                 };
-                let _ =
-                    print_json(&json!({ "status": status, "command": command, "error": message }));
+                let doc = json!({ "status": status, "command": command, "error": message });
+                return Err(failure.with_json(doc));
             }
-            eprintln!("error: {message}");
-            ExitCode::from(u8::try_from(code).unwrap_or(2))
+            Err(failure)
         }
     }
 }
@@ -239,13 +223,11 @@ struct Output {
     text: String,
 }
 
-async fn run(cli: Cli) -> Result<Output, Failure> {
+async fn execute(cli: Cli) -> Result<Output, Failure> {
     let manifest = cli.common.manifest()?;
     let deployment = match &manifest {
-        Some(m) => live_deployment::Deployment::of(m).map_err(|e| Failure {
-            code: e.exit_code(),
-            message: e.to_string(),
-        })?,
+        Some(m) => live_deployment::Deployment::of(m)
+            .map_err(|e| Failure::new(e.exit_code(), e.to_string()))?,
         None => None,
     };
     let mut from_manifest: Option<ProxyConfig> = match &manifest {
@@ -299,9 +281,11 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
                         .map_or(DEFAULT_ACCESS_LOG_MAX_BYTES, |c| c.access_log_max_bytes),
                 )
             };
-            let nginx = Nginx::locate()?;
+            let nginx = Nginx::locate().map_err(crate::edge_failure)?;
             let layout = Layout::new(&dir);
-            let report = rotate_access_logs(&nginx, &layout, when).await?;
+            let report = rotate_access_logs(&nginx, &layout, when)
+                .await
+                .map_err(crate::edge_failure)?;
             let text = if report.rotated {
                 format!(
                     "rotated {} ({} bytes) to {}; nginx reopened: {}\n",
@@ -324,9 +308,11 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
         }
         Command::Down(args) => {
             let dir = pick_dir(args.dir, from_manifest.as_ref())?;
-            let nginx = Nginx::locate()?;
+            let nginx = Nginx::locate().map_err(crate::edge_failure)?;
             let layout = Layout::new(&dir);
-            let was_running = stop_instance(&nginx, &layout, args.timeout).await?;
+            let was_running = stop_instance(&nginx, &layout, args.timeout)
+                .await
+                .map_err(crate::edge_failure)?;
             Ok(Output {
                 doc: json!({ "dir": layout.prefix(), "was_running": was_running }),
                 text: format!(
@@ -345,10 +331,7 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
 
 fn pick_dir(flag: Option<PathBuf>, config: Option<&ProxyConfig>) -> Result<PathBuf, Failure> {
     flag.or_else(|| config.and_then(|c| c.dir.clone()))
-        .ok_or_else(|| Failure {
-            code: cutover_cli::EXIT_USAGE,
-            message: "no directory: pass --dir DIR, set [proxy] dir, or give a manifest with [service] and [layout] (then <root>/proxy)".to_owned(),
-        })
+        .ok_or_else(|| Failure::new(cutover_cli::EXIT_USAGE, "no directory: pass --dir DIR, set [proxy] dir, or give a manifest with [service] and [layout] (then <root>/proxy)".to_owned()))
 }
 
 /// The `[proxy]` table with flags applied, or a configuration from flags alone.
@@ -375,10 +358,10 @@ fn build_config(
         }
     };
     if config.kind == ProxyKind::None {
-        return Err(Failure {
-            code: EXIT_CONFIG,
-            message: "[proxy] kind = \"none\": there is no proxy to drive".to_owned(),
-        });
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            "[proxy] kind = \"none\": there is no proxy to drive".to_owned(),
+        ));
     }
     if !args.listen_http.is_empty() {
         config.listen_http = args.listen_http.clone();
@@ -427,21 +410,19 @@ fn build_config(
             }
         }
     }
-    config.validate()?;
+    config.validate().map_err(crate::edge_failure)?;
     Ok(config)
 }
 
 fn free_loopback() -> Result<SocketAddr, Failure> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map_err(|e| Failure {
-            code: EXIT_FAIL,
-            message: format!("no free loopback port: {e}"),
-        })
+        .map_err(|e| Failure::new(EXIT_FAIL, format!("no free loopback port: {e}")))
 }
 
 fn render(config: ProxyConfig) -> Result<Output, Failure> {
-    let conf = render_nginx_conf(&config, &RenderOptions::default())?;
+    let conf =
+        render_nginx_conf(&config, &RenderOptions::default()).map_err(crate::edge_failure)?;
     let upstream = config.upstream.map(render_upstream);
     let token_map = config
         .admin
@@ -467,14 +448,11 @@ fn render(config: ProxyConfig) -> Result<Output, Failure> {
 }
 
 async fn check(config: ProxyConfig) -> Result<Output, Failure> {
-    let nginx = Nginx::locate()?;
+    let nginx = Nginx::locate().map_err(crate::edge_failure)?;
     let scratch = tempfile::Builder::new()
         .prefix("cutover-edge-check-")
         .tempdir()
-        .map_err(|e| Failure {
-            code: EXIT_FAIL,
-            message: format!("cannot make a scratch directory: {e}"),
-        })?;
+        .map_err(|e| Failure::new(EXIT_FAIL, format!("cannot make a scratch directory: {e}")))?;
     let layout = Layout::new(scratch.path());
     let instance = NginxInstance::new(nginx, layout, config.clone());
     // The check must not need the live secret: a well-formed stand-in token tests the syntax.
@@ -482,8 +460,10 @@ async fn check(config: ProxyConfig) -> Result<Output, Failure> {
     let upstream = config
         .upstream
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)));
-    instance.write_config(Some(upstream), Some(&stand_in))?;
-    instance.check().await?;
+    instance
+        .write_config(Some(upstream), Some(&stand_in))
+        .map_err(crate::edge_failure)?;
+    instance.check().await.map_err(crate::edge_failure)?;
     Ok(Output {
         doc: json!({ "nginx": instance.nginx().binary() }),
         text: "nginx -t: configuration ok\n".to_owned(),
@@ -496,7 +476,7 @@ async fn up(
     upstream: Option<SocketAddr>,
     timeout: Duration,
 ) -> Result<Output, Failure> {
-    let nginx = Nginx::locate()?;
+    let nginx = Nginx::locate().map_err(crate::edge_failure)?;
     let layout = Layout::new(&dir);
     let token = match config.admin.as_ref().and_then(|a| a.token.as_ref()) {
         Some(reference) => Some(
@@ -506,14 +486,21 @@ async fn up(
                 .map_err(|e| EdgeError::Token {
                     reference: reference.to_string(),
                     reason: e.to_string(),
-                })?,
+                })
+                .map_err(crate::edge_failure)?,
         ),
         None => None,
     };
     let instance = NginxInstance::new(nginx, layout, config);
-    instance.write_config(upstream, token.as_ref())?;
-    let state = instance.start(timeout).await?;
-    let current = instance.switcher().current().await?;
+    instance
+        .write_config(upstream, token.as_ref())
+        .map_err(crate::edge_failure)?;
+    let state = instance.start(timeout).await.map_err(crate::edge_failure)?;
+    let current = instance
+        .switcher()
+        .current()
+        .await
+        .map_err(crate::edge_failure)?;
     let text = format!(
         "nginx serving under {} (pid {}): http {:?}, https {:?}, control {}, upstream {}\n",
         instance.layout().prefix().display(),
@@ -541,15 +528,17 @@ async fn switch(
     upstream: SocketAddr,
     expect_release: Option<String>,
 ) -> Result<Output, Failure> {
-    let nginx = Nginx::locate()?;
-    let switcher = NginxSwitch::from_state(nginx, Layout::new(&dir))?;
+    let nginx = Nginx::locate().map_err(crate::edge_failure)?;
+    let switcher =
+        NginxSwitch::from_state(nginx, Layout::new(&dir)).map_err(crate::edge_failure)?;
     let report = switcher
         .switch(&SwitchTarget {
             upstream,
             expect_release,
             backup: None,
         })
-        .await?;
+        .await
+        .map_err(crate::edge_failure)?;
     let text = format!(
         "traffic moved {} -> {} (release {}) in {} ms\n",
         report

@@ -9,7 +9,9 @@ use live_deployment::Deployment;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{Failure, Output};
+use cutover_cli::Failure;
+
+use crate::Output;
 
 /// How often the served reader catches up with the log and checks its size.
 const TICK: Duration = Duration::from_secs(1);
@@ -62,23 +64,23 @@ impl Edge {
     }
 
     fn read(&mut self) -> Result<(), Failure> {
-        self.reader.poll().map(drop).map_err(|e| Failure {
-            code: cutover_cli::EXIT_FAIL,
-            message: e.to_string(),
-        })
+        self.reader
+            .poll()
+            .map(drop)
+            .map_err(|e| Failure::new(cutover_cli::EXIT_FAIL, e.to_string()))
     }
 }
 
 /// Reads the whole current edge log once and prints its totals.
 pub(crate) fn once(mut edge: Edge) -> Result<Output, Failure> {
     if !edge.layout.edge_log().exists() {
-        return Err(Failure {
-            code: cutover_cli::EXIT_UNKNOWN,
-            message: format!(
+        return Err(Failure::new(
+            cutover_cli::EXIT_UNKNOWN,
+            format!(
                 "edge log {} does not exist; start the proxy (`cutover-edge up`, or a deploy) so that nginx writes it",
                 edge.layout.edge_log().display()
             ),
-        });
+        ));
     }
     edge.read()?;
     let text = render_prometheus(edge.reader.signals());
@@ -97,16 +99,15 @@ pub(crate) fn once(mut edge: Edge) -> Result<Output, Failure> {
 /// rotating it when it passes the size limit (this process owns the reader, so it is the one
 /// that knows it has finished the old file).
 pub(crate) async fn serve(mut edge: Edge, addr: SocketAddr) -> Result<Output, Failure> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Failure {
-            code: cutover_cli::EXIT_FAIL,
-            message: format!("cannot listen on {addr}: {e}; pick a free address with --listen"),
-        })?;
-    let bound = listener.local_addr().map_err(|e| Failure {
-        code: cutover_cli::EXIT_FAIL,
-        message: e.to_string(),
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Failure::new(
+            cutover_cli::EXIT_FAIL,
+            format!("cannot listen on {addr}: {e}; pick a free address with --listen"),
+        )
     })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::new(cutover_cli::EXIT_FAIL, e.to_string()))?;
     // The one line a supervisor or test waits for: where to scrape.
     cutover_cli::outln!("serving http://{bound}/metrics");
     let nginx = Nginx::locate().ok();
@@ -115,7 +116,7 @@ pub(crate) async fn serve(mut edge: Edge, addr: SocketAddr) -> Result<Output, Fa
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(f) = edge.read() {
-                    tracing::warn!(error = %f.message, "edge log not read");
+                    tracing::warn!(error = %f, "edge log not read");
                 }
                 if let Some(nginx) = &nginx {
                     match rotate_access_logs(nginx, &edge.layout, RotateWhen::LargerThan(edge.max_bytes)).await {
@@ -129,7 +130,7 @@ pub(crate) async fn serve(mut edge: Edge, addr: SocketAddr) -> Result<Output, Fa
                 let Ok((stream, peer)) = accepted else { continue };
                 edge.refresh_slots();
                 if let Err(f) = edge.read() {
-                    tracing::warn!(error = %f.message, "edge log not read");
+                    tracing::warn!(error = %f, "edge log not read");
                 }
                 let body = render_prometheus(edge.reader.signals());
                 if let Err(e) = answer(stream, &body).await {

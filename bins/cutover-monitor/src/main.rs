@@ -43,6 +43,9 @@
 //! This file is argument parsing and the loops; [`collect`] takes an evaluation (with
 //! [`deployment`] reading what is live), [`snapshot`] holds and judges it, [`view`] draws it.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod collect;
 mod deployment;
 mod edge;
@@ -56,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use alert_rules::AlertRuleConfig;
 use clap::Parser;
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Status};
+use cutover_cli::{CommonArgs, Failure, Status};
 
 use crate::collect::{Collector, DEFAULT_TARGET, ProcessTarget, RuleSet, Setup};
 use crate::view::{Dashboard, ViewOptions};
@@ -105,29 +108,19 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = cutover_cli::parse_or_exit();
-    cli.common.init_logging();
-    let code = run(cli);
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+    cutover_cli::exit(run())
 }
 
-fn run(cli: Cli) -> i32 {
-    let manifest = match cli.common.manifest() {
-        Ok(m) => m,
-        Err(e) => return cutover_cli::report_manifest_error(&e),
-    };
+fn run() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
+    let manifest = cli.common.manifest()?;
     let deployment = match manifest.as_ref().map(live_deployment::Deployment::of) {
         Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            return e.exit_code();
-        }
+        Some(Err(e)) => return Err(Failure::new(e.exit_code(), e)),
         None => None,
     };
-    let rules = match load_rules(&cli, manifest.as_ref()) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let rules = load_rules(&cli, manifest.as_ref())?;
     let process = match (cli.pid, &cli.pid_file) {
         (Some(pid), _) => Some(ProcessTarget::Pid(pid)),
         (None, Some(file)) => Some(ProcessTarget::PidFile(file.clone())),
@@ -142,17 +135,11 @@ fn run(cli: Cli) -> i32 {
     });
     // One worker: evaluations are a few small requests; the worker also watches for SIGTERM
     // while the terminal view waits for keys.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_UNKNOWN;
-        }
-    };
+        .map_err(|e| Failure::unknown(format!("cannot start the async runtime: {e}")))?;
     let options = ViewOptions {
         interval: cli.interval,
         refreshing: false,
@@ -168,30 +155,19 @@ fn run(cli: Cli) -> i32 {
 
 /// The manifest's `[[alert]]` entries, or the default rules, which the collector points at
 /// the resolved target (`--target`, else the live slot, else the default) at each evaluation.
-fn load_rules(cli: &Cli, manifest: Option<&cutover_cli::Manifest>) -> Result<RuleSet, i32> {
+fn load_rules(cli: &Cli, manifest: Option<&cutover_cli::Manifest>) -> Result<RuleSet, Failure> {
     let configured = match (manifest, cli.defaults) {
-        (Some(m), false) => m
-            .table::<Vec<AlertRuleConfig>>("alert")
-            .map_err(|e| cutover_cli::report_manifest_error(&e))?,
+        (Some(m), false) => m.table::<Vec<AlertRuleConfig>>("alert")?,
         _ => None,
     };
     let Some(mut rules) = configured else {
         // The defaults are built again for each target; check them once now.
         let rules = alert_rules::default_rules(cli.target.as_deref().unwrap_or(DEFAULT_TARGET))
-            .map_err(|e| {
-                eprintln!("error: {e}");
-                EXIT_CONFIG
-            })?;
-        if let Err(e) = alert_rules::validate_rules(&rules) {
-            eprintln!("error: {e}");
-            return Err(EXIT_CONFIG);
-        }
+            .map_err(Failure::config)?;
+        alert_rules::validate_rules(&rules).map_err(Failure::config)?;
         return Ok(RuleSet::Defaults);
     };
-    if let Err(e) = alert_rules::validate_rules(&rules) {
-        eprintln!("error: {e}");
-        return Err(EXIT_CONFIG);
-    }
+    alert_rules::validate_rules(&rules).map_err(Failure::config)?;
     if let Some(m) = manifest {
         let dir = m.dir();
         for r in &mut rules {
@@ -202,7 +178,11 @@ fn load_rules(cli: &Cli, manifest: Option<&cutover_cli::Manifest>) -> Result<Rul
 }
 
 /// `--json`, `--once`, or stdout not a terminal: one document (or text block) per evaluation.
-async fn run_lines(cli: &Cli, mut collector: Collector, options: ViewOptions) -> i32 {
+async fn run_lines(
+    cli: &Cli,
+    mut collector: Collector,
+    options: ViewOptions,
+) -> Result<i32, Failure> {
     let limit = if cli.once { Some(1) } else { cli.count };
     let mut ticker = tokio::time::interval(cli.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,14 +214,11 @@ async fn run_lines(cli: &Cli, mut collector: Collector, options: ViewOptions) ->
         match written {
             Ok(()) => {}
             // The reader went away (`| head -1`): nothing more is wanted; leave quietly.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return status.exit_code(),
-            Err(e) => {
-                eprintln!("error: cannot write to stdout: {e}");
-                return EXIT_UNKNOWN;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(status.exit_code()),
+            Err(e) => return Err(Failure::unknown(format!("cannot write to stdout: {e}"))),
         }
     }
-    status.exit_code()
+    Ok(status.exit_code())
 }
 
 /// Writes `text` to stdout and flushes it, so a closed pipe is seen at once.
@@ -258,7 +235,7 @@ fn run_terminal(
     rt: &tokio::runtime::Runtime,
     mut collector: Collector,
     options: ViewOptions,
-) -> i32 {
+) -> Result<i32, Failure> {
     use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
     // SIGTERM or SIGHUP: give the terminal back before leaving.
@@ -273,6 +250,8 @@ fn run_terminal(
                 _ = hup.recv() => {}
             }
             ratatui::restore();
+            // The terminal view blocks on keys in the main thread; a signal ends it from here.
+            #[allow(clippy::exit)]
             std::process::exit(0);
         }
     });
@@ -345,11 +324,7 @@ fn run_terminal(
         }
     };
     ratatui::restore();
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: the terminal failed: {e}");
-            EXIT_UNKNOWN
-        }
-    }
+    result
+        .map(|()| 0)
+        .map_err(|e| Failure::unknown(format!("the terminal failed: {e}")))
 }

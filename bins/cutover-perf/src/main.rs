@@ -12,16 +12,18 @@
 //! latency_ms: {p50, p90, p95, p99, p999, max}, endpoints: […], …}`; for `compare`,
 //! `{status, verdict, reasons}`.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod render;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use cutover_cli::{
-    CommonArgs, EXIT_UNKNOWN, EXIT_USAGE, Status, parse_or_exit, print_json, report_manifest_error,
-};
+use cutover_cli::{CommonArgs, EXIT_UNKNOWN, EXIT_USAGE, Failure, Status, print_json};
 use perf_baseline::{
     Baseline, Comparison, Endpoint, PerfConfig, PerfError, Phase, Progress, RunReport, StopAfter,
     Tolerances, Verdict, compare, latency_svg,
@@ -157,57 +159,51 @@ struct ShowArgs {
     file: PathBuf,
 }
 
-/// A failure with the exit code it maps to.
-struct Failure {
-    code: i32,
-    message: String,
-}
-
-impl From<PerfError> for Failure {
-    fn from(e: PerfError) -> Self {
-        let code = match e {
-            PerfError::InvalidUrl { .. }
-            | PerfError::InvalidEndpoint { .. }
-            | PerfError::InvalidPlan { .. } => EXIT_USAGE,
-            _ => EXIT_UNKNOWN,
-        };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-fn main() {
-    let cli: Cli = parse_or_exit();
-    cli.common.init_logging();
-    let code = match dispatch(&cli) {
-        Ok(code) => code,
-        Err(f) => {
-            tracing::error!(message = %f.message, "cutover-perf failed");
-            if cli.common.json {
-                let _ = print_json(&serde_json::json!({"status": "unknown", "error": f.message}));
-            }
-            eprintln!("error: {}", f.message);
-            f.code
-        }
+/// Why a measurement could not be made: a bad URL, endpoint or plan is a usage error (64), the
+/// rest "cannot evaluate" (3).
+fn perf_failure(e: PerfError) -> Failure {
+    let code = match e {
+        PerfError::InvalidUrl { .. }
+        | PerfError::InvalidEndpoint { .. }
+        | PerfError::InvalidPlan { .. } => EXIT_USAGE,
+        _ => EXIT_UNKNOWN,
     };
-    std::process::exit(code);
+    Failure::new(code, e)
 }
 
-fn dispatch(cli: &Cli) -> Result<i32, Failure> {
-    let config = match cli.common.manifest() {
-        Ok(Some(manifest)) => match manifest.table::<PerfConfig>("perf") {
-            Ok(table) => table.map(|mut c| {
-                c.baseline = c.baseline.map(|p| manifest.resolve(&p));
-                c
-            }),
-            Err(e) => return Ok(report_manifest_error(&e)),
-        },
-        Ok(None) => None,
-        Err(e) => return Ok(report_manifest_error(&e)),
-    }
-    .unwrap_or_default();
+fn main() -> ExitCode {
+    cutover_cli::exit(run_main())
+}
+
+fn run_main() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
+    // An invalid manifest is reported as it is, without the JSON document of a failed command.
+    let config = load_config(&cli)?;
+    dispatch(&cli, config).map_err(|f| {
+        tracing::error!(message = %f, "cutover-perf failed");
+        if cli.common.json {
+            let doc = serde_json::json!({"status": "unknown", "error": f.to_string()});
+            f.with_json(doc)
+        } else {
+            f
+        }
+    })
+}
+
+/// The `[perf]` table (its baseline resolved against the manifest), else the defaults.
+fn load_config(cli: &Cli) -> Result<PerfConfig, Failure> {
+    let config = match cli.common.manifest()? {
+        Some(manifest) => manifest.table::<PerfConfig>("perf")?.map(|mut c| {
+            c.baseline = c.baseline.map(|p| manifest.resolve(&p));
+            c
+        }),
+        None => None,
+    };
+    Ok(config.unwrap_or_default())
+}
+
+fn dispatch(cli: &Cli, config: PerfConfig) -> Result<i32, Failure> {
     match &cli.command {
         Command::Run(args) => run(cli, args, config),
         Command::Compare(args) => compare_files(cli, args, &config),
@@ -218,9 +214,8 @@ fn dispatch(cli: &Cli) -> Result<i32, Failure> {
 fn endpoints_from_flags(args: &RunArgs) -> Result<Vec<Endpoint>, Failure> {
     let mut headers = std::collections::BTreeMap::new();
     for h in &args.headers {
-        let (name, value) = h.split_once(':').ok_or_else(|| Failure {
-            code: EXIT_USAGE,
-            message: format!("--header {h:?} is not `Name: value`"),
+        let (name, value) = h.split_once(':').ok_or_else(|| {
+            Failure::new(EXIT_USAGE, format!("--header {h:?} is not `Name: value`"))
         })?;
         headers.insert(name.trim().to_owned(), value.trim().to_owned());
     }
@@ -269,30 +264,36 @@ fn run(cli: &Cli, args: &RunArgs, mut config: PerfConfig) -> Result<i32, Failure
     }
     config.warmup = args.warmup.or(config.warmup);
     config.timeout = args.timeout.or(config.timeout);
-    let mut plan = config.to_plan()?;
+    let mut plan = config.to_plan().map_err(perf_failure)?;
     plan.pid = args.pid;
     let baseline_path = args
         .baseline
         .clone()
         .or_else(|| config.baseline.clone().filter(|p| p.exists()));
     // Read the baseline first: a bad file should fail before minutes of load.
-    let baseline = baseline_path.as_deref().map(Baseline::load).transpose()?;
+    let baseline = baseline_path
+        .as_deref()
+        .map(Baseline::load)
+        .transpose()
+        .map_err(perf_failure)?;
 
-    let runtime = perf_baseline::build_runtime().map_err(|e| Failure {
-        code: EXIT_UNKNOWN,
-        message: format!("cannot start the runtime: {e}"),
-    })?;
+    let runtime = perf_baseline::build_runtime()
+        .map_err(|e| Failure::new(EXIT_UNKNOWN, format!("cannot start the runtime: {e}")))?;
     let progress = Arc::new(Progress::default());
-    let report = runtime.block_on(async {
-        let bar = tokio::spawn(show_progress(progress.clone(), plan.stop, plan.warmup));
-        let report = perf_baseline::run(&plan, progress.clone()).await;
-        let _ = bar.await;
-        report
-    })?;
+    let report = runtime
+        .block_on(async {
+            let bar = tokio::spawn(show_progress(progress.clone(), plan.stop, plan.warmup));
+            let report = perf_baseline::run(&plan, progress.clone()).await;
+            let _ = bar.await;
+            report
+        })
+        .map_err(perf_failure)?;
     drop(runtime);
 
     if let Some(path) = &args.save {
-        Baseline::new(report.clone()).save(path)?;
+        Baseline::new(report.clone())
+            .save(path)
+            .map_err(perf_failure)?;
     }
     let tolerances = args.tolerances.apply(config.tolerances);
     let comparison = baseline
@@ -380,10 +381,7 @@ async fn show_progress(progress: Arc<Progress>, stop: StopAfter, warmup: Duratio
 }
 
 fn io_failure(e: std::io::Error) -> Failure {
-    Failure {
-        code: EXIT_UNKNOWN,
-        message: format!("cannot write the output: {e}"),
-    }
+    Failure::new(EXIT_UNKNOWN, format!("cannot write the output: {e}"))
 }
 
 fn write_svg(
@@ -411,9 +409,11 @@ fn write_svg(
             &[("current", &current.overall.latency)],
         ),
     };
-    std::fs::write(path, svg).map_err(|e| Failure {
-        code: EXIT_UNKNOWN,
-        message: format!("cannot write {}: {e}", path.display()),
+    std::fs::write(path, svg).map_err(|e| {
+        Failure::new(
+            EXIT_UNKNOWN,
+            format!("cannot write {}: {e}", path.display()),
+        )
     })
 }
 
@@ -428,8 +428,8 @@ struct CompareOutput<'a> {
 }
 
 fn compare_files(cli: &Cli, args: &CompareArgs, config: &PerfConfig) -> Result<i32, Failure> {
-    let baseline = Baseline::load(&args.baseline)?;
-    let current = Baseline::load(&args.current)?;
+    let baseline = Baseline::load(&args.baseline).map_err(perf_failure)?;
+    let current = Baseline::load(&args.current).map_err(perf_failure)?;
     let tolerances = args.tolerances.apply(config.tolerances);
     let c = compare(&baseline.report, &current.report, &tolerances);
     if let Some(path) = &args.svg {
@@ -457,7 +457,7 @@ fn compare_files(cli: &Cli, args: &CompareArgs, config: &PerfConfig) -> Result<i
 }
 
 fn show(cli: &Cli, args: &ShowArgs) -> Result<i32, Failure> {
-    let baseline = Baseline::load(&args.file)?;
+    let baseline = Baseline::load(&args.file).map_err(perf_failure)?;
     if cli.common.json {
         let out = serde_json::json!({
             "status": Status::Ok,

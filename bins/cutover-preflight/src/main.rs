@@ -5,11 +5,15 @@
 //! Exit codes: 0 every check passed (or skipped), 1 warnings only, 2 a check failed, 64 usage
 //! error (an unknown id in `--only`/`--ignore`), 78 invalid configuration.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::ExitCode;
 
 use clap::Parser;
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Manifest, Status};
+use cutover_cli::{CommonArgs, EXIT_OK, Failure, Manifest, Status};
 use preflight_checks::{
     BuildContext, CATALOG, COMMON_KEYS, DefaultSet, IgnoreList, KeyDoc, PreflightConfig,
     PreflightError, RunStatus, Runner, TableStyle, in_git_work_tree,
@@ -47,53 +51,39 @@ struct Cli {
     list: bool,
 }
 
-fn main() {
-    let cli: Cli = cutover_cli::parse_or_exit();
-    cli.common.init_logging();
-    std::process::exit(run(&cli));
+fn main() -> ExitCode {
+    cutover_cli::exit(run())
 }
 
-fn run(cli: &Cli) -> i32 {
+fn run() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
     if cli.list {
-        return list(cli.common.json);
+        return Ok(list(cli.common.json));
     }
-    let manifest = match cli.common.manifest() {
-        Ok(m) => m,
-        Err(e) => return cutover_cli::report_manifest_error(&e),
-    };
-    let (config, ctx) = match load(manifest.as_ref()) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let checks = match config.build(&ctx) {
-        Ok(c) => c,
-        Err(e) => return config_error(manifest.as_ref(), &e),
-    };
+    let manifest = cli.common.manifest()?;
+    let (config, ctx) = load(manifest.as_ref())?;
+    let checks = config
+        .build(&ctx)
+        .map_err(|e| config_error(manifest.as_ref(), &e))?;
     let runner = Runner::new()
         .with_checks(checks)
         .with_ignore(config.ignore_list());
-    if let Err(e) = runner.validate_ignore("[preflight].ignore") {
-        return config_error(manifest.as_ref(), &e);
-    }
+    runner
+        .validate_ignore("[preflight].ignore")
+        .map_err(|e| config_error(manifest.as_ref(), &e))?;
     let flag_ignore = IgnoreList::from_ids(&cli.ignore);
     let runner = runner.with_ignore(flag_ignore.clone());
-    if let Err(e) = runner.validate_ignore("--ignore") {
-        return usage_error(&e);
-    }
+    runner.validate_ignore("--ignore").map_err(Failure::usage)?;
     let mut runner = runner.with_ignore(config.ignore_list().union(flag_ignore));
     if !cli.only.is_empty() {
-        runner = match runner.only(&cli.only) {
-            Ok(r) => r,
-            Err(e) => return usage_error(&e),
-        };
+        runner = runner.only(&cli.only).map_err(Failure::usage)?;
     }
 
     let report = runner.run();
     if cli.common.json {
-        if let Err(e) = cutover_cli::print_json(&report) {
-            eprintln!("error: cannot write the report: {e}");
-            return cutover_cli::EXIT_FAIL;
-        }
+        cutover_cli::print_json(&report)
+            .map_err(|e| Failure::fail(format!("cannot write the report: {e}")))?;
     } else {
         cutover_cli::out!(
             "{}",
@@ -103,16 +93,16 @@ fn run(cli: &Cli) -> i32 {
             })
         );
     }
-    match report.status {
+    let status = match report.status {
         RunStatus::Ok => Status::Ok,
         RunStatus::Warn => Status::Warn,
         RunStatus::Fail => Status::Fail,
-    }
-    .exit_code()
+    };
+    Ok(status.exit_code())
 }
 
-/// The configuration to run and what building it needs; `Err` holds the exit code.
-fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), i32> {
+/// The configuration to run and what building it needs.
+fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), Failure> {
     let Some(manifest) = manifest else {
         let config = DefaultSet {
             git: in_git_work_tree(Path::new(".")),
@@ -122,13 +112,9 @@ fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), 
         .config();
         return Ok((config, BuildContext::default()));
     };
-    let pick = |e: cutover_cli::ManifestError| cutover_cli::report_manifest_error(&e);
-    let config: Option<PreflightConfig> = manifest.table("preflight").map_err(pick)?;
-    let secrets: BTreeMap<String, String> = manifest
-        .table("service.secrets")
-        .map_err(pick)?
-        .unwrap_or_default();
-    let port: Option<u16> = manifest.table("service.port").map_err(pick)?;
+    let config: Option<PreflightConfig> = manifest.table("preflight")?;
+    let secrets: BTreeMap<String, String> = manifest.table("service.secrets")?.unwrap_or_default();
+    let port: Option<u16> = manifest.table("service.port")?;
     let ctx = BuildContext {
         base_dir: manifest.dir(),
         secrets,
@@ -147,8 +133,8 @@ fn load(manifest: Option<&Manifest>) -> Result<(PreflightConfig, BuildContext), 
 }
 
 /// Reports an invalid `[preflight]` table with the manifest's path and, where it can be found,
-/// the line of the offending entry; returns 78.
-fn config_error(manifest: Option<&Manifest>, err: &PreflightError) -> i32 {
+/// the line of the offending entry (exit 78).
+fn config_error(manifest: Option<&Manifest>, err: &PreflightError) -> Failure {
     let location = manifest.map(|m| {
         let line = match err {
             PreflightError::InvalidCheck { index, key, .. } => {
@@ -164,13 +150,7 @@ fn config_error(manifest: Option<&Manifest>, err: &PreflightError) -> i32 {
         }
     });
     tracing::error!(%err, "invalid configuration");
-    eprintln!("error: {}{err}", location.unwrap_or_default());
-    EXIT_CONFIG
-}
-
-fn usage_error(err: &PreflightError) -> i32 {
-    eprintln!("error: {err}");
-    EXIT_USAGE
+    Failure::config(format!("{}{err}", location.unwrap_or_default()))
 }
 
 /// 1-based line and column of the `index`-th `[[preflight.check]]` entry, or of `key` inside it.

@@ -26,12 +26,15 @@
 //! `{url, via, release}`, present when a probe went to the base URL. This binary is argument
 //! parsing and rendering only; the work is in the health-probe and live-deployment crates.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, EXIT_USAGE, Manifest, Status};
+use cutover_cli::{CommonArgs, EXIT_CONFIG, EXIT_UNKNOWN, Failure, Manifest, Status};
 use health_probe::{
     DEMO_SUITE, HeaderSource, HttpTarget, JsonAssertion, Outcome, PrepareOptions, ProbeConfig,
     ProbeError, ProbeResult, SecretRef, StatusSet, SuiteProbe, SuiteReport, WaitPolicy,
@@ -204,35 +207,21 @@ fn parse_assertion(text: &str) -> Result<JsonAssertion, String> {
     text.parse().map_err(|e: ProbeError| e.to_string())
 }
 
-/// Why the probes could not be judged.
-#[derive(Debug)]
-enum Stop {
-    /// Exit 64 with this message.
-    Usage(String),
-    /// Exit 78.
-    Config(String),
-    /// Exit 3.
-    CannotRun(String),
-}
-
-impl From<ProbeError> for Stop {
-    fn from(err: ProbeError) -> Self {
-        if err.is_config() {
-            Stop::Config(err.to_string())
-        } else {
-            Stop::CannotRun(err.to_string())
-        }
+/// Why the probes could not be judged: an invalid configuration (78), or they could not run (3).
+fn probe_failure(err: ProbeError) -> Failure {
+    if err.is_config() {
+        Failure::config(err)
+    } else {
+        Failure::unknown(err)
     }
 }
 
-impl Stop {
-    /// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
-    fn live(err: &LiveError) -> Self {
-        if err.exit_code() == EXIT_CONFIG {
-            Stop::Config(err.to_string())
-        } else {
-            Stop::CannotRun(err.to_string())
-        }
+/// A deployment that cannot be read: 78 for the manifest, 3 for damaged state.
+fn live_failure(err: &LiveError) -> Failure {
+    if err.exit_code() == EXIT_CONFIG {
+        Failure::config(err)
+    } else {
+        Failure::unknown(err)
     }
 }
 
@@ -277,31 +266,31 @@ impl BaseTarget {
 
 /// The base for probe URLs written as a path: `--base-url`, else the live deployment the
 /// manifest describes (as `--via` asks), else [`DEFAULT_BASE_URL`].
-fn base_target(manifest: Option<&Manifest>, select: &Select) -> Result<BaseTarget, Stop> {
+fn base_target(manifest: Option<&Manifest>, select: &Select) -> Result<BaseTarget, Failure> {
     if let Some(url) = &select.base_url {
         return Ok(BaseTarget::fixed(url, "base-url"));
     }
     let deployment = match manifest {
-        Some(m) => Deployment::of(m).map_err(|e| Stop::live(&e))?,
+        Some(m) => Deployment::of(m).map_err(|e| live_failure(&e))?,
         None => None,
     };
     let Some(deployment) = deployment else {
         if let Some(via) = select.via {
-            return Err(Stop::Usage(format!(
+            return Err(Failure::usage(format!(
                 "--via {} needs a manifest with a [service] table (the deployment to probe); give --base-url instead",
                 via.as_str()
             )));
         }
         return Ok(BaseTarget::fixed(DEFAULT_BASE_URL, "default"));
     };
-    let live = deployment.live().map_err(|e| Stop::live(&e))?;
+    let live = deployment.live().map_err(|e| live_failure(&e))?;
     let via = select.via.unwrap_or(Via::Public);
     let (url, ca_file) = match via {
         Via::Public => (live.url.clone(), live.proxy_ca.clone()),
         Via::Release => (live.slot_url.clone(), None),
     };
     let (Some(release), Some(url)) = (live.release.clone(), url) else {
-        return Err(Stop::CannotRun(live.describe()));
+        return Err(Failure::unknown(live.describe()));
     };
     tracing::info!(%url, via = via.as_str(), %release, "probing the live deployment");
     Ok(BaseTarget {
@@ -317,7 +306,7 @@ fn needs_base(config: &ProbeConfig) -> bool {
     matches!(&config.target, health_probe::Target::Http(http) if http.url.starts_with('/'))
 }
 
-fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
+fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Failure> {
     if let Some(url) = &select.adhoc.url {
         let a = &select.adhoc;
         let mut target = HttpTarget::get(url);
@@ -332,7 +321,7 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
             .as_deref()
             .map(SecretRef::parse)
             .transpose()
-            .map_err(|e| Stop::Usage(format!("--bearer-token: {e}")))?;
+            .map_err(|e| Failure::usage(format!("--bearer-token: {e}")))?;
         target.body.clone_from(&a.body);
         target.expect_status = a.expect_status.clone().unwrap_or_default();
         target.expect_json.clone_from(&a.expect_json);
@@ -354,12 +343,12 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
     let manifest = match (common.manifest(), select.suite.as_deref()) {
         (Ok(m), _) => m,
         (Err(_), Some(DEMO_SUITE)) if common.manifest.is_none() => None,
-        (Err(e), _) => return Err(Stop::Config(e.to_string())),
+        (Err(e), _) => return Err(Failure::config(e.to_string())),
     };
     let configs: Vec<ProbeConfig> = match &manifest {
         Some(m) => m
             .table::<Vec<ProbeConfig>>("probe")
-            .map_err(|e| Stop::Config(e.to_string()))?
+            .map_err(|e| Failure::config(e.to_string()))?
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -368,10 +357,10 @@ fn plan(common: &CommonArgs, select: &Select) -> Result<Plan, Stop> {
         // URL like any probe written as a path.
         Some(name) => (
             name.clone(),
-            health_probe::select_suite(&configs, name, "", None)?,
+            health_probe::select_suite(&configs, name, "", None).map_err(probe_failure)?,
         ),
         None if configs.is_empty() => {
-            return Err(Stop::Usage(match manifest {
+            return Err(Failure::usage(match manifest {
                 Some(m) => format!(
                     "{} has no [[probe]] entries; give --url, --suite {DEMO_SUITE}, or add probes",
                     m.path().display()
@@ -473,9 +462,11 @@ fn print_table(results: &[ProbeResult]) {
     cutover_cli::outln!("{ok}/{} probes ok", results.len());
 }
 
-async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
+async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Failure> {
     let plan = plan(common, select)?;
-    let probes = health_probe::prepare_all(&plan.configs, &plan.options).await?;
+    let probes = health_probe::prepare_all(&plan.configs, &plan.options)
+        .await
+        .map_err(probe_failure)?;
     let report: SuiteReport = health_probe::run_suite(&probes).await;
     let status = status_of(report.status);
     if common.json {
@@ -494,7 +485,7 @@ async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
             probes: probes_json(&report.probes),
         };
         cutover_cli::print_json(&doc)
-            .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
+            .map_err(|e| Failure::unknown(format!("writing the report failed: {e}")))?;
     } else {
         print_target(plan.target.as_ref());
         print_table(&report.probes);
@@ -502,9 +493,11 @@ async fn run(common: &CommonArgs, select: &Select) -> Result<i32, Stop> {
     Ok(status.exit_code())
 }
 
-async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Result<i32, Stop> {
+async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Result<i32, Failure> {
     let plan = plan(common, select)?;
-    let probes = health_probe::prepare_all(&plan.configs, &plan.options).await?;
+    let probes = health_probe::prepare_all(&plan.configs, &plan.options)
+        .await
+        .map_err(probe_failure)?;
     let suite = SuiteProbe::new(plan.name.clone(), probes);
     let policy = WaitPolicy {
         initial_delay: policy.initial_delay,
@@ -538,7 +531,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
             history.clone(),
             outcome_message(&outcome),
         ),
-        Err(_) => return outcome.map(|_| 0).map_err(Stop::from),
+        Err(_) => return outcome.map(|_| 0).map_err(probe_failure),
     };
     if common.json {
         #[derive(Serialize)]
@@ -579,7 +572,7 @@ async fn wait(common: &CommonArgs, select: &Select, policy: &PolicyArgs) -> Resu
                 .collect(),
         };
         cutover_cli::print_json(&doc)
-            .map_err(|e| Stop::CannotRun(format!("writing the report failed: {e}")))?;
+            .map_err(|e| Failure::unknown(format!("writing the report failed: {e}")))?;
     } else {
         print_target(plan.target.as_ref());
         if status != Status::Ok {
@@ -607,45 +600,32 @@ fn outcome_message<T>(outcome: &Result<T, ProbeError>) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = cutover_cli::parse_or_exit();
+    cutover_cli::exit(run_main())
+}
+
+fn run_main() -> Result<i32, Failure> {
+    let cli: Cli = cutover_cli::parse()?;
     cli.common.init_logging();
     // One probe or a handful: a single-threaded runtime starts faster and is plenty.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit(EXIT_UNKNOWN);
-        }
-    };
+        .map_err(|e| Failure::unknown(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Run(select) => run(&cli.common, select).await,
             Command::Wait { select, policy } => wait(&cli.common, select, policy).await,
         }
     });
-    match result {
-        Ok(code) => exit(code),
-        Err(stop) => {
-            let (code, message) = match stop {
-                Stop::Usage(m) => (EXIT_USAGE, m),
-                Stop::Config(m) => (EXIT_CONFIG, m),
-                Stop::CannotRun(m) => (EXIT_UNKNOWN, m),
-            };
-            tracing::error!(%message, code, "cutover-probe stopped");
-            if cli.common.json && code == EXIT_UNKNOWN {
-                let doc =
-                    serde_json::json!({"status": Status::Unknown, "reason": message, "probes": []});
-                let _ = cutover_cli::print_json(&doc);
-            }
-            eprintln!("error: {message}");
-            exit(code)
+    result.map_err(|failure| {
+        let code = failure.code();
+        tracing::error!(message = %failure, code, "cutover-probe stopped");
+        if cli.common.json && code == EXIT_UNKNOWN {
+            let doc =
+                serde_json::json!({"status": Status::Unknown, "reason": failure.to_string(), "probes": []});
+            failure.with_json(doc)
+        } else {
+            failure
         }
-    }
-}
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    })
 }

@@ -19,15 +19,21 @@
 //! This binary is also the supervisor program: `cutover-proc __supervise` and
 //! `cutover-proc __exec-shim` are hidden modes handled before argument parsing.
 
+// A binary: what it prints is its output. Libraries never print (the workspace denies it).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cutover_cli::{CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Manifest, Status};
+use cutover_cli::{
+    CommonArgs, EXIT_FAIL, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Failure, Manifest, Status,
+};
 use live_deployment::{Deployment, LiveError, LiveState};
 use process_control::template::{self, Placeholders};
 use process_control::{
@@ -301,14 +307,14 @@ impl FromManifest {
             return Ok(live.name);
         }
         self.name.clone().ok_or_else(|| {
-            anyhow::anyhow!("--name is required (or [service].name in the manifest)")
+            usage("--name is required (or [service].name in the manifest)".to_owned())
         })
     }
 
     fn root(&self, flag: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
-        flag.or(self.root.as_ref())
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("--root is required (or [layout].root in the manifest)"))
+        flag.or(self.root.as_ref()).cloned().ok_or_else(|| {
+            usage("--root is required (or [layout].root in the manifest)".to_owned())
+        })
     }
 }
 
@@ -327,14 +333,13 @@ impl SpecArgs {
         };
         let argv = if self.argv.is_empty() {
             let start = from.start.as_ref().ok_or_else(|| {
-                anyhow::anyhow!("--: no command: give it after -- or as [service].start")
+                usage("--: no command: give it after -- or as [service].start".to_owned())
             })?;
             template::fill_all(start, &values)
                 .map_err(|e| config_value(format!("[service].start: {e}{}", nothing_live(&e))))?
         } else {
-            let mut argv = template::fill_all(&self.argv, &values).map_err(|e| {
-                anyhow::anyhow!("--: the command after --: {e}{}", nothing_live(&e))
-            })?;
+            let mut argv = template::fill_all(&self.argv, &values)
+                .map_err(|e| usage(format!("--: the command after --: {e}{}", nothing_live(&e))))?;
             // A relative program path means what it means in the caller's shell: the
             // supervisor runs from another directory.
             if let Some(program) = argv.first_mut()
@@ -342,7 +347,7 @@ impl SpecArgs {
                 && Path::new(program.as_str()).is_relative()
             {
                 let absolute = std::path::absolute(program.as_str())
-                    .map_err(|e| anyhow::anyhow!("--: cannot resolve {program}: {e}"))?;
+                    .map_err(|e| usage(format!("--: cannot resolve {program}: {e}")))?;
                 *program = absolute.to_string_lossy().into_owned();
             }
             argv
@@ -358,13 +363,13 @@ impl SpecArgs {
 
         for (k, v) in &self.env {
             let value = template::fill(v, &values)
-                .map_err(|e| anyhow::anyhow!("--env {k}: {e}{}", nothing_live(&e)))?;
+                .map_err(|e| usage(format!("--env {k}: {e}{}", nothing_live(&e))))?;
             spec.environment.insert(k.clone(), value);
         }
         for (k, reference) in &self.secrets {
             let parsed: SecretRef = reference
                 .parse()
-                .map_err(|e| anyhow::anyhow!("--secret {k}: {e}"))?;
+                .map_err(|e| usage(format!("--secret {k}: {e}")))?;
             spec.secrets.insert(k.clone(), parsed);
         }
         if self.credentials {
@@ -453,63 +458,68 @@ fn manager_kind(flag: Option<ManagerKind>, from: &FromManifest) -> ManagerKind {
     })
 }
 
-fn main() {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if let Some(result) = process_control::run_hidden_mode(&args) {
-        match result {
-            Ok(code) => std::process::exit(code),
-            Err(err) => {
-                eprintln!("cutover-proc: {err}");
-                std::process::exit(127);
-            }
-        }
-    }
-    let cli: Cli = cutover_cli::parse_or_exit();
-    cli.common.init_logging();
-    let from = match cli.common.manifest() {
-        Ok(None) => FromManifest::default(),
-        Ok(Some(manifest)) => match FromManifest::load(&manifest) {
-            Ok(from) => from,
-            Err(LiveError::Manifest(err)) => std::process::exit(config_error(&cli, &err)),
-            Err(err) => {
-                if cli.common.json {
-                    let _ = cutover_cli::print_json(&json!({
-                        "status": Status::Unknown,
-                        "error": err.to_string(),
-                    }));
-                }
-                eprintln!("error: {err}");
-                std::process::exit(err.exit_code());
-            }
-        },
-        Err(err) => std::process::exit(config_error(&cli, &err)),
-    };
-    let code = match run(&cli, &from) {
-        Ok(code) => code,
-        Err(err) => {
-            let code = exit_code_for(&err);
-            if cli.common.json {
-                let _ = cutover_cli::print_json(&json!({
-                    "status": if code == EXIT_UNKNOWN { Status::Unknown } else { Status::Fail },
-                    "error": format!("{err:#}"),
-                }));
-            }
-            eprintln!("error: {err:#}");
-            code
-        }
-    };
-    std::process::exit(code);
+fn main() -> ExitCode {
+    cutover_cli::exit(run_main())
 }
 
-/// Reports an invalid manifest (file:line:col and key) and returns 78.
-fn config_error(cli: &Cli, err: &cutover_cli::ManifestError) -> i32 {
-    if cli.common.json {
-        let _ = cutover_cli::print_json(&json!({
-            "status": Status::Unknown,
-            "error": err.to_string(),
-        }));
+fn run_main() -> Result<i32, Failure> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(result) = process_control::run_hidden_mode(&args) {
+        return result.map_err(|err| Failure::line(127, format!("cutover-proc: {err}")));
     }
-    cutover_cli::report_manifest_error(err)
+    let cli: Cli = cutover_cli::parse()?;
+    cli.common.init_logging();
+    let from = load(&cli)?;
+    run(&cli, &from).map_err(|err| {
+        let code = exit_code_for(&err);
+        let failure = Failure::new(code, format!("{err:#}"));
+        if cli.common.json {
+            failure.with_json(json!({
+                "status": if code == EXIT_UNKNOWN { Status::Unknown } else { Status::Fail },
+                "error": format!("{err:#}"),
+            }))
+        } else {
+            failure
+        }
+    })
+}
+
+/// What the manifest says, if there is one; an invalid one is exit 78, a deployment that
+/// cannot be read its own code.
+fn load(cli: &Cli) -> Result<FromManifest, Failure> {
+    match cli.common.manifest() {
+        Ok(None) => Ok(FromManifest::default()),
+        Ok(Some(manifest)) => match FromManifest::load(&manifest) {
+            Ok(from) => Ok(from),
+            Err(LiveError::Manifest(err)) => Err(config_error(cli, err)),
+            Err(err) => {
+                let failure = Failure::new(err.exit_code(), &err);
+                Err(if cli.common.json {
+                    failure.with_json(json!({
+                        "status": Status::Unknown,
+                        "error": err.to_string(),
+                    }))
+                } else {
+                    failure
+                })
+            }
+        },
+        Err(err) => Err(config_error(cli, err)),
+    }
+}
+
+/// An invalid manifest (file:line:col and key): exit 78.
+fn config_error(cli: &Cli, err: cutover_cli::ManifestError) -> Failure {
+    let doc = json!({
+        "status": Status::Unknown,
+        "error": err.to_string(),
+    });
+    let failure = Failure::from(err);
+    if cli.common.json {
+        failure.with_json(doc)
+    } else {
+        failure
+    }
 }
 
 /// A manifest value that cannot be used where it is (exit 78).
@@ -528,9 +538,29 @@ fn config_value(message: String) -> anyhow::Error {
     anyhow::Error::new(ConfigValue(message))
 }
 
+/// A flag that is missing or cannot be used (`--name`, `--secret …`, the command after `--`):
+/// exit 64.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(Usage(message))
+}
+
 fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err.downcast_ref::<ConfigValue>().is_some() {
         return cutover_cli::EXIT_CONFIG;
+    }
+    if err.downcast_ref::<Usage>().is_some() {
+        return EXIT_USAGE;
     }
     if let Some(live) = err.downcast_ref::<LiveError>() {
         return live.exit_code();
@@ -538,11 +568,7 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<ProcError>() {
         Some(ProcError::InvalidSpec { .. } | ProcError::Render { .. }) => EXIT_USAGE,
         Some(ProcError::NotInstalled { .. }) => EXIT_UNKNOWN,
-        Some(_) => EXIT_FAIL,
-        // Errors of our own making here are about flags (`--secret …`, a missing ARGV) or the
-        // manifest's values (`[service].start`, …).
-        None if err.to_string().starts_with("--") => EXIT_USAGE,
-        None => EXIT_FAIL,
+        Some(_) | None => EXIT_FAIL,
     }
 }
 
@@ -607,9 +633,12 @@ fn run(cli: &Cli, from: &FromManifest) -> anyhow::Result<i32> {
             let spec = if spec.argv.is_empty() && from.start.is_none() {
                 match kind {
                     ManagerKind::Supervised => supervised(&target).installed_spec(&target.name)?,
-                    ManagerKind::Systemd => anyhow::bail!(
-                        "--manager systemd restart needs the command after -- to render the unit"
-                    ),
+                    ManagerKind::Systemd => {
+                        return Err(usage(
+                            "--manager systemd restart needs the command after -- to render the unit"
+                                .to_owned(),
+                        ));
+                    }
                 }
             } else {
                 spec.spec(&target.name, &target.root, from)?

@@ -7,7 +7,9 @@
 //!   every secret value resolved in the process replaced by `***` (see [`log_subscriber`]);
 //! * [`Status`] and the exit codes: 0 ok, 1 warning, 2 failed/critical, 3 unknown, 64 usage,
 //!   75 locked, 78 invalid configuration;
-//! * [`print_json`]: exactly one JSON document on stdout.
+//! * [`print_json`]: exactly one JSON document on stdout;
+//! * [`exit()`], [`parse`] and [`Failure`]: one `main` → `run` → exit-code shape for every binary
+//!   (see [the `exit` module](mod@exit)).
 //!
 //! Only binaries depend on this crate; libraries never print and never exit.
 
@@ -17,6 +19,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use manifest_loader::{Manifest, ManifestError};
+
+pub mod exit;
+pub use exit::{Failure, exit, parse};
 
 /// Exit code: everything ok.
 pub const EXIT_OK: i32 = 0;
@@ -229,7 +234,8 @@ macro_rules! out {
 /// A reader that went away (`cutover-proc status | head -2`) is not an error of this program:
 /// it exits at once with 0 and says nothing, as ripgrep does, where `println!` would panic and
 /// exit 101. Any other write error is reported once on stderr and exits with 2 (fail).
-#[allow(clippy::exit)] // Called only from binaries, through the macros: the entry's own exit.
+// Called only from binaries, through the macros: the entry's own output and exit.
+#[allow(clippy::exit, clippy::print_stderr)]
 pub fn write_out(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     match out.write_fmt(args) {
@@ -238,30 +244,6 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
         Err(e) => {
             eprintln!("error: writing to stdout: {e}");
             std::process::exit(EXIT_FAIL);
-        }
-    }
-}
-
-/// Reports a manifest error on stderr and returns its exit code (78).
-pub fn report_manifest_error(err: &ManifestError) -> i32 {
-    // Printed once, plainly: a log line as well would show the same message twice on stderr.
-    eprintln!("error: {err}");
-    err.exit_code()
-}
-
-/// Maps a clap parse error to the contract's exit codes: help and version are 0, the rest 64.
-pub fn parse_or_exit<P: clap::Parser>() -> P {
-    match P::try_parse() {
-        Ok(p) => p,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
-                _ => EXIT_USAGE,
-            };
-            let _ = e.print();
-            std::process::exit(code);
         }
     }
 }

@@ -7,6 +7,9 @@
 //! Environment: `FAKE_SYSTEMCTL_DIR` (its state: pid files, logs, credentials, calls.log) and
 //! `FAKE_SYSTEMCTL_UNITS` (the unit directory cutover writes to).
 
+// A test helper program standing in for systemctl: it prints and exits like one.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -1,0 +1,6 @@
+//! The integration tests of `cutover-probe`, in one test binary: each file of this directory is a
+//! module, so the crate links one binary instead of one per file.
+
+mod cli;
+mod help;
+mod live;

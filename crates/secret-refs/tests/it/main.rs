@@ -1,0 +1,7 @@
+//! The integration tests of `secret-refs`, in one test binary: each file of this directory is a
+//! module, so the crate links one binary instead of one per file.
+
+mod common;
+mod delivery;
+mod leaks;
+mod providers;
