@@ -11,8 +11,8 @@
 //!   streaming fixed-size chunks and holding at most one incomplete line per open file.
 //! - [`EdgeSignals`] turns lines into a sliding window (default 60 s, by the log's own
 //!   timestamps): requests, requests/s, success rate (the share of requests that were not
-//!   5xx, among all but 429s and 499s, which are counted apart), p50/p95/p99 latency from an
-//!   HDR histogram at 3 significant digits, overall, per location and per upstream slot
+//!   5xx, among all but 429s and 499s, which are counted apart), p50/p95/p99 latency (of the
+//!   same judged requests) from an HDR histogram at 3 significant digits, overall, per location and per upstream slot
 //!   ([`SlotMap`]: address to slot and release). An empty window is no data (`None`), never
 //!   100 % or 0 %. Memory is bounded by caps on samples, groups and series.
 //! - [`EdgeReader`] puts the two together for long-running owners; [`read_window`] reads the

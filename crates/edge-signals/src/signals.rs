@@ -165,7 +165,8 @@ pub struct Signals {
     /// The share (0–1) of judged requests (all but 429 and 499) that were not 5xx; `None` when
     /// none was judged: no data, never 100 % or 0 %.
     pub success_rate: Option<f64>,
-    /// Median latency in milliseconds (nginx `$request_time`); `None` with no requests.
+    /// Median latency in milliseconds (nginx `$request_time`) of the judged requests (429s and
+    /// 499s are not the service's latency); `None` with none.
     pub p50_ms: Option<f64>,
     /// 95th percentile latency in milliseconds.
     pub p95_ms: Option<f64>,
@@ -428,8 +429,16 @@ impl Accumulator {
     fn add(&mut self, s: &Sample) {
         self.requests += 1;
         match s.status {
-            429 => self.s429 += 1,
-            499 => self.s499 += 1,
+            // Neither is a latency of the service: a 429 is nginx turning the request away at
+            // once, a 499 how long the client waited before it left.
+            429 => {
+                self.s429 += 1;
+                return;
+            }
+            499 => {
+                self.s499 += 1;
+                return;
+            }
             500..=599 => self.s5xx += 1,
             400..=498 => self.s4xx += 1,
             _ => {}
@@ -565,6 +574,29 @@ mod tests {
         assert_eq!(w.slots["blue"].signals.requests, 95);
         assert_eq!(w.slots[NO_UPSTREAM].signals.requests, 5);
         assert!((w.overall.requests_per_sec - 110.0 / 60.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rate_limited_and_abandoned_requests_are_not_latency_samples() {
+        let mut signals = EdgeSignals::new(SignalOptions::default());
+        let t = 100_000;
+        for i in 0..95 {
+            signals.record(&line(t + i, 429, 0, "/api/", None));
+        }
+        signals.record(&line(t, 499, 30_000, "/api/", Some("a:1")));
+        for i in 0..5 {
+            signals.record(&line(t + i, 200, 50, "/api/", Some("a:1")));
+        }
+        let w = signals.window(at(t + 1_000));
+        let api = &w.locations["/api/"];
+        assert_eq!(api.requests, 101);
+        assert_eq!((api.p50_ms, api.p99_ms), (Some(50.0), Some(50.0)));
+        // Only turned away: no latency at all, not 0 ms.
+        let mut only_429 = EdgeSignals::new(SignalOptions::default());
+        only_429.record(&line(t, 429, 0, "/api/", None));
+        let w = only_429.window(at(t + 1_000));
+        assert_eq!(w.overall.p95_ms, None);
+        assert_eq!(w.overall.success_rate, None);
     }
 
     #[test]
