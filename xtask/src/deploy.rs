@@ -52,7 +52,9 @@ fn ensure_manifest(root: &Path) -> Result<PathBuf, String> {
 fn build(root: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(&cargo)
-        .args(["build", "-p", "cutover-deploy", "-p", "cutover-demo-hub"])
+        // The same build as `cargo xtask test`'s, so one reuses the other's artifacts (a
+        // `-p` build resolves features differently and rebuilds every dependency).
+        .args(["build", "--workspace", "--bins", "--locked"])
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
