@@ -9,7 +9,6 @@
 //! 0 ok, 2 failed (a corrupt archive or a refused entry included), 3 could not evaluate,
 //! 64 usage, 78 invalid configuration.
 
-mod bench;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -72,10 +71,6 @@ enum Command {
     /// is always kept. Also removes leftovers of killed runs (hidden .partial-, .restore- and
     /// .previous- temporaries) whose run has exited and that are older than --leftover-age.
     Prune(PruneArgs),
-    /// Measure create and restore against pigz, zstd and GNU tar on a generated tree (for
-    /// `cargo xtask bench`).
-    #[command(hide = true)]
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -316,7 +311,6 @@ fn run(cli: &Cli) -> i32 {
             }
         }
         Command::Prune(a) => cmd_prune(a, &config, json),
-        Command::Bench(a) => bench::run(a, json),
     }
 }
 
