@@ -18,6 +18,13 @@ pub(super) fn streams(
 ) -> Result<Vec<Row>, String> {
     let rounds = if plan.quick { 2 } else { 10 };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The scenario starts the workspace's debug binaries (as `cargo xtask test` builds them).
+    crate::run(
+        root,
+        &cargo,
+        &["build", "--workspace", "--bins", "--locked"],
+        "debug build of the binaries the scenario starts",
+    )?;
     let out = Command::new(&cargo)
         .args([
             "nextest",
