@@ -57,7 +57,7 @@ impl Plan {
                 perf_connections: 16,
                 perf_rss_seconds: 0,
                 process_runs: 10,
-                monitor_seconds: 30,
+                monitor_seconds: 20,
             }
         } else {
             Plan {

@@ -16,7 +16,7 @@ pub(super) fn streams(
     details: &mut String,
     _raw: &mut super::Raw,
 ) -> Result<Vec<Row>, String> {
-    let rounds = if plan.quick { 2 } else { 10 };
+    let rounds = if plan.quick { 1 } else { 10 };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The scenario starts the workspace's debug binaries (as `cargo xtask test` builds them).
     crate::run(
