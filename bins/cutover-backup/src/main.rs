@@ -12,7 +12,6 @@
 // A binary: what it prints is its output. Libraries never print (the workspace denies it).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod bench;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -76,10 +75,6 @@ enum Command {
     /// is always kept. Also removes leftovers of killed runs (hidden .partial-, .restore- and
     /// .previous- temporaries) whose run has exited and that are older than --leftover-age.
     Prune(PruneArgs),
-    /// Measure create and restore against pigz, zstd and GNU tar on a generated tree (for
-    /// `cargo xtask bench`).
-    #[command(hide = true)]
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -316,7 +311,6 @@ fn command(cli: &Cli, config: &Config) -> i32 {
             }
         }
         Command::Prune(a) => cmd_prune(a, config, json),
-        Command::Bench(a) => bench::run(a, json),
     }
 }
 

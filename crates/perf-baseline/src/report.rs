@@ -101,9 +101,10 @@ impl RunReport {
         }
     }
 
-    /// Requests per second over the measured window.
+    /// Completed requests (answered, any status) per second over the measured window; timeouts
+    /// and I/O or protocol failures are reported beside it as errors, never counted in it.
     pub fn requests_per_sec(&self) -> f64 {
-        per_sec(self.overall.requests, self.elapsed_secs)
+        per_sec(self.overall.completed(), self.elapsed_secs)
     }
 
     /// The summary printed by `cutover-perf run --json` (without its `status`).
@@ -132,7 +133,7 @@ impl RunReport {
                     requests: e.measurement.requests,
                     errors: e.measurement.errors.total(),
                     errors_by_kind: e.measurement.errors,
-                    requests_per_sec: per_sec(e.measurement.requests, self.elapsed_secs),
+                    requests_per_sec: per_sec(e.measurement.completed(), self.elapsed_secs),
                     latency_ms: LatencySummary::of(&e.measurement.latency),
                     uncorrected_latency_ms: e
                         .measurement

@@ -165,6 +165,14 @@ impl Measurement {
         }
     }
 
+    /// Requests that got an answer (of any status, as wrk counts them): [`Self::requests`]
+    /// minus the timeouts, I/O and protocol failures, which are errors beside it, not requests
+    /// served. Requests/s is computed from this.
+    pub fn completed(&self) -> u64 {
+        self.requests
+            .saturating_sub(self.errors.timeout + self.errors.io + self.errors.protocol)
+    }
+
     /// Errors divided by requests (0 when nothing was sent).
     pub fn error_rate(&self) -> f64 {
         let attempts = self.requests + self.errors.connect;
@@ -310,5 +318,27 @@ mod tests {
         a.merge(&b);
         assert_eq!((a.requests, a.errors.total(), a.latency.len()), (3, 1, 1));
         assert!((a.error_rate() - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn completed_requests_leave_out_timeouts_and_io_errors_but_keep_error_statuses() {
+        let mut m = Measurement::new(false);
+        m.requests = 10;
+        m.errors.timeout = 2;
+        m.errors.io = 1;
+        m.errors.protocol = 1;
+        m.errors.status_5xx = 3;
+        // 5xx answers are answers (wrk counts them too); the four failures are not requests.
+        assert_eq!(m.completed(), 6);
+        m.requests = 3;
+        assert_eq!(m.completed(), 0, "never below zero");
+    }
+
+    #[test]
+    fn a_run_without_failures_completes_every_request() {
+        let mut m = Measurement::new(false);
+        m.requests = 7;
+        m.errors.status_4xx = 7;
+        assert_eq!(m.completed(), 7);
     }
 }

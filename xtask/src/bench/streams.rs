@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Plan, Row, pass};
+use super::{Plan, Row, fail_words, pass};
 
 /// Runs the scenario and turns what it printed into rows.
 pub(super) fn streams(
@@ -14,9 +14,17 @@ pub(super) fn streams(
     _release: &Path,
     plan: &Plan,
     details: &mut String,
+    _raw: &mut super::Raw,
 ) -> Result<Vec<Row>, String> {
-    let rounds = if plan.quick { 2 } else { 10 };
+    let rounds = if plan.quick { 1 } else { 10 };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The scenario starts the workspace's debug binaries (as `cargo xtask test` builds them).
+    crate::run(
+        root,
+        &cargo,
+        &["build", "--workspace", "--bins", "--locked"],
+        "debug build of the binaries the scenario starts",
+    )?;
     let out = Command::new(&cargo)
         .args([
             "nextest",
@@ -59,26 +67,59 @@ pub(super) fn streams(
     );
     let kept =
         ok && !requests.is_empty() && socket_errors.ends_with("none") && non2xx.ends_with("none");
+    let posted = ok && posts.ends_with("failed []");
+    // What the scenario said when it failed: its last lines.
+    let said = || {
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .filter(|l| !l.trim().is_empty())
+            .take(2)
+            .collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    };
     Ok(vec![
         Row {
             goal: format!(
                 "keep-alive HTTPS load (wrk, 4 connections) across {rounds} deploys + rollbacks: 0 failed"
             ),
-            measured: format!("{requests}; {socket_errors}; {non2xx}"),
+            measured: format!(
+                "{requests}; {socket_errors}; {non2xx}{}",
+                fail_words(kept, || if ok {
+                    "wrk's keep-alive clients saw failed requests during the deploys".to_owned()
+                } else {
+                    format!("the scenario failed ({}): {}", out.status, said())
+                })
+            ),
             runs: "1".to_owned(),
             spread: "-".to_owned(),
             verdict: pass(kept),
         },
         Row {
             goal: format!("MCP posts across {rounds} deploys + rollbacks: 0 lost"),
-            measured: posts.trim_start_matches("MCP posts: ").to_owned(),
+            measured: format!(
+                "{}{}",
+                posts.trim_start_matches("MCP posts: "),
+                fail_words(posted, || if ok {
+                    "some MCP posts failed during the deploys".to_owned()
+                } else {
+                    "the scenario failed, so the posts were not all counted".to_owned()
+                })
+            ),
             runs: "1".to_owned(),
             spread: "-".to_owned(),
-            verdict: pass(ok && posts.ends_with("failed []")),
+            verdict: pass(posted),
         },
         Row {
             goal: "switch to the last old stream closed: ≤ drain (1 s) + 1 s".to_owned(),
-            measured: slowest,
+            measured: format!(
+                "{slowest}{}",
+                fail_words(ok, || {
+                    "the scenario failed: an old stream outlived drain + 1 s, or it stopped \
+                     before measuring"
+                        .to_owned()
+                })
+            ),
             runs: rounds.to_string(),
             spread: "-".to_owned(),
             verdict: pass(ok),

@@ -1,31 +1,15 @@
-//! The hidden `bench` subcommand: generates a tree of mixed files, then times this binary's
-//! `create` (gzip and zstd) against the real peer, `tar -cf - | pigz -pN -6` with N the number
-//! of CPUs, and its `restore` (with verification) against `pigz -dc | tar -xf -`, all side by
-//! side on the same tree, rotating which tool goes first each round, and reports medians and
-//! ratios. Single-threaded `tar -czf`/`tar -xzf` and `tar -cf - | zstd -TN -3` are measured as
-//! context. `cargo xtask bench` calls `cutover-backup bench --json`; it needs `pigz` and `zstd`
-//! (Debian packages of the same names).
+//! The backup measurement (moved out of the shipped `cutover-backup`, issue 17): generates a
+//! tree of mixed files, then times the release `cutover-backup create` (gzip and zstd) against
+//! the real peer, `tar -cf - | pigz -pN -6` with N the number of CPUs, and its `restore` (with
+//! verification) against `pigz -dc | tar -xf -`, all as whole processes on the same tree,
+//! rotating which tool goes first each round. Single-threaded `tar -czf`/`tar -xzf` and
+//! `tar -cf - | zstd -TN -3` are measured as context. Needs `pigz` and `zstd`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use cutover_cli::Status;
 use serde_json::json;
-
-/// Arguments of `bench`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
-    /// Size of the generated tree in MiB.
-    #[arg(long, default_value_t = 128)]
-    size_mb: u64,
-    /// Rounds of each measurement (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    /// Work directory (default: a fresh directory under the system temp dir, removed after).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-}
 
 /// A small deterministic generator (xorshift64*), so the tree is the same on every run.
 struct Rng(u64);
@@ -128,7 +112,7 @@ fn generate(root: &Path, bytes: u64) -> std::io::Result<u64> {
     Ok(n)
 }
 
-fn timed(mut cmd: Command) -> Result<f64, String> {
+fn timed_ok(mut cmd: Command) -> Result<f64, String> {
     let start = Instant::now();
     let out = cmd
         .output()
@@ -195,48 +179,6 @@ fn need(program: &str) -> Result<(), String> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-pub(crate) fn run(args: &BenchArgs, json: bool) -> i32 {
-    match measure(args) {
-        Ok(v) => {
-            if json {
-                super::emit(v);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            }
-            0
-        }
-        Err(e) => {
-            if json {
-                super::emit(json!({"status": Status::Unknown, "command": "bench", "error": e}));
-            } else {
-                eprintln!("error: {e}");
-            }
-            cutover_cli::EXIT_UNKNOWN
-        }
-    }
-}
-
-fn measure(args: &BenchArgs) -> Result<serde_json::Value, String> {
-    let tmp;
-    let work = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = std::env::temp_dir().join(format!("cutover-backup-bench-{}", std::process::id()));
-            tmp
-        }
-    };
-    let result = measure_in(&work, args);
-    if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    result
-}
-
 /// One tool's timings over the rounds and the size of what it made.
 #[derive(Debug, Default)]
 struct Series {
@@ -246,11 +188,11 @@ struct Series {
 
 impl Series {
     fn json(&self) -> serde_json::Value {
-        json!({"s": self.secs, "median_s": median(self.secs.clone()), "bytes": self.bytes})
+        json!({"s": self.secs, "median_s": self.median(), "bytes": self.bytes})
     }
 
     fn median(&self) -> f64 {
-        median(self.secs.clone())
+        super::median(&self.secs)
     }
 }
 
@@ -260,32 +202,70 @@ fn size(path: &Path) -> Result<u64, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Each contender's series, by name.
+type Contenders = std::collections::BTreeMap<&'static str, Series>;
+
+/// The ratios of medians (and sizes) the rows are made of, and whether the four goals are met:
+/// gzip create ≤ 1.0× pigz, its archive within 2 % of pigz's, zstd create ≥ 5× faster than
+/// pigz, gzip restore ≤ 1.0× `pigz -dc | tar -x`.
+fn ratios(created: &Contenders, restored: &Contenders) -> (serde_json::Value, bool) {
+    let c = |k: &str| created.get(k).map_or(f64::NAN, Series::median);
+    let r = |k: &str| restored.get(k).map_or(f64::NAN, Series::median);
+    let bytes = |k: &str| created.get(k).map_or(0, |s| s.bytes) as f64;
+    let gzip_vs_pigz = c("gzip") / c("pigz");
+    let zstd_speedup = c("pigz") / c("zstd");
+    let size_gzip_vs_pigz = bytes("gzip") / bytes("pigz");
+    let restore_vs_pigz = r("gzip") / r("pigz");
+    // NaN (a missing contender) compares false: never a pass.
+    let goals_met = gzip_vs_pigz <= 1.0
+        && (size_gzip_vs_pigz - 1.0).abs() <= 0.02
+        && zstd_speedup >= 5.0
+        && restore_vs_pigz <= 1.0;
+    let ratios = json!({
+        "create_gzip_vs_pigz": gzip_vs_pigz,
+        "create_zstd_speedup_vs_pigz": zstd_speedup,
+        "create_gzip_vs_tar_czf": c("gzip") / c("tar_czf"),
+        "create_zstd_vs_zstd_cli": c("zstd") / c("zstd_cli"),
+        "size_gzip_vs_pigz": size_gzip_vs_pigz,
+        "size_zstd_vs_pigz": bytes("zstd") / bytes("pigz"),
+        "size_zstd_vs_zstd_cli": bytes("zstd") / bytes("zstd_cli"),
+        "restore_gzip_vs_pigz": restore_vs_pigz,
+        "restore_zstd_vs_pigz": r("zstd") / r("pigz"),
+        "restore_gzip_vs_tar_xzf": r("gzip") / r("tar_xzf"),
+    });
+    (ratios, goals_met)
+}
+
 /// The create contenders, in the order of the first round.
 const CREATE: [&str; 5] = ["gzip", "zstd", "pigz", "tar_czf", "zstd_cli"];
 /// The restore contenders, in the order of the first round.
 const RESTORE: [&str; 4] = ["gzip", "zstd", "pigz", "tar_xzf"];
 
-fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String> {
+/// Times the release `cutover-backup` (`exe`) against pigz, zstd and tar on a generated tree of
+/// `size_mb` MiB under `work`, `runs` rounds, and returns the figures.
+pub(super) fn measure_in(
+    exe: &Path,
+    work: &Path,
+    size_mb: u64,
+    runs: usize,
+) -> Result<serde_json::Value, String> {
     need("pigz")?;
     need("zstd")?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let tree = work.join("tree");
     std::fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
     let files =
-        generate(&tree, args.size_mb * 1024 * 1024).map_err(|e| format!("generate tree: {e}"))?;
-    let mut created: std::collections::BTreeMap<&str, Series> =
-        CREATE.iter().map(|k| (*k, Series::default())).collect();
-    let mut restored: std::collections::BTreeMap<&str, Series> =
-        RESTORE.iter().map(|k| (*k, Series::default())).collect();
+        generate(&tree, size_mb * 1024 * 1024).map_err(|e| format!("generate tree: {e}"))?;
+    let mut created: Contenders = CREATE.iter().map(|k| (*k, Series::default())).collect();
+    let mut restored: Contenders = RESTORE.iter().map(|k| (*k, Series::default())).collect();
     let tar_c = || {
         let mut c = Command::new("tar");
         c.arg("-cf").arg("-").arg("-C").arg(work).arg("tree");
         c
     };
-    let rounds = args.runs.max(1);
+    let rounds = runs.max(1);
     for round in 0..rounds {
         let dest = |codec: &str| work.join(format!("ours-{codec}-{round}"));
         let ours_archive = |codec: &str| {
@@ -301,7 +281,7 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
             let which = CREATE[(k + round) % CREATE.len()];
             let secs = match which {
                 "gzip" | "zstd" => {
-                    let mut ours = Command::new(&exe);
+                    let mut ours = Command::new(exe);
                     ours.args([
                         "create",
                         "--id",
@@ -313,7 +293,7 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
                     .arg(&tree)
                     .arg("--dest")
                     .arg(dest(which));
-                    timed(ours)?
+                    timed_ok(ours)?
                 }
                 "pigz" => {
                     let mut pigz = Command::new("pigz");
@@ -327,7 +307,7 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
                         .arg("-C")
                         .arg(work)
                         .arg("tree");
-                    timed(tar)?
+                    timed_ok(tar)?
                 }
                 _ => {
                     let mut zstd = Command::new("zstd");
@@ -358,12 +338,12 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
             let target = work.join(format!("restored-{which}-{round}"));
             let secs = match which {
                 "gzip" | "zstd" => {
-                    let mut ours = Command::new(&exe);
+                    let mut ours = Command::new(exe);
                     ours.arg("restore")
                         .arg(ours_archive(which))
                         .arg("--target")
                         .arg(&target);
-                    timed(ours)?
+                    timed_ok(ours)?
                 }
                 "pigz" => {
                     std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
@@ -380,7 +360,7 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
                         .arg(ours_archive("gzip"))
                         .arg("-C")
                         .arg(&target);
-                    timed(tar)?
+                    timed_ok(tar)?
                 }
             };
             if let Some(s) = restored.get_mut(which) {
@@ -396,41 +376,19 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
             let _ = std::fs::remove_file(p);
         }
     }
-    let c = |k: &str| created.get(k).map_or(f64::NAN, Series::median);
-    let r = |k: &str| restored.get(k).map_or(f64::NAN, Series::median);
-    let bytes = |k: &str| created.get(k).map_or(0, |s| s.bytes) as f64;
-    let gzip_vs_pigz = c("gzip") / c("pigz");
-    let zstd_speedup = c("pigz") / c("zstd");
-    let size_gzip_vs_pigz = bytes("gzip") / bytes("pigz");
-    let restore_vs_pigz = r("gzip") / r("pigz");
-    let goals_met = gzip_vs_pigz <= 1.0
-        && (size_gzip_vs_pigz - 1.0).abs() <= 0.02
-        && zstd_speedup >= 5.0
-        && restore_vs_pigz <= 1.0;
-    let series = |m: &std::collections::BTreeMap<&str, Series>| {
+    let (ratios, goals_met) = ratios(&created, &restored);
+    let series = |m: &Contenders| {
         serde_json::Value::Object(m.iter().map(|(k, v)| ((*k).to_owned(), v.json())).collect())
     };
     Ok(json!({
-        "status": if goals_met { Status::Ok } else { Status::Warn },
-        "command": "bench",
-        "tree": {"files": files, "bytes": args.size_mb * 1024 * 1024},
+        "goals_met": goals_met,
+        "tree": {"files": files, "bytes": size_mb * 1024 * 1024},
         "runs": rounds,
         "cores": cores,
         "pigz": format!("tar -cf - | pigz -p{cores} -6"),
         "create": series(&created),
         "restore": series(&restored),
-        "ratios": {
-            "create_gzip_vs_pigz": gzip_vs_pigz,
-            "create_zstd_speedup_vs_pigz": zstd_speedup,
-            "create_gzip_vs_tar_czf": c("gzip") / c("tar_czf"),
-            "create_zstd_vs_zstd_cli": c("zstd") / c("zstd_cli"),
-            "size_gzip_vs_pigz": size_gzip_vs_pigz,
-            "size_zstd_vs_pigz": bytes("zstd") / bytes("pigz"),
-            "size_zstd_vs_zstd_cli": bytes("zstd") / bytes("zstd_cli"),
-            "restore_gzip_vs_pigz": restore_vs_pigz,
-            "restore_zstd_vs_pigz": r("zstd") / r("pigz"),
-            "restore_gzip_vs_tar_xzf": r("gzip") / r("tar_xzf"),
-        },
+        "ratios": ratios,
         "goals": {
             "create_gzip_vs_pigz": "<= 1.0",
             "size_gzip_vs_pigz": "within 2 %",
@@ -438,4 +396,116 @@ fn measure_in(work: &Path, args: &BenchArgs) -> Result<serde_json::Value, String
             "restore_gzip_vs_pigz": "<= 1.0",
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(secs: &[f64], bytes: u64) -> Series {
+        Series {
+            secs: secs.to_vec(),
+            bytes,
+        }
+    }
+
+    fn contenders(rows: &[(&'static str, &[f64], u64)]) -> Contenders {
+        rows.iter().map(|(k, s, b)| (*k, series(s, *b))).collect()
+    }
+
+    #[test]
+    fn ratios_are_of_medians_and_the_goals_hold_when_every_one_is_met() {
+        let created = contenders(&[
+            ("gzip", &[1.0, 3.0, 0.9], 100),
+            ("zstd", &[0.1, 0.2, 0.15], 80),
+            ("pigz", &[1.0, 1.1, 0.95], 101),
+            ("tar_czf", &[2.0], 100),
+            ("zstd_cli", &[0.15], 80),
+        ]);
+        let restored = contenders(&[
+            ("gzip", &[0.5], 100),
+            ("zstd", &[0.3], 80),
+            ("pigz", &[0.6], 100),
+            ("tar_xzf", &[1.0], 100),
+        ]);
+        let (r, met) = ratios(&created, &restored);
+        let f = |k: &str| r[k].as_f64().unwrap();
+        assert!((f("create_gzip_vs_pigz") - 1.0 / 1.0).abs() < 1e-9);
+        assert!((f("create_zstd_speedup_vs_pigz") - 1.0 / 0.15).abs() < 1e-9);
+        assert!((f("size_gzip_vs_pigz") - 100.0 / 101.0).abs() < 1e-9);
+        assert!((f("restore_gzip_vs_pigz") - 0.5 / 0.6).abs() < 1e-9);
+        assert!((f("create_gzip_vs_tar_czf") - 0.5).abs() < 1e-9);
+        assert!(met);
+    }
+
+    #[test]
+    fn one_goal_missed_or_a_contender_missing_fails_the_backup_goals() {
+        let restored = contenders(&[("gzip", &[0.5], 1), ("pigz", &[0.6], 1)]);
+        // zstd only 4× faster than pigz.
+        let slow_zstd = contenders(&[
+            ("gzip", &[1.0], 100),
+            ("zstd", &[0.25], 80),
+            ("pigz", &[1.0], 100),
+        ]);
+        assert!(!ratios(&slow_zstd, &restored).1);
+        // gzip's archive 3 % larger than pigz's.
+        let big = contenders(&[
+            ("gzip", &[1.0], 103),
+            ("zstd", &[0.1], 80),
+            ("pigz", &[1.0], 100),
+        ]);
+        assert!(!ratios(&big, &restored).1);
+        // No pigz figures at all: NaN ratios, never a pass (and JSON null, not a number).
+        let none = contenders(&[("gzip", &[1.0], 100), ("zstd", &[0.1], 80)]);
+        let (r, met) = ratios(&none, &restored);
+        assert!(!met);
+        assert!(r["create_gzip_vs_pigz"].is_null());
+    }
+
+    #[test]
+    fn the_generated_tree_is_the_same_every_time() {
+        let a = tempfile_dir("a");
+        let b = tempfile_dir("b");
+        let na = generate(&a, 3 * 1024 * 1024).unwrap();
+        let nb = generate(&b, 3 * 1024 * 1024).unwrap();
+        assert_eq!(na, nb);
+        let list = |d: &Path| {
+            let mut v: Vec<(String, Vec<u8>)> = Vec::new();
+            for e in walk(d) {
+                v.push((
+                    e.strip_prefix(d).unwrap().display().to_string(),
+                    std::fs::read(&e).unwrap(),
+                ));
+            }
+            v.sort();
+            v
+        };
+        assert_eq!(list(&a), list(&b));
+        let _ = std::fs::remove_dir_all(&a);
+        let _ = std::fs::remove_dir_all(&b);
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "xtask-bench-tree-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn walk(d: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
 }
