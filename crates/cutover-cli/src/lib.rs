@@ -1,4 +1,4 @@
-//! What every cutover binary shares, so that the CLI contract in DESIGN.md holds in one place:
+//! What every cutover binary shares, so that the CLI contract (docs/cli.md) holds in one place:
 //!
 //! * [`CommonArgs`]: `--manifest PATH`, `--json`, `--log-format text|json`, flattened into each
 //!   binary's clap parser;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick]`: measures DESIGN.md's performance goals side by side in one
+//! `cargo xtask bench [--quick]`: measures the design brief's performance goals side by side in one
 //! run and writes docs/benchmarks.md.
 //!
 //! These machines are shared and noisy, so every goal is a ratio against a reference taken in
