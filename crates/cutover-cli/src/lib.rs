@@ -7,7 +7,8 @@
 //!   every secret value resolved in the process replaced by `***` (see [`log_subscriber`]);
 //! * [`Status`] and the exit codes: 0 ok, 1 warning, 2 failed/critical, 3 unknown, 64 usage,
 //!   75 locked, 78 invalid configuration;
-//! * [`print_json`]: exactly one JSON document on stdout.
+//! * [`print_json`]: exactly one JSON document on stdout;
+//! * [`error_chain`]: an error and its sources on one line, each once (`{err}: {source}: …`).
 //!
 //! Only binaries depend on this crate; libraries never print and never exit.
 
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use host_util::error_chain;
 pub use manifest_loader::{Manifest, ManifestError};
 
 /// Exit code: everything ok.
