@@ -20,9 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alert_rules::{AlertRuleConfig, Engine, EngineState, Sample, Source};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use live_deployment::Deployment;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -467,62 +464,77 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// A URL for messages: scheme, host, port and path, without credentials, query or fragment
+/// (a stats URL may carry a token in either).
+pub(crate) fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+/// A reqwest error with its causes, for a message, without the URL.
+fn describe(error: reqwest::Error) -> String {
+    cutover_cli::error_chain(&error.without_url())
+}
+
 /// GETs a JSON document over plain HTTP/1.1 on a fresh connection, within `timeout`.
 pub(crate) async fn get_json(
     url: &str,
     timeout: Duration,
 ) -> Result<serde_json::Value, FetchError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| FetchError::BadAnswer(format!("`{url}` is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") {
+    let shown = redacted(url);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| FetchError::BadAnswer(format!("`{shown}` is not a URL: {e}")))?;
+    if parsed.scheme() != "http" {
         return Err(FetchError::BadAnswer(format!(
-            "`{url}`: only http:// targets are supported (put the monitor beside the service, behind the proxy)"
+            "`{shown}`: only http:// targets are supported (put the monitor beside the service, behind the proxy)"
         )));
     }
-    let host = uri
-        .host()
-        .unwrap_or("127.0.0.1")
-        .trim_matches(['[', ']'])
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = uri
-        .authority()
-        .map_or_else(|| host.clone(), ToString::to_string);
-    let path = uri
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), ToString::to_string);
+    let authority = match (parsed.host_str(), parsed.port_or_known_default()) {
+        (Some(host), Some(port)) if host.contains(':') => format!("[{host}]:{port}"),
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        _ => shown.clone(),
+    };
     let work = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .http1_only()
+            .build()
+            .map_err(|e| FetchError::BadAnswer(format!("{shown}: {}", describe(e))))?;
+        let mut response = client
+            .get(parsed)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
             .await
-            .map_err(|e| FetchError::Unreachable(format!("{authority}: {e}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| FetchError::Unreachable(format!("{authority}: {e}")))?;
-        tokio::spawn(connection);
-        let request = http::Request::get(path.as_str())
-            .header(http::header::HOST, authority.as_str())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| FetchError::BadAnswer(format!("{url}: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| FetchError::Unreachable(format!("{authority}: {e}")))?;
+            .map_err(|e| FetchError::Unreachable(format!("{authority}: {}", describe(e))))?;
         let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| FetchError::BadAnswer(format!("{url}: reading the body: {e}")))?
-            .to_bytes();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            FetchError::BadAnswer(format!("{shown}: reading the body: {}", describe(e)))
+        })? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(FetchError::BadAnswer(format!(
+                    "{shown}: reading the body: longer than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(FetchError::BadAnswer(format!(
-                "{url} answered HTTP {}",
+                "{shown} answered HTTP {}",
                 status.as_u16()
             )));
         }
         serde_json::from_slice(&body)
-            .map_err(|e| FetchError::BadAnswer(format!("{url}: the answer is not JSON: {e}")))
+            .map_err(|e| FetchError::BadAnswer(format!("{shown}: the answer is not JSON: {e}")))
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
@@ -713,6 +725,45 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::Unreachable(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn errors_show_no_query_string_or_credentials() {
+        assert_eq!(
+            redacted("http://user:pw@127.0.0.1:7000/api/stats?token=sEcReT#frag"),
+            "http://127.0.0.1:7000/api/stats"
+        );
+        // A server that answers 500 and one that answers something that is not JSON.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let answers: [&[u8]; 2] = [
+                b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nnot",
+            ];
+            for answer in answers {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer).await;
+            }
+        });
+        let url = format!("http://user:pw@{addr}/api/stats?token=sEcReT");
+        for expected in ["answered HTTP 500", "not JSON"] {
+            let err = get_json(&url, Duration::from_secs(5)).await.unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, FetchError::BadAnswer(_)), "{text}");
+            assert!(text.contains(expected), "{text}");
+            assert!(text.contains(&format!("http://{addr}/api/stats")), "{text}");
+            assert!(!text.contains("sEcReT") && !text.contains("pw"), "{text}");
+        }
+        // Unreachable: the message names host and port only.
+        let err = get_json("https://127.0.0.1:1/x?token=sEcReT", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("sEcReT"), "{err}");
     }
 
     #[tokio::test]

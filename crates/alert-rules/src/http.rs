@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client on hyper with a hard timeout, used by the JSON and Prometheus
-//! sources and the webhook notifier. One connection per request: these run every few seconds
+//! The HTTP/1.1 requests of the JSON and Prometheus sources and the webhook notifier: reqwest
+//! with a hard timeout, a body limit, our own TLS roots, and messages that never show a URL's
+//! path or query. One connection per request: these run every few seconds
 //! at most, and a fresh connection never trips over a keep-alive socket the server closed.
 
 use std::path::Path;
@@ -7,10 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use http::{HeaderName, HeaderValue, Method, Uri};
 
 /// Bodies larger than this are refused: a metrics page or a stats document is far smaller.
 pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -184,88 +182,66 @@ pub(crate) async fn send(out: Outgoing<'_>) -> Result<Response, Failure> {
 }
 
 async fn send_inner(out: Outgoing<'_>) -> Result<Response, String> {
-    let uri: Uri = out.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
+    let url = reqwest::Url::parse(out.url).map_err(|e| format!("invalid URL: {e}"))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
         _ => return Err("only http:// and https:// URLs are supported".to_owned()),
     };
-    let host = uri
-        .host()
-        .ok_or("the URL has no host")?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_else(|| host.clone());
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_owned());
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("cutover-alerts/", env!("CARGO_PKG_VERSION")))
+        // One connection per request (see the module docs), and never a proxy from the
+        // environment: these requests go where the manifest says.
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .http1_only()
+        // Requests are small and latency matters more than packing.
+        .tcp_nodelay(true);
     // Before connecting, so that an unreadable CA file is named as such.
-    let tls_config = if https {
-        Some(tls_config(out.ca_file)?)
-    } else {
-        None
-    };
-
-    let mut builder = Request::builder()
-        .method(out.method)
-        .uri(path)
-        .header(header::HOST, authority)
-        .header(
-            header::USER_AGENT,
-            concat!("cutover-alerts/", env!("CARGO_PKG_VERSION")),
-        );
+    if https {
+        builder = builder.use_preconfigured_tls(tls_config(out.ca_file)?.as_ref().clone());
+    }
+    let client = builder
+        .build()
+        .map_err(|e| format!("cannot build the client: {}", describe(e)))?;
+    let mut request = client.request(out.method, url);
     for (name, value) in out.headers {
-        builder = builder.header(name, value);
+        request = request.header(name, value);
     }
-    let request = builder
-        .body(Full::new(Bytes::from(out.body.unwrap_or_default())))
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+    if let Some(body) = out.body {
+        request = request.body(body);
+    }
+    let mut response = request.send().await.map_err(|e| {
+        let stage = if e.is_connect() { "connect" } else { "request" };
+        format!("{stage}: {}", describe(e))
+    })?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    // Requests are small and latency matters more than packing.
-    let _ = tcp.set_nodelay(true);
-    if let Some(config) = tls_config {
-        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("invalid TLS server name `{host}`: {e}"))?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        exchange(tls, request).await
-    } else {
-        exchange(tcp, request).await
+        .map_err(|e| format!("reading the body: {}", describe(e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(format!(
+                "reading the body: longer than {MAX_BODY_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
     }
+    Ok(Response {
+        status,
+        body: Bytes::from(body),
+    })
 }
 
-async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Response, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    // The connection task ends when the response is read and the sender dropped; the caller's
-    // timeout bounds everything else.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
-    Ok(Response { status, body })
+/// A reqwest error for a message: its text and its sources', without the URL (whose path and
+/// query may carry a token).
+fn describe(error: reqwest::Error) -> String {
+    host_util::error_chain(&error.without_url())
 }
 
 /// The TLS client configuration: the Mozilla roots (webpki-roots), plus the PEM certificates

@@ -9,7 +9,8 @@
 //!   75 locked, 78 invalid configuration;
 //! * [`print_json`]: exactly one JSON document on stdout;
 //! * [`exit()`], [`parse`] and [`Failure`]: one `main` → `run` → exit-code shape for every binary
-//!   (see [the `exit` module](mod@exit)).
+//!   (see [the `exit` module](mod@exit));
+//! * [`error_chain`]: an error and its sources on one line, each once (`{err}: {source}: …`).
 //!
 //! Only binaries depend on this crate; libraries never print and never exit.
 
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use host_util::error_chain;
 pub use manifest_loader::{Manifest, ManifestError};
 
 pub mod exit;

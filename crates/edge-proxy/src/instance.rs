@@ -19,7 +19,7 @@ use crate::EdgeError;
 use crate::config::ProxyConfig;
 use crate::fsutil::{read, write_atomic};
 use crate::layout::Layout;
-use crate::nginx::Nginx;
+use crate::nginx::{Nginx, process_start_time};
 use crate::render::{RenderOptions, render_admin_token_map, render_nginx_conf};
 use crate::routes::{Routes, UpstreamGroup};
 use crate::switch::NginxSwitch;
@@ -378,13 +378,6 @@ fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Field 22 of `/proc/PID/stat`: the start time in clock ticks since boot.
-pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = host_util::ProcStat::read(u32::try_from(pid).ok()?)?;
-    // A zombie has exited.
-    (stat.state != 'Z').then_some(stat.start_time)
-}
-
 fn worker_user(config: &ProxyConfig, prefix: &Path) -> Option<String> {
     if let Some(user) = &config.user {
         return Some(user.clone());
@@ -398,16 +391,4 @@ fn worker_user(config: &ProxyConfig, prefix: &Path) -> Option<String> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid())).ok()??;
     let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(meta.gid())).ok()??;
     Some(format!("{} {}", user.name, group.name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_start_time_is_read_and_a_dead_pid_has_none() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        assert!(process_start_time(me).is_some());
-        assert!(process_start_time(i32::MAX).is_none());
-    }
 }

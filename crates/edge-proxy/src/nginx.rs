@@ -230,6 +230,14 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// An nginx process's (master's or worker's) start time in clock ticks since boot, field 22
+/// of `/proc/PID/stat`; `None` once it has exited.
+pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = host_util::ProcStat::read(u32::try_from(pid).ok()?)?;
+    // A zombie has exited.
+    (stat.state != 'Z').then_some(stat.start_time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +262,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, EdgeError::Nginx { .. }), "{err}");
+    }
+
+    #[test]
+    fn own_start_time_is_read_and_a_dead_pid_has_none() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(process_start_time(me).is_some());
+        assert!(process_start_time(i32::MAX).is_none());
     }
 }

@@ -423,7 +423,7 @@ fn workers_of(master: Option<i32>) -> Vec<(i32, u64)> {
 
 /// Whether an old worker (same pid and start time) still runs without shutting down.
 fn still_accepting(pid: i32, start: u64) -> bool {
-    if crate::instance::process_start_time(pid) != Some(start) {
+    if crate::nginx::process_start_time(pid) != Some(start) {
         return false;
     }
     let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

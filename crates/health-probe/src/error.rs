@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::wait::Attempt;
+use crate::result::Attempt;
 
 /// Why a probe could not be prepared, or a wait gave up.
 #[derive(Debug, thiserror::Error)]

@@ -81,7 +81,7 @@ pub use exec::ExecProbe;
 pub use expr::{Comparison, JsonAssertion, JsonCheck};
 pub use http::{HttpProbe, MAX_BODY_BYTES};
 pub use probe::{PrepareOptions, PreparedProbe, Probe};
-pub use result::{Outcome, ProbeResult, Timings};
+pub use result::{Attempt, Outcome, ProbeResult, Timings};
 pub use secret_refs::{Resolver, SecretRef};
 pub use status::{StatusPattern, StatusSet};
 pub use suite::{
@@ -89,4 +89,4 @@ pub use suite::{
     suite_names,
 };
 pub use tcp::TcpProbe;
-pub use wait::{Attempt, HISTORY_LEN, WaitPolicy, WaitReport, wait_ready};
+pub use wait::{HISTORY_LEN, WaitPolicy, WaitReport, wait_ready};

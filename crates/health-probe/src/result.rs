@@ -25,6 +25,17 @@ impl Outcome {
     }
 }
 
+/// One attempt of a wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// When it started, in milliseconds since the wait began.
+    pub at_ms: f64,
+    /// What it found.
+    pub result: ProbeResult,
+}
+
 /// Phase timings in milliseconds, each measured from the start of the attempt (like curl's
 /// `time_connect`, `time_appconnect`, `time_starttransfer` and `time_total`). A phase that was not
 /// reached, or does not apply (TLS on plain HTTP), is `None`. With redirects followed, the

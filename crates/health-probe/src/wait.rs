@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::ProbeError;
 use crate::probe::Probe;
-use crate::result::{ProbeResult, millis};
+use crate::result::{Attempt, ProbeResult, millis};
 
 /// How many attempts a report keeps.
 pub const HISTORY_LEN: usize = 10;
@@ -45,17 +45,6 @@ impl Default for WaitPolicy {
             budget: None,
         }
     }
-}
-
-/// One attempt of a wait.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// 1 for the first attempt.
-    pub number: u32,
-    /// When it started, in milliseconds since the wait began.
-    pub at_ms: f64,
-    /// What it found.
-    pub result: ProbeResult,
 }
 
 /// A wait that ended with the target ready.

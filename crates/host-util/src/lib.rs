@@ -12,12 +12,19 @@
 //! - [`tls`] (feature `tls`): the web PKI roots plus extra CA certificates from PEM, and a
 //!   verifier that accepts any certificate while still checking the handshake signatures.
 //!
+//! - [`size::parse_size`]: `"10GB"`, `"512MiB"` or bytes, the one size syntax of the
+//!   manifest (with `serde` helpers under the `config` feature).
+//! - [`error_chain`]: an error and its sources on one line, each once.
+//!
 //! Nothing here prints, exits or logs a value it was given.
 
+pub mod error;
 pub mod fs;
 pub mod proc_stat;
 pub mod process;
+pub mod size;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use error::error_chain;
 pub use proc_stat::ProcStat;

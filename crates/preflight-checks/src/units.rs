@@ -26,43 +26,14 @@ impl FromStr for Size {
     type Err = PreflightError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| PreflightError::Parse {
-            what: "size",
-            input: input.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let text = input.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        if number.is_empty() {
-            return Err(err("expected a number such as 10GB or 512MiB"));
-        }
-        let value: f64 = number.parse().map_err(|_| err("the number is malformed"))?;
-        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1_000,
-            "m" | "mb" => 1_000_000,
-            "g" | "gb" => 1_000_000_000,
-            "t" | "tb" => 1_000_000_000_000,
-            "p" | "pb" => 1_000_000_000_000_000,
-            "ki" | "kib" => 1 << 10,
-            "mi" | "mib" => 1 << 20,
-            "gi" | "gib" => 1 << 30,
-            "ti" | "tib" => 1 << 40,
-            "pi" | "pib" => 1 << 50,
-            _ => {
-                return Err(err(
-                    "unknown unit; use B, kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)",
-                ));
-            }
-        };
-        let bytes = value * multiplier as f64;
-        if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(err("too large"));
-        }
-        Ok(Size(bytes.round() as u64))
+        // The one size syntax of the manifest (issue 17), shared with every byte-valued key.
+        host_util::size::parse_size(input)
+            .map(Size)
+            .map_err(|e| PreflightError::Parse {
+                what: "size",
+                input: input.to_owned(),
+                reason: e.reason.to_owned(),
+            })
     }
 }
 
