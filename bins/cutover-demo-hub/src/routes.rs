@@ -351,6 +351,7 @@ async fn api_stats(State(app): State<Arc<AppState>>) -> Json<Value> {
         "cache_hit_rate": app.stats.cache_hit_rate(),
         "cache_hits": hits,
         "cache_misses": misses,
+        "cache_lookups": hits + misses,
         "queue_depth": app.stats.in_flight(),
         "circuit_breaker": app.stats.breaker().as_str(),
         "leaked_bytes": app.stats.leaked_bytes(),

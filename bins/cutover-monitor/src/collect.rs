@@ -428,13 +428,7 @@ fn sample_from(
 ) -> Sample {
     match document {
         Err(e) => Sample::error(e.to_string()),
-        Ok(doc) => match doc.pointer(&source.pointer) {
-            Some(field) => {
-                alert_rules::sample::sample_from_json(field, &format!("field {}", source.pointer))
-                    .scaled(source.scale)
-            }
-            None => Sample::no_data(format!("the answer has no field {}", source.pointer)),
-        },
+        Ok(doc) => source.sample_document(doc),
     }
 }
 
@@ -898,5 +892,17 @@ mod tests {
         assert!(matches!(sample_from(&doc, p95), Sample::NoData(_)));
         let doc = Err(FetchError::Unreachable("refused".into()));
         assert!(matches!(sample_from(&doc, p95), Sample::Error(_)));
+        // A ratio over too few lookups is no data here too (one miss after a deploy's probe).
+        let cache = rules
+            .iter()
+            .find_map(|r| match &r.source {
+                Source::Http(s) if r.rule.name == "cache-hit-rate" => Some(s),
+                _ => None,
+            })
+            .expect("a cache rule");
+        let doc = Ok(serde_json::json!({"cache_hit_rate": 0.0, "cache_lookups": 1}));
+        assert!(matches!(sample_from(&doc, cache), Sample::NoData(_)));
+        let doc = Ok(serde_json::json!({"cache_hit_rate": 0.5, "cache_lookups": 40}));
+        assert_eq!(sample_from(&doc, cache), Sample::number(50.0));
     }
 }

@@ -162,6 +162,7 @@ struct RawSource {
     pointer: Option<String>,
     scale: Option<f64>,
     denominator: Option<String>,
+    min_denominator: Option<f64>,
     header: Option<String>,
     metric: Option<String>,
     labels: Option<BTreeMap<String, String>>,
@@ -213,6 +214,7 @@ impl RawSource {
             ("pointer", self.pointer.is_some()),
             ("scale", self.scale.is_some()),
             ("denominator", self.denominator.is_some()),
+            ("min_denominator", self.min_denominator.is_some()),
             ("header", self.header.is_some()),
             ("metric", self.metric.is_some()),
             ("labels", self.labels.is_some()),
@@ -223,7 +225,14 @@ impl RawSource {
             ("cpu_window", self.cpu_window.is_some()),
         ];
         let allowed: &[&str] = match kind {
-            "http" => &["pointer", "scale", "denominator", "header", "timeout"],
+            "http" => &[
+                "pointer",
+                "scale",
+                "denominator",
+                "min_denominator",
+                "header",
+                "timeout",
+            ],
             "prometheus" => &["metric", "labels", "aggregate", "scale", "timeout"],
             "command" => &["scale", "timeout"],
             "process" => &["field", "cpu_window"],
@@ -262,12 +271,26 @@ impl RawSource {
                         "`denominator` is a JSON pointer and starts with `/` (\"/{d}\")"
                     ));
                 }
+                if let Some(least) = self.min_denominator {
+                    if self.denominator.is_none() {
+                        return Err(
+                            "`min_denominator` needs `denominator` (the count the ratio is over)"
+                                .into(),
+                        );
+                    }
+                    if !least.is_finite() || least < 0.0 {
+                        return Err(format!(
+                            "`min_denominator` must be a count of 0 or more, not {least}"
+                        ));
+                    }
+                }
                 let header = self.header.map(|h| SecretHeader::parse(&h)).transpose()?;
                 Ok(Source::Http(JsonSource {
                     url,
                     pointer,
                     scale: self.scale,
                     denominator: self.denominator,
+                    min_denominator: self.min_denominator,
                     header,
                     timeout,
                     ca_file: None,
@@ -445,6 +468,14 @@ crit = "> 0"
             (
                 "source = { http = \"http://h/\", pointer = \"a\" }\nwarn = \"> 1\"",
                 "starts with `/`",
+            ),
+            (
+                "source = { http = \"http://h/\", pointer = \"/a\", min_denominator = 5 }\nwarn = \"> 1\"",
+                "needs `denominator`",
+            ),
+            (
+                "source = { http = \"http://h/\", pointer = \"/a\", denominator = \"/n\", min_denominator = -1 }\nwarn = \"> 1\"",
+                "0 or more",
             ),
             ("source = { command = [\"x\"] }", "set `warn`, `crit`"),
             (

@@ -39,7 +39,7 @@ pub enum SignalsFrom {
 /// | success-rate | `/api/stats` `/success_rate` × 100 | < 95 | < 90 |
 /// | latency-p95 | `/latency_ms/p95` (ms) | > 2000 | > 5000 |
 /// | latency-p99 | `/latency_ms/p99` (ms) | > 3000 | > 8000 |
-/// | cache-hit-rate | `/cache_hit_rate` × 100 (else, in [`default_candidates`], `/api/filtering/stats` `/cacheHitRate` × 100 over `/totalTools`) | < 80 | < 60 |
+/// | cache-hit-rate | `/cache_hit_rate` × 100 over `/cache_lookups` (else, in [`default_candidates`], `/api/filtering/stats` `/cacheHitRate` × 100 over `/totalTools`), no data below 10 lookups | < 80 | < 60 |
 /// | queue-depth | `/queue_depth` | > 10 | > 50 |
 /// | circuit-breaker | `/circuit_breaker` | `== "half-open"` | `== "open"` |
 /// | memory-growth | `/rss_bytes`, change over 10 min | > 64 MiB | > 256 MiB |
@@ -78,6 +78,8 @@ pub fn default_rules_from(
 /// an alternative: `cache-hit-rate`, from `/api/stats` `/cache_hit_rate` (the demo), else
 /// `/api/filtering/stats` `/cacheHitRate` (MCP Hub's), taken over `/totalTools` (the tool
 /// checks, each a cache lookup) so that `0` before the first lookup is no data, not 0 %.
+/// Both take at least 10 lookups (`min_denominator`): the one miss of a just-deployed
+/// service's validation probe is not a 0 % hit rate.
 pub fn default_candidates(
     base_url: &str,
     from: SignalsFrom,
@@ -130,7 +132,7 @@ description = "p99 latency is {{{{ $value }}}} ms"
 
 [[alert]]
 name = "cache-hit-rate"
-source = {{ http = "{stats}", pointer = "/cache_hit_rate", scale = 100, timeout = "10s" }}
+source = {{ http = "{stats}", pointer = "/cache_hit_rate", denominator = "/cache_lookups", min_denominator = 10, scale = 100, timeout = "10s" }}
 warn = "< 80"
 crit = "< 60"
 for = "5m"
@@ -139,7 +141,7 @@ description = "cache hit rate is {{{{ $value }}}} %"
 
 [[alert]]
 name = "cache-hit-rate"
-source = {{ http = "{filtering}", pointer = "/cacheHitRate", denominator = "/totalTools", scale = 100, timeout = "10s" }}
+source = {{ http = "{filtering}", pointer = "/cacheHitRate", denominator = "/totalTools", min_denominator = 10, scale = 100, timeout = "10s" }}
 warn = "< 80"
 crit = "< 60"
 for = "5m"

@@ -241,7 +241,16 @@ async fn send_inner(out: Outgoing<'_>) -> Result<Response, String> {
 /// A reqwest error for a message: its text and its sources', without the URL (whose path and
 /// query may carry a token).
 fn describe(error: reqwest::Error) -> String {
-    host_util::error_chain(&error.without_url())
+    let chain = host_util::error_chain(&error.without_url());
+    // A refused certificate is named as a TLS failure: the layers between reqwest and rustls
+    // (hyper-util's connector, io::Error) hide rustls' error type, but not its words.
+    if chain.contains("peer certificate") || chain.contains("handshake") {
+        let tail = chain
+            .rfind("invalid peer certificate")
+            .map_or(chain.as_str(), |at| &chain[at..]);
+        return format!("TLS handshake failed: {tail}");
+    }
+    chain
 }
 
 /// The TLS client configuration: the Mozilla roots (webpki-roots), plus the PEM certificates

@@ -94,6 +94,10 @@ pub struct JsonSource {
     /// is no rate (a service that says 0 % before its first lookup is not missing them all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denominator: Option<String>,
+    /// With `denominator`: a count below this is no data as well (one cache miss is not a
+    /// 0 % hit rate worth an alert). Unset: only 0 is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_denominator: Option<f64>,
     /// An optional header (authentication).
     pub header: Option<SecretHeader>,
     /// The request timeout.
@@ -143,22 +147,17 @@ impl JsonSource {
             Ok(v) => v,
             Err(e) => return Sample::error(format!("the answer is not JSON: {e}")),
         };
-        if let Some(count) = &self.denominator {
-            match document.pointer(count) {
-                None => return Sample::no_data(format!("the answer has no field {count}")),
-                Some(v) => match v.as_f64() {
-                    Some(0.0) => {
-                        return Sample::no_data(format!(
-                            "{count} is 0: a ratio over nothing is no data, not 0"
-                        ));
-                    }
-                    Some(_) => {}
-                    None if v.is_null() => {
-                        return Sample::no_data(format!("field {count} is null"));
-                    }
-                    None => return Sample::error(format!("field {count} is not a number: {v}")),
-                },
-            }
+        self.sample_document(&document)
+    }
+
+    /// Reads the field from a document already fetched (as the monitor shares one reading of
+    /// the stats route among its rules): the ratio's count first (`denominator`,
+    /// `min_denominator`), then the field, scaled; a missing field is no data.
+    pub fn sample_document(&self, document: &serde_json::Value) -> Sample {
+        if let Some(count) = &self.denominator
+            && let Some(gate) = ratio_gate(document, count, self.min_denominator)
+        {
+            return gate;
         }
         match document.pointer(&self.pointer) {
             Some(field) => {
@@ -169,9 +168,54 @@ impl JsonSource {
     }
 }
 
+/// The sample a ratio's count stops (no data below the least count, an error for a count that
+/// is not a number), or `None` when the ratio may be read.
+fn ratio_gate(document: &serde_json::Value, count: &str, least: Option<f64>) -> Option<Sample> {
+    let v = match document.pointer(count) {
+        None => return Some(Sample::no_data(format!("the answer has no field {count}"))),
+        Some(v) => v,
+    };
+    match v.as_f64() {
+        Some(0.0) => Some(Sample::no_data(format!(
+            "{count} is 0: a ratio over nothing is no data, not 0"
+        ))),
+        Some(n) if least.is_some_and(|least| n < least) => Some(Sample::no_data(format!(
+            "{count} is {n}, below min_denominator {}: too few to judge a ratio",
+            least.unwrap_or_default()
+        ))),
+        Some(_) => None,
+        None if v.is_null() => Some(Sample::no_data(format!("field {count} is null"))),
+        None => Some(Sample::error(format!("field {count} is not a number: {v}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_over_too_few_is_no_data_and_over_enough_is_read() {
+        let doc = serde_json::json!({"lookups": 1, "none": 0, "text": "x", "null": null});
+        let no_data = |s: Option<Sample>| match s {
+            Some(Sample::NoData(reason)) => reason,
+            other => panic!("not no data: {other:?}"),
+        };
+        assert!(no_data(ratio_gate(&doc, "/none", None)).contains("over nothing"));
+        no_data(ratio_gate(&doc, "/null", None));
+        no_data(ratio_gate(&doc, "/missing", None));
+        assert!(
+            ratio_gate(&doc, "/lookups", None).is_none(),
+            "one is enough unless asked"
+        );
+        let few = no_data(ratio_gate(&doc, "/lookups", Some(10.0)));
+        assert!(few.contains("below min_denominator 10"), "{few}");
+        let doc = serde_json::json!({"lookups": 10});
+        assert!(ratio_gate(&doc, "/lookups", Some(10.0)).is_none());
+        assert!(matches!(
+            ratio_gate(&serde_json::json!({"n": "x"}), "/n", None),
+            Some(Sample::Error(_))
+        ));
+    }
 
     #[test]
     fn header_values_stay_hidden() {
