@@ -2,6 +2,5 @@
 //! module, so the crate links one binary instead of one per file.
 
 mod cli;
-mod help;
 mod live;
 mod shapes;

@@ -2,4 +2,3 @@
 //! module, so the crate links one binary instead of one per file.
 
 mod cli;
-mod help;

@@ -2,5 +2,4 @@
 //! module, so the crate links one binary instead of one per file.
 
 mod cli;
-mod help;
 mod supervised;
