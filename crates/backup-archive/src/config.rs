@@ -63,8 +63,10 @@ pub struct BackupConfig {
     /// Restore refuses archives with more entries than this (default 1,000,000).
     #[serde(default)]
     pub max_entries: Option<u64>,
-    /// Restore refuses archives with more content bytes than this (default 64 GiB).
-    #[serde(default)]
+    /// Restore refuses archives with more content bytes than this (default 64 GiB); an
+    /// integer or a size such as `"10GB"`.
+    #[serde(default, deserialize_with = "host_util::size::serde::option_bytes")]
+    #[schemars(schema_with = "host_util::size::serde::option_schema")]
     pub max_bytes: Option<u64>,
 }
 
@@ -96,7 +98,7 @@ struct Unchecked {
     level: Option<u32>,
     #[serde(default)]
     max_entries: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "host_util::size::serde::option_bytes")]
     max_bytes: Option<u64>,
 }
 

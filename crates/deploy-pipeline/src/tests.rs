@@ -1101,6 +1101,48 @@ fn values_that_cannot_work_are_refused_at_load_with_file_line_column_and_key() {
     }
 }
 
+#[test]
+fn byte_keys_take_a_size_or_an_integer_and_a_bad_size_is_refused_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let text = |memory_max: &str| {
+        format!(
+            "[service]\nname = \"hub\"\nstart = [\"app\"]\nport = 17000\nstandby_port = 17001\n\
+             artifact = {{ path = \"bin/app\", min_bytes = \"100KB\", max_bytes = 2000000 }}\n\
+             [layout]\nroot = \"{}\"\n\
+             [process]\nlimits = {{ memory_max = {memory_max} }}\n\
+             [backup]\nmax_bytes = \"1GiB\"\n\
+             [proxy]\nkind = \"nginx\"\nlisten_http = [\"127.0.0.1:18080\"]\ncontrol_listen = \"127.0.0.1:9\"\naccess_log_max_bytes = \"8MiB\"\n",
+            root.display()
+        )
+    };
+    let m = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text("\"512MiB\""))
+        .expect("sizes are accepted");
+    let artifact = m.service.artifact.as_ref().unwrap();
+    assert_eq!(
+        (artifact.min_bytes, artifact.max_bytes),
+        (Some(100_000), Some(2_000_000))
+    );
+    assert_eq!(
+        m.process.limits.as_ref().unwrap().memory_max,
+        Some(512 << 20)
+    );
+    assert_eq!(m.backup.as_ref().unwrap().max_bytes, Some(1 << 30));
+    assert_eq!(m.proxy.as_ref().unwrap().access_log_max_bytes, 8 << 20);
+    let m = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text("1048576")).unwrap();
+    assert_eq!(m.process.limits.as_ref().unwrap().memory_max, Some(1 << 20));
+
+    let err = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text("\"lots\""))
+        .expect_err("a bad size is refused");
+    assert_eq!(err.exit_code(), 78, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cutover.toml:") && msg.contains("lots"),
+        "{msg}"
+    );
+    assert!(!root.exists(), "nothing is created");
+}
+
 /// A canary deployment against the fakes: r1 deployed (switched at once, nothing to judge
 /// against), then the fake proxy's edge log set up for the canary of r2.
 fn canary_setup(canary: &str) -> (tempfile::TempDir, FakeWorld, Deployer) {

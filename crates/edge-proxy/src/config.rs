@@ -76,8 +76,13 @@ pub struct ProxyConfig {
     /// The size past which the access logs (`logs/access.json`, the JSON lines the edge reader
     /// measures, and the plain `logs/access.log`) are rotated: renamed to `*.1` and reopened by
     /// nginx (`USR1`). Checked by `cutover-edge rotate` and by the edge reader's owner
-    /// (`cutover-edge metrics --listen`). Default 64 MiB.
-    #[serde(default = "default_access_log_max_bytes")]
+    /// (`cutover-edge metrics --listen`). Default 64 MiB; an integer or a size such as
+    /// `"64MiB"`.
+    #[serde(
+        default = "default_access_log_max_bytes",
+        deserialize_with = "host_util::size::serde::bytes"
+    )]
+    #[schemars(schema_with = "host_util::size::serde::schema")]
     pub access_log_max_bytes: u64,
     /// nginx `worker_shutdown_timeout`: how long old workers may keep connections open after
     /// a reload. Streams are ended by the old release itself within `[deploy] drain`, so this

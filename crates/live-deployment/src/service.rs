@@ -80,11 +80,14 @@ pub enum Exposure {
 pub struct ArtifactConfig {
     /// Path relative to `source`; copied to the same relative path inside the release.
     pub path: PathBuf,
-    /// Smallest acceptable size in bytes (default none).
-    #[serde(default)]
+    /// Smallest acceptable size in bytes, an integer or a size such as `"100KB"` (default
+    /// none).
+    #[serde(default, deserialize_with = "host_util::size::serde::option_bytes")]
+    #[schemars(schema_with = "host_util::size::serde::option_schema")]
     pub min_bytes: Option<u64>,
-    /// Largest acceptable size in bytes (default none).
-    #[serde(default)]
+    /// Largest acceptable size in bytes, as `min_bytes` (default none).
+    #[serde(default, deserialize_with = "host_util::size::serde::option_bytes")]
+    #[schemars(schema_with = "host_util::size::serde::option_schema")]
     pub max_bytes: Option<u64>,
     /// The artifact must be an executable file (default false).
     #[serde(default)]

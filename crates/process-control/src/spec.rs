@@ -414,7 +414,10 @@ pub struct ListenSocket {
 pub struct ResourceLimits {
     /// Open files (`LimitNOFILE=`).
     pub nofile: Option<u64>,
-    /// Memory in bytes (`MemoryMax=`; `RLIMIT_DATA` under the supervised backend).
+    /// Memory in bytes (`MemoryMax=`; `RLIMIT_DATA` under the supervised backend): an integer
+    /// or a size such as `"512MiB"`.
+    #[serde(default, deserialize_with = "host_util::size::serde::option_bytes")]
+    #[schemars(schema_with = "host_util::size::serde::option_schema")]
     pub memory_max: Option<u64>,
     /// CPU quota in percent of one CPU (`CPUQuota=`; systemd only).
     pub cpu_quota_percent: Option<u32>,
