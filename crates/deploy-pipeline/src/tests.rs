@@ -1131,6 +1131,15 @@ fn byte_keys_take_a_size_or_an_integer_and_a_bad_size_is_refused_at_load() {
     assert_eq!(m.proxy.as_ref().unwrap().access_log_max_bytes, 8 << 20);
     let m = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text("1048576")).unwrap();
     assert_eq!(m.process.limits.as_ref().unwrap().memory_max, Some(1 << 20));
+    // Written back as JSON (the supervisor's plan.json), an absent size is `null` and reads
+    // back as absent; a present one as its integer.
+    let mut limits = m.process.limits.clone().unwrap();
+    for memory_max in [Some(1 << 20), None] {
+        limits.memory_max = memory_max;
+        let json = serde_json::to_string(&limits).unwrap();
+        let back: process_control::ResourceLimits = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, limits, "{json}");
+    }
 
     let err = DeployManifest::from_str(tmp.path().join("cutover.toml"), &text("\"lots\""))
         .expect_err("a bad size is refused");

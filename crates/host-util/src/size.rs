@@ -104,7 +104,14 @@ pub mod serde {
     pub fn option_bytes<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<u64>, D::Error> {
-        bytes(deserializer).map(Some)
+        // `null` (how an absent value is written back, in JSON state files) is `None`.
+        match Option::<IntegerOrText>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(IntegerOrText::Integer(n)) => Ok(Some(n)),
+            Some(IntegerOrText::Text(s)) => super::parse_size(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
     }
 
     /// The JSON Schema of a size: an integer or a string.
