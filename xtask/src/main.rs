@@ -142,6 +142,10 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         // first so that nextest's summary line is the last word of the run.
         let doc = ["test", "--workspace", "--doc", "--locked"];
         run(root, &cargo, &doc, "doctests")?;
+        // Compiling and linking the test binaries is its own step, so that its time shows
+        // apart from the run's.
+        let no_run = ["nextest", "run", "--workspace", "--locked", "--no-run"];
+        run(root, &cargo, &no_run, "build tests")?;
         let mut args = vec![
             "nextest",
             "run",
@@ -189,12 +193,17 @@ fn ensure_cargo_tool(cargo: &str, sub: &str, krate: &str) -> Result<(), String> 
 
 fn run(root: &Path, program: &str, args: &[&str], what: &str) -> Result<(), String> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
+    let started = Instant::now();
     let status = Command::new(program)
         .args(args)
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
+        eprintln!(
+            "xtask: {what}: done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     } else {
         Err(format!("{what} failed ({status})"))
