@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secret_refs::SecretRef;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
@@ -164,6 +165,7 @@ struct RawSource {
     denominator: Option<String>,
     min_denominator: Option<f64>,
     header: Option<String>,
+    headers: Option<BTreeMap<String, RawHeaderValue>>,
     metric: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     aggregate: Option<Aggregate>,
@@ -173,6 +175,26 @@ struct RawSource {
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     cpu_window: Option<Duration>,
+}
+
+/// A value of `headers = { Name = … }`: literal text, or a secret reference with a prefix (as a
+/// `[[probe]]` header is written).
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a header value, or { secret = \"env:NAME\", prefix = \"Bearer \" } (a secret reference and the text before its value)"
+)]
+enum RawHeaderValue {
+    Literal(String),
+    Secret(RawSecretHeader),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretHeader {
+    secret: String,
+    #[serde(default)]
+    prefix: String,
 }
 
 /// `source = { edge = { window = "60s", location = "/api/", metric = "success_rate" } }`.
@@ -216,6 +238,7 @@ impl RawSource {
             ("denominator", self.denominator.is_some()),
             ("min_denominator", self.min_denominator.is_some()),
             ("header", self.header.is_some()),
+            ("headers", self.headers.is_some()),
             ("metric", self.metric.is_some()),
             ("labels", self.labels.is_some()),
             ("aggregate", self.aggregate.is_some()),
@@ -231,6 +254,7 @@ impl RawSource {
                 "denominator",
                 "min_denominator",
                 "header",
+                "headers",
                 "timeout",
             ],
             "prometheus" => &["metric", "labels", "aggregate", "scale", "timeout"],
@@ -285,6 +309,29 @@ impl RawSource {
                     }
                 }
                 let header = self.header.map(|h| SecretHeader::parse(&h)).transpose()?;
+                if let Some(h) = &header {
+                    let vars = h.template_vars();
+                    if !vars.is_empty() {
+                        let instead = format!(
+                            "`headers = {{ {} = {{ secret = \"env:{}\", prefix = \"…\" }} }}`",
+                            h.name, vars[0]
+                        );
+                        crate::secret::warn_deprecated_template("header", &vars, &instead);
+                    }
+                }
+                let headers = self
+                    .headers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| match value {
+                        RawHeaderValue::Literal(v) => SecretHeader::literal(&name, v),
+                        RawHeaderValue::Secret(s) => {
+                            let secret = SecretRef::parse(&s.secret)
+                                .map_err(|e| format!("headers.{name}.secret: {e}"))?;
+                            SecretHeader::secret(&name, secret, s.prefix)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(Source::Http(JsonSource {
                     url,
                     pointer,
@@ -292,6 +339,7 @@ impl RawSource {
                     denominator: self.denominator,
                     min_denominator: self.min_denominator,
                     header,
+                    headers,
                     timeout,
                     ca_file: None,
                 }))

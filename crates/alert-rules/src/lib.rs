@@ -66,6 +66,7 @@ pub mod notify;
 pub mod rule;
 pub mod runner;
 pub mod sample;
+mod secret;
 pub mod served;
 pub mod sources;
 pub mod state;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::engine::Transition;
 use crate::error::AlertError;
 use crate::http as client;
+use crate::secret::SecretText;
 
 pub mod alertmanager;
 
@@ -93,42 +94,87 @@ impl<W: Write + Send> Notifier for LineNotifier<W> {
 }
 
 /// A URL that may carry a secret (Slack webhooks do): only scheme, host and port are ever
-/// shown. `${VAR}` is replaced from the environment when sending.
+/// shown.
+///
+/// Written as the URL itself, or as a secret-refs reference with an optional literal prefix,
+/// `webhook = { secret = "env:SLACK_WEBHOOK_URL" }` or `{ secret = "file:/run/hook-path",
+/// prefix = "https://hooks.slack.com/services/" }`, resolved when sending. `${VAR}` inside the
+/// URL is still filled from the environment when sending; that form is deprecated.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
-pub struct SecretUrl(String);
+pub struct SecretUrl(UrlText);
+
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a URL, or { secret = \"env:NAME\", prefix = \"https://…\" } (a secret reference and the text before its value)"
+)]
+enum UrlText {
+    /// The URL as written; `${VAR}` in it is filled from the environment (deprecated).
+    Plain(String),
+    /// `{ secret = "env:VAR", prefix = "https://…" }`.
+    Secret(SecretText),
+}
 
 impl SecretUrl {
     /// Wraps a URL.
     pub fn new(url: impl Into<String>) -> Self {
-        SecretUrl(url.into())
+        SecretUrl(UrlText::Plain(url.into()))
     }
 
-    fn resolve(&self) -> Result<String, String> {
-        let mut out = String::new();
-        let mut rest = self.0.as_str();
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after.find('}').ok_or("unterminated ${ in a webhook URL")?;
-            let var = &after[..end];
-            out.push_str(
-                &std::env::var(var)
-                    .map_err(|_| format!("environment variable {var} is not set"))?,
-            );
-            rest = &after[end + 1..];
+    /// A URL that is `prefix` followed by the value of the secret reference.
+    pub fn secret(secret: secret_refs::SecretRef, prefix: impl Into<String>) -> Self {
+        SecretUrl(UrlText::Secret(SecretText::new(secret, prefix)))
+    }
+
+    /// The URL when it is written out whole (no reference, no `${VAR}`), to check at load.
+    fn written(&self) -> Option<&str> {
+        match &self.0 {
+            UrlText::Plain(url) if !url.contains("${") => Some(url),
+            UrlText::Plain(_) | UrlText::Secret(_) => None,
         }
-        out.push_str(rest);
-        Ok(out)
+    }
+
+    /// The `${VAR}` variables of the deprecated form (empty for the other forms).
+    fn template_vars(&self) -> Vec<&str> {
+        match &self.0 {
+            UrlText::Plain(url) => crate::secret::template_vars(url),
+            UrlText::Secret(_) => Vec::new(),
+        }
+    }
+
+    async fn resolve(&self) -> Result<String, String> {
+        match &self.0 {
+            UrlText::Plain(url) => crate::secret::expand_env(url, "a webhook URL"),
+            UrlText::Secret(s) => s.resolve().await,
+        }
     }
 
     fn shown(&self) -> String {
-        if self.0.starts_with("${") {
-            "(from the environment)".to_owned()
-        } else {
-            client::redacted_target(&self.0)
+        match &self.0 {
+            UrlText::Plain(url) if url.starts_with("${") => "(from the environment)".to_owned(),
+            UrlText::Plain(url) => client::redacted_target(url),
+            UrlText::Secret(s) if s.prefix().contains("://") => client::redacted_target(s.prefix()),
+            UrlText::Secret(s) => format!("(from {})", s.reference()),
         }
     }
+}
+
+/// Checks a notifier's URL at load when it is written out, and warns when it uses the
+/// deprecated `${VAR}` form.
+fn check_notifier_url(key: &str, url: &SecretUrl) -> Result<(), String> {
+    if let Some(written) = url.written() {
+        client::check_url(written)?;
+    }
+    let vars = url.template_vars();
+    if !vars.is_empty() {
+        let instead = format!(
+            "`{key} = {{ secret = \"env:{}\", prefix = \"…\" }}` (the URL, or its part before the secret, as the prefix)",
+            vars[0]
+        );
+        crate::secret::warn_deprecated_template(key, &vars, &instead);
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for SecretUrl {
@@ -211,7 +257,7 @@ impl Notifier for WebhookNotifier {
             attempts,
             message,
         };
-        let url = self.url.resolve().map_err(|m| give_up(0, m))?;
+        let url = self.url.resolve().await.map_err(|m| give_up(0, m))?;
         let body = self
             .body(transition)
             .map_err(|e| give_up(0, e.to_string()))?;
@@ -429,9 +475,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
         }
         match (raw.webhook, raw.command, raw.alertmanager) {
             (None, None, Some(url)) => {
-                if !url.0.contains("${") {
-                    client::check_url(&url.0)?;
-                }
+                check_notifier_url("alertmanager", &url)?;
                 if raw.format.is_some() {
                     return Err("`format` applies to webhooks only".into());
                 }
@@ -450,9 +494,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
                 Ok(NotifierConfig::Alertmanager(a))
             }
             (Some(url), None, None) => {
-                if !url.0.contains("${") {
-                    client::check_url(&url.0)?;
-                }
+                check_notifier_url("webhook", &url)?;
                 let mut w = WebhookNotifier::new(String::new());
                 w.url = url;
                 w.format = raw.format.unwrap_or_default();

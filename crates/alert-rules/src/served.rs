@@ -146,8 +146,13 @@ fn served(source: &Source, answers: &BTreeMap<String, Answer>) -> Result<(), Str
 /// Asks the route once, as the source would.
 async fn probe(source: &Source) -> Answer {
     let (url, timeout, ca_file, header) = match source {
-        Source::Http(s) => (&s.url, s.timeout, s.ca_file.as_deref(), s.header.as_ref()),
-        Source::Prometheus(s) => (&s.url, s.timeout, s.ca_file.as_deref(), None),
+        Source::Http(s) => (
+            &s.url,
+            s.timeout,
+            s.ca_file.as_deref(),
+            s.header.iter().chain(&s.headers).collect::<Vec<_>>(),
+        ),
+        Source::Prometheus(s) => (&s.url, s.timeout, s.ca_file.as_deref(), Vec::new()),
         _ => return Answer::Unreadable,
     };
     let mut headers = vec![(
@@ -157,8 +162,8 @@ async fn probe(source: &Source) -> Answer {
             _ => "text/plain",
         }),
     )];
-    if let Some(h) = header {
-        match h.resolve() {
+    for h in header {
+        match h.resolve().await {
             Ok(pair) => headers.push(pair),
             Err(_) => return Answer::Unreadable,
         }

@@ -275,6 +275,70 @@ warn = "> 2000"
     );
 }
 
+#[test]
+fn the_dollar_var_form_still_loads_and_warns_with_the_reference_to_write() {
+    let dir = temp_dir();
+    let write = |text: &str| std::fs::write(dir.path().join("cutover.toml"), text).unwrap();
+    write(
+        r#"
+[[alert]]
+name = "p95"
+source = { http = "http://127.0.0.1:7000/api/stats", pointer = "/latency_ms/p95", header = "Authorization: Bearer ${HUB_TOKEN}" }
+warn = "> 2000"
+notify = [{ webhook = "https://hooks.slack.com/services/${SLACK_PATH}" }]
+"#,
+    );
+    let out = alerts(dir.path(), &["list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(json(&out)["rules"].as_array().unwrap().len(), 1);
+    for needle in [
+        "`header` fills ${HUB_TOKEN}",
+        "deprecated",
+        r#"headers = { Authorization = { secret = "env:HUB_TOKEN""#,
+        "`webhook` fills ${SLACK_PATH}",
+        r#"webhook = { secret = "env:SLACK_PATH""#,
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+
+    // Written as secret references, the same rule loads without a word.
+    write(
+        r#"
+[[alert]]
+name = "p95"
+source = { http = "http://127.0.0.1:7000/api/stats", pointer = "/latency_ms/p95", headers = { Authorization = { secret = "env:HUB_TOKEN", prefix = "Bearer " } } }
+warn = "> 2000"
+notify = [{ webhook = { secret = "env:SLACK_WEBHOOK_URL" } }]
+"#,
+    );
+    let out = alerts(dir.path(), &["list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("env:HUB_TOKEN"),
+        "the reference is shown: {text}"
+    );
+
+    // A notifier table that is neither a URL nor a reference is refused at load (exit 78),
+    // saying what is expected.
+    write(
+        r#"
+[[alert]]
+name = "p95"
+source = { command = ["true"] }
+warn = "> 2000"
+notify = [{ webhook = { url = "https://x/" } }]
+"#,
+    );
+    let out = alerts(dir.path(), &["list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("secret = \"env:NAME\""), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_flag_receives_transitions() {
     use axum::routing::post;

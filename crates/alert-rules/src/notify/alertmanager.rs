@@ -176,7 +176,7 @@ impl AlertmanagerNotifier {
             attempts: 0,
             message,
         };
-        let base = self.url.resolve().map_err(fail)?;
+        let base = self.url.resolve().await.map_err(fail)?;
         let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
         let body = serde_json::to_vec(alerts).map_err(|e| fail(e.to_string()))?;
         post_json(

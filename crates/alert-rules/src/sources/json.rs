@@ -6,44 +6,100 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use serde::{Serialize, Serializer};
 
+use secret_refs::SecretRef;
+
 use crate::http as client;
 use crate::sample::{Sample, sample_from_json};
+use crate::secret::{SecretText, expand_env, template_vars};
 
-/// An HTTP header whose value may be secret: its value is never shown in Debug output,
-/// serialised configuration, logs or errors. `${VAR}` in the value is replaced from the
-/// environment when the request is made, so the secret need not sit in the manifest.
+/// An HTTP header of an http source, whose value may be secret: its value is never shown in
+/// Debug output, serialised configuration, logs or errors.
+///
+/// Written as a `[[probe]]` header is, `headers = { Authorization = { secret = "env:HUB_TOKEN",
+/// prefix = "Bearer " }, Accept = "application/json" }`: a literal value, or a secret-refs
+/// reference resolved when the request is made. The older `header = "Name: value"` is still
+/// read, with `${VAR}` in the value filled from the environment; that form is deprecated
+/// (loading it logs a warning naming the reference to write instead).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretHeader {
     /// The header name (`Authorization`).
     pub name: String,
-    value: String,
+    value: HeaderText,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum HeaderText {
+    /// `header = "Name: value"`: `${VAR}` is filled from the environment (deprecated).
+    Template(String),
+    /// `headers = { Name = "value" }`.
+    Literal(String),
+    /// `headers = { Name = { secret = "env:VAR", prefix = "Bearer " } }`.
+    Secret(SecretText),
 }
 
 impl SecretHeader {
-    /// Parses `Name: value`.
+    /// Parses the older `Name: value` form, in which `${VAR}` is filled from the environment.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (name, value) = text
             .split_once(':')
             .ok_or("a header is written `Name: value`")?;
-        let name = name.trim();
-        HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let name = checked_name(name.trim())?;
         Ok(SecretHeader {
-            name: name.to_owned(),
-            value: value.trim().to_owned(),
+            name,
+            value: HeaderText::Template(value.trim().to_owned()),
         })
     }
 
-    /// The name and the value with `${VAR}` expanded; a missing variable is an error naming it.
-    pub(crate) fn resolve(&self) -> Result<(HeaderName, HeaderValue), String> {
-        let value = expand_env(&self.value)?;
+    /// A header with a literal value (not for credentials).
+    pub fn literal(name: &str, value: impl Into<String>) -> Result<Self, String> {
+        Ok(SecretHeader {
+            name: checked_name(name)?,
+            value: HeaderText::Literal(value.into()),
+        })
+    }
+
+    /// A header whose value is `prefix` followed by the value of the secret reference.
+    pub fn secret(
+        name: &str,
+        secret: SecretRef,
+        prefix: impl Into<String>,
+    ) -> Result<Self, String> {
+        Ok(SecretHeader {
+            name: checked_name(name)?,
+            value: HeaderText::Secret(SecretText::new(secret, prefix)),
+        })
+    }
+
+    /// The `${VAR}` variables of the deprecated template form (empty for the other forms).
+    pub fn template_vars(&self) -> Vec<&str> {
+        match &self.value {
+            HeaderText::Template(t) => template_vars(t),
+            HeaderText::Literal(_) | HeaderText::Secret(_) => Vec::new(),
+        }
+    }
+
+    /// The name and the value, resolved: `${VAR}` expanded or the reference read. An error
+    /// names the header and the variable or reference, never a value.
+    pub(crate) async fn resolve(&self) -> Result<(HeaderName, HeaderValue), String> {
+        let what = format!("header `{}`", self.name);
+        let value = match &self.value {
+            HeaderText::Template(t) => expand_env(t, &what)?,
+            HeaderText::Literal(v) => v.clone(),
+            HeaderText::Secret(s) => s.resolve().await.map_err(|e| format!("{what}: {e}"))?,
+        };
         let name = HeaderName::from_bytes(self.name.as_bytes())
             .map_err(|_| format!("`{}` is not a header name", self.name))?;
         let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| format!("the value of header `{}` has invalid characters", self.name))?;
+            .map_err(|_| format!("the value of {what} has invalid characters"))?;
         value.set_sensitive(true);
         Ok((name, value))
     }
+}
+
+fn checked_name(name: &str) -> Result<String, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map(|_| name.to_owned())
+        .map_err(|_| format!("`{name}` is not a header name"))
 }
 
 impl std::fmt::Debug for SecretHeader {
@@ -54,26 +110,16 @@ impl std::fmt::Debug for SecretHeader {
 
 impl Serialize for SecretHeader {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{}: ***", self.name))
+        match &self.value {
+            // The reference names where the value is, not the value (`literal:` shows `***`).
+            HeaderText::Secret(s) => {
+                serializer.collect_str(&format_args!("{}: *** (from {})", self.name, s.reference()))
+            }
+            HeaderText::Template(_) | HeaderText::Literal(_) => {
+                serializer.collect_str(&format_args!("{}: ***", self.name))
+            }
+        }
     }
-}
-
-/// Replaces `${VAR}` with the variable's value.
-fn expand_env(text: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or("unterminated ${ in a header value")?;
-        let var = &after[..end];
-        let value = std::env::var(var)
-            .map_err(|_| format!("environment variable {var} (used in a header) is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// A source reading one field of a JSON document served over HTTP.
@@ -98,8 +144,11 @@ pub struct JsonSource {
     /// 0 % hit rate worth an alert). Unset: only 0 is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_denominator: Option<f64>,
-    /// An optional header (authentication).
+    /// The older single header (`header = "Name: value"`), if any.
     pub header: Option<SecretHeader>,
+    /// Request headers (`headers = { … }`), each literal or a secret reference.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<SecretHeader>,
     /// The request timeout.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -118,8 +167,8 @@ impl JsonSource {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         )];
-        if let Some(h) = &self.header {
-            match h.resolve() {
+        for h in self.header.iter().chain(&self.headers) {
+            match h.resolve().await {
                 Ok(pair) => headers.push(pair),
                 Err(e) => return Sample::error(e),
             }
@@ -226,17 +275,51 @@ mod tests {
         assert!(SecretHeader::parse("bad name: x").is_err());
     }
 
-    #[test]
-    fn header_values_expand_environment_variables() {
+    #[tokio::test]
+    async fn header_values_expand_environment_variables() {
         // PATH is set in every test environment; a made-up name is not.
         let h = SecretHeader::parse("X-Path: p=${PATH}").unwrap();
-        let (_, v) = h.resolve().unwrap();
+        assert_eq!(h.template_vars(), ["PATH"]);
+        let (_, v) = h.resolve().await.unwrap();
         assert!(v.to_str().unwrap().starts_with("p=/"));
         let h = SecretHeader::parse("X-T: ${CUTOVER_ALERTS_SURELY_UNSET_VAR}").unwrap();
         assert!(
             h.resolve()
+                .await
                 .unwrap_err()
                 .contains("CUTOVER_ALERTS_SURELY_UNSET_VAR")
+        );
+    }
+
+    #[tokio::test]
+    async fn secret_and_literal_headers_resolve_and_never_show_a_value() {
+        let secret = SecretRef::parse("literal:hunter2-canary").unwrap();
+        let h = SecretHeader::secret("Authorization", secret, "Bearer ").unwrap();
+        let (name, value) = h.resolve().await.unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer hunter2-canary")
+        );
+        assert!(value.is_sensitive());
+        let shown = format!("{h:?} {}", serde_json::to_string(&h).unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(h.template_vars().is_empty());
+
+        // A literal value is sent as written: `${…}` in it is text, not a variable.
+        let h = SecretHeader::literal("X-Note", "${PATH}").unwrap();
+        assert_eq!(h.resolve().await.unwrap().1, "${PATH}");
+        assert!(SecretHeader::literal("bad name", "x").is_err());
+
+        // An unresolvable reference names the header and the reference.
+        let missing = SecretRef::parse("env:CUTOVER_ALERTS_SURELY_UNSET_TOKEN").unwrap();
+        let err = SecretHeader::secret("X-Api-Key", missing, "")
+            .unwrap()
+            .resolve()
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("X-Api-Key") && err.contains("CUTOVER_ALERTS_SURELY_UNSET_TOKEN"),
+            "{err}"
         );
     }
 }

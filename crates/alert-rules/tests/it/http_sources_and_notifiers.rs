@@ -177,6 +177,74 @@ async fn json_source_sends_its_header_with_environment_expansion() {
     assert!(!format!("{with:?}").contains(&std::env::var("PATH").unwrap()));
 }
 
+/// A `file:` secret holding `value`, mode 0600 as the file provider asks.
+fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn json_source_sends_headers_from_secret_references_as_probes_write_them() {
+    let (base, _) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = secret_file(dir.path(), "token", &std::env::var("PATH").unwrap());
+    let with = source(&format!(
+        "{{ http = \"{base}/auth-stats\", pointer = \"/x\", headers = {{ Accept = \"application/json\", Authorization = {{ secret = \"file:{}\", prefix = \"Bearer \" }} }} }}",
+        token.display()
+    ));
+    assert_eq!(with.sample().await, Sample::number(1.0));
+    let shown = format!("{with:?} {}", serde_json::to_string(&with).unwrap());
+    assert!(!shown.contains(&std::env::var("PATH").unwrap()), "{shown}");
+
+    // The wrong secret is refused by the server: the header really carries the file's value.
+    let wrong = secret_file(dir.path(), "wrong", "not-the-token");
+    let refused = source(&format!(
+        "{{ http = \"{base}/auth-stats\", pointer = \"/x\", headers = {{ Authorization = {{ secret = \"file:{}\", prefix = \"Bearer \" }} }} }}",
+        wrong.display()
+    ));
+    assert!(matches!(refused.sample().await, Sample::Error(_)));
+
+    // A reference that cannot be resolved is an error naming it, not a request without it.
+    let unset = source(&format!(
+        "{{ http = \"{base}/auth-stats\", pointer = \"/x\", headers = {{ Authorization = {{ secret = \"env:CUTOVER_IT_SURELY_UNSET_TOKEN\" }} }} }}"
+    ));
+    match unset.sample().await {
+        Sample::Error(e) => assert!(e.contains("CUTOVER_IT_SURELY_UNSET_TOKEN"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+
+    // A bare value where a reference belongs is refused at load, without showing the value.
+    let err = toml::from_str::<AlertRuleConfig>(&format!(
+        "name = \"t\"\nsource = {{ http = \"{base}/x\", pointer = \"/x\", headers = {{ Authorization = {{ secret = \"hunter2\" }} }} }}\nwarn = \"> 0\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("headers.Authorization.secret"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn webhook_url_from_a_secret_reference_with_a_prefix() {
+    let (base, seen) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = secret_file(dir.path(), "hook", "s3cret-path/ok");
+    let entry: AlertRuleConfig = toml::from_str(&format!(
+        "name = \"t\"\nsource = {{ command = [\"x\"] }}\nwarn = \"> 0\"\nnotify = [{{ webhook = {{ secret = \"file:{}\", prefix = \"{base}/hook/\" }}, retries = 0 }}]\n",
+        path.display()
+    ))
+    .unwrap();
+    let notifier = entry.notify[0].build();
+    let described = notifier.describe();
+    assert!(!described.contains("s3cret"), "{described}");
+    notifier.notify(&transition()).await.unwrap();
+    let hooks = seen.hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].0, "s3cret-path/ok");
+}
+
 #[tokio::test]
 async fn prometheus_source_selects_by_labels() {
     let (base, _) = server().await;
