@@ -35,12 +35,12 @@ pub enum AlertError {
         message: String,
     },
     /// The state file could not be written atomically.
-    #[error("failed to write alert state {path}: {source}")]
+    #[error("failed to write alert state {path}: {error}")]
     StateWrite {
         /// The state file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The Prometheus rules file could not be written.
     #[error("failed to export rules to {path}: {message}")]

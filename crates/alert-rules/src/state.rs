@@ -41,7 +41,7 @@ pub fn load_state(path: &Path) -> Result<EngineState, AlertError> {
 pub fn save_state(path: &Path, state: &EngineState) -> Result<(), AlertError> {
     let err = |source: std::io::Error| AlertError::StateWrite {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| err(std::io::Error::other(e)))?;
     bytes.push(b'\n');

@@ -213,7 +213,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<(), BackupError> {
         Err(e) => Err(BackupError::Io {
             action: "rename into place",
             path: to.to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         }),
     }
 }
@@ -262,7 +262,7 @@ fn build_sets(globs: &[String]) -> Result<(globset::GlobSet, globset::GlobSet), 
             .build()
             .map_err(|source| BackupError::Glob {
                 glob: g.clone(),
-                source,
+                error: source,
             })?;
         if g.trim_end_matches('/').contains('/') {
             full.add(glob)
@@ -273,7 +273,7 @@ fn build_sets(globs: &[String]) -> Result<(globset::GlobSet, globset::GlobSet), 
     let build = |b: globset::GlobSetBuilder| {
         b.build().map_err(|source| BackupError::Glob {
             glob: globs.join(", "),
-            source,
+            error: source,
         })
     };
     Ok((build(full)?, build(name)?))
@@ -608,7 +608,7 @@ fn write_archive(
                 BackupError::Io {
                     action: "write archive",
                     path: tmp.to_path_buf(),
-                    source: e,
+                    error: e,
                 }
             }
         })?;

@@ -11,14 +11,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum BackupError {
     /// An I/O operation on a named path failed.
-    #[error("failed to {action} {}: {source}", crate::escape_path(path))]
+    #[error("failed to {action} {}: {error}", crate::escape_path(path))]
     Io {
         /// What was being done ("read", "create", "rename", ...).
         action: &'static str,
         /// The path concerned.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A source path given to `create` does not exist or cannot be archived.
     #[error("invalid source {path}: {reason}")]
@@ -37,12 +37,12 @@ pub enum BackupError {
         expected: u64,
     },
     /// An include or exclude glob does not parse.
-    #[error("invalid glob `{glob}`: {source}")]
+    #[error("invalid glob `{glob}`: {error}")]
     Glob {
         /// The glob as written.
         glob: String,
         /// The parser's error.
-        source: globset::Error,
+        error: globset::Error,
     },
     /// A backup id contains characters that cannot be used in a file name.
     #[error("invalid backup id `{id}`: {reason}")]
@@ -166,7 +166,7 @@ impl BackupError {
         move |source| BackupError::Io {
             action,
             path,
-            source,
+            error: source,
         }
     }
 }

@@ -259,7 +259,7 @@ pub(crate) fn lock_partial(file: &std::fs::File, path: &Path) -> Result<(), Back
         BackupError::Io {
             action: "lock partial file",
             path: path.to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         }
     })
 }

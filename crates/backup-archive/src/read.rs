@@ -579,7 +579,7 @@ fn remap_read_error(e: BackupError, label: &Path, entry: &str) -> BackupError {
     match e {
         BackupError::Io {
             action: "read archive",
-            source,
+            error: source,
             ..
         } => corrupt(label, Some(entry), source.to_string()),
         other => other,

@@ -107,14 +107,16 @@ pub fn restore(
             return Err(BackupError::Io {
                 action: "inspect",
                 path: target.clone(),
-                source: e,
+                error: e,
             });
         }
     };
     let side_path = sidecar_path(archive);
     let sidecar = match Sidecar::read(&side_path) {
         Ok(s) => Some(s),
-        Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(BackupError::Io { error: source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             None
         }
         Err(e) => return Err(e),
@@ -217,7 +219,7 @@ pub fn restore(
             rustix::fs::syncfs(dir).map_err(|e| BackupError::Io {
                 action: "syncfs",
                 path: staging.clone(),
-                source: e.into(),
+                error: e.into(),
             })?;
         }
         Ok((scanned, diff))
@@ -272,7 +274,7 @@ fn swap_into_place(staging: &Path, target: &Path, target_exists: bool) -> Result
     let io_err = |action, e: rustix::io::Errno| BackupError::Io {
         action,
         path: target.to_path_buf(),
-        source: e.into(),
+        error: e.into(),
     };
     if !target_exists {
         match renameat_with(CWD, staging, CWD, target, RenameFlags::NOREPLACE) {
@@ -321,12 +323,12 @@ fn swap_by_renames(staging: &Path, target: &Path) -> Result<(), BackupError> {
             Ok(()) => BackupError::Io {
                 action: "rename into place",
                 path: target.to_path_buf(),
-                source: e,
+                error: e,
             },
             Err(back) => BackupError::Io {
                 action: "move the previous content back (it is kept beside the target) to",
                 path: target.to_path_buf(),
-                source: back,
+                error: back,
             },
         });
     }
@@ -467,7 +469,7 @@ impl Sink for Extractor {
         let stat = rustix::fs::statvfs(&self.root).map_err(|e| BackupError::Io {
             action: "read the free space (statvfs) of",
             path: self.root.clone(),
-            source: e.into(),
+            error: e.into(),
         })?;
         let available = stat.f_bavail.saturating_mul(stat.f_frsize);
         let needed = needed_bytes(manifest, stat.f_frsize);
@@ -490,7 +492,7 @@ impl Sink for Extractor {
                         return Err(BackupError::Io {
                             action: "create directory",
                             path,
-                            source: e,
+                            error: e,
                         });
                     }
                 }
@@ -544,7 +546,7 @@ impl Sink for Extractor {
                 .map_err(|e| BackupError::Io {
                     action: "set symlink mtime",
                     path: path.clone(),
-                    source: e.into(),
+                    error: e.into(),
                 })?;
             }
             EntryKind::Hardlink => {
@@ -575,7 +577,7 @@ fn diff_target(
             let item = item.map_err(|e| BackupError::Io {
                 action: "walk",
                 path: target.to_path_buf(),
-                source: e
+                error: e
                     .into_io_error()
                     .unwrap_or_else(|| std::io::Error::other("walk failed")),
             })?;

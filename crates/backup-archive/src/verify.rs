@@ -98,7 +98,9 @@ pub fn verify(
     // An unreadable sidecar is damage to report, not a reason to skip the check.
     let (sidecar, sidecar_error) = match Sidecar::read(&side_path) {
         Ok(s) => (Some(s), None),
-        Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(BackupError::Io { error: source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             (None, None)
         }
         Err(BackupError::Sidecar { reason, .. }) => (None, Some(reason)),

@@ -29,14 +29,14 @@ pub enum DeployError {
         owner: String,
     },
     /// A file operation failed.
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}: {error}")]
     Io {
         /// What was being done ("write", "rename", …).
         action: &'static str,
         /// The path it was done to.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A state file that cannot be read.
     #[error("{path} is damaged: {reason}")]
@@ -80,11 +80,11 @@ impl From<live_deployment::LiveError> for DeployError {
             L::Io {
                 action,
                 path,
-                source,
+                error: source,
             } => Self::Io {
                 action,
                 path,
-                source,
+                error: source,
             },
             L::Corrupt { path, reason } => Self::Corrupt { path, reason },
             L::Release { id, reason } => Self::Release { id, reason },
@@ -105,7 +105,7 @@ impl DeployError {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

@@ -24,7 +24,7 @@ fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Er
     move |source| ProcError::Io {
         action,
         path,
-        source,
+        error: source,
     }
 }
 use crate::manifest::DeployManifest;

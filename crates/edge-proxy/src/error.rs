@@ -19,14 +19,14 @@ pub enum EdgeError {
         reason: String,
     },
     /// A file or directory could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         /// What was being done ("write", "read", "create directory").
         action: &'static str,
         /// The path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The nginx binary is not installed.
     #[error(
@@ -89,7 +89,7 @@ impl EdgeError {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -9,14 +9,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum SignalsError {
     /// The log (or its rotated generation) could not be opened, inspected or read.
-    #[error("{action} edge log {path}: {source}")]
+    #[error("{action} edge log {path}: {error}")]
     Io {
         /// What was being done ("open", "read", "stat").
         action: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The log does not exist: nginx has not been started with the edge log format.
     #[error(
@@ -37,7 +37,7 @@ impl SignalsError {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

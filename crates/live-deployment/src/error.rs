@@ -20,14 +20,14 @@ pub enum LiveError {
         reason: String,
     },
     /// A file operation failed.
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}: {error}")]
     Io {
         /// What was being done ("write", "rename", …).
         action: &'static str,
         /// The path it was done to.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A state file that cannot be read.
     #[error("{path} is damaged: {reason}")]
@@ -53,7 +53,7 @@ impl LiveError {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

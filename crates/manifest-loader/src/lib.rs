@@ -69,12 +69,12 @@ pub enum ManifestError {
         path: PathBuf,
     },
     /// The file exists but could not be read.
-    #[error("failed to read manifest {path}: {source}")]
+    #[error("failed to read manifest {path}: {error}")]
     Read {
         /// The manifest's path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML, or a table does not match its expected shape.
     #[error("{path}:{line}:{column}: {message}")]
@@ -133,7 +133,7 @@ impl Manifest {
             } else {
                 ManifestError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 }
             }
         })?;

@@ -74,7 +74,7 @@ impl Baseline {
     pub fn load(path: &Path) -> Result<Self, PerfError> {
         let text = std::fs::read_to_string(path).map_err(|source| PerfError::ReadBaseline {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::from_json(path, &text)
     }
@@ -109,7 +109,7 @@ impl Baseline {
     pub fn save(&self, path: &Path) -> Result<(), PerfError> {
         let write_err = |source: std::io::Error| PerfError::WriteBaseline {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let mut json =
             serde_json::to_vec_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;

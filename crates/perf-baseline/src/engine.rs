@@ -372,11 +372,11 @@ async fn resolve(host: &str, port: u16, url: &str) -> Result<SocketAddr, PerfErr
         .await
         .map_err(|source| PerfError::Resolve {
             url: url.to_owned(),
-            source,
+            error: source,
         })?;
     addrs.next().ok_or_else(|| PerfError::Resolve {
         url: url.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        error: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
     })
 }
 

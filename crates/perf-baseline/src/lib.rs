@@ -98,12 +98,12 @@ pub enum PerfError {
         reason: String,
     },
     /// A host name that does not resolve.
-    #[error("cannot resolve the host of {url}: {source}")]
+    #[error("cannot resolve the host of {url}: {error}")]
     Resolve {
         /// The endpoint's URL.
         url: String,
         /// The resolver's error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The target process cannot be sampled.
     #[error("cannot sample process {pid}: {reason}")]
@@ -120,12 +120,12 @@ pub enum PerfError {
         reason: String,
     },
     /// A baseline file cannot be read.
-    #[error("cannot read baseline {path}: {source}")]
+    #[error("cannot read baseline {path}: {error}")]
     ReadBaseline {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A baseline file is not valid.
     #[error("invalid baseline {path}: {reason}")]
@@ -136,11 +136,11 @@ pub enum PerfError {
         reason: String,
     },
     /// A baseline file cannot be written.
-    #[error("cannot write baseline {path}: {source}")]
+    #[error("cannot write baseline {path}: {error}")]
     WriteBaseline {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }

@@ -18,35 +18,32 @@ pub enum ProcError {
         reason: String,
     },
     /// A file-system operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {error}", path.display())]
     Io {
         /// What was being done, such as "write state file".
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An operating-system call about a process failed.
-    #[error("{action} (service `{name}`): {source}")]
+    #[error("{action} (service `{name}`): {error}")]
     Os {
         /// The service.
         name: String,
         /// What was being done, such as "signal process group 1234".
         action: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A state or plan file could not be parsed.
-    #[error("corrupt file {}: {source}", path.display())]
+    #[error("corrupt file {}: {error}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// The parse error.
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The service was never installed with this manager.
     #[error("service `{name}` is not installed (no {})", path.display())]
@@ -57,26 +54,24 @@ pub enum ProcError {
         path: PathBuf,
     },
     /// A secret could not be resolved or delivered (the error names the reference, never a value).
-    #[error("secret `{secret}` of service `{name}`: {source}")]
+    #[error("secret `{secret}` of service `{name}`: {error}")]
     Secret {
         /// The service.
         name: String,
         /// The secret's name (the variable or credential name).
         secret: String,
         /// The cause (boxed: it is large and rare).
-        #[source]
-        source: Box<secret_refs::SecretError>,
+        error: Box<secret_refs::SecretError>,
     },
     /// The supervisor program could not be started.
-    #[error("start supervisor {} for `{name}`: {source}", program.display())]
+    #[error("start supervisor {} for `{name}`: {error}", program.display())]
     SupervisorSpawn {
         /// The service.
         name: String,
         /// The program that was run in supervisor mode.
         program: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The service did not start (start limit hit, readiness never came, the supervisor exited).
     #[error("start service `{name}`: {reason}")]
@@ -139,7 +134,7 @@ impl ProcError {
         move |source| Self::Io {
             action,
             path,
-            source,
+            error: source,
         }
     }
 
@@ -149,7 +144,7 @@ impl ProcError {
         move |source| Self::Os {
             name,
             action,
-            source,
+            error: source,
         }
     }
 }

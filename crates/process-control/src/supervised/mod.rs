@@ -170,7 +170,7 @@ impl SupervisedManager {
             None => std::env::current_exe().map_err(|source| ProcError::SupervisorSpawn {
                 name: name.to_owned(),
                 program: PathBuf::from("<current executable>"),
-                source,
+                error: source,
             }),
         }
     }
@@ -206,7 +206,7 @@ impl SupervisedManager {
             let value = result.map_err(|source| ProcError::Secret {
                 name: spec.name.clone(),
                 secret: secret.clone(),
-                source: Box::new(source),
+                error: Box::new(source),
             })?;
             payload.insert(secret, value.expose_secret().to_owned());
         }
@@ -223,7 +223,7 @@ impl SupervisedManager {
         let spawn_error = |source| ProcError::SupervisorSpawn {
             name: spec.name.clone(),
             program: program.clone(),
-            source,
+            error: source,
         };
         let mut command = Command::new(&program);
         command

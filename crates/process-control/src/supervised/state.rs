@@ -35,7 +35,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Pro
                 .map(Some)
                 .map_err(|source| ProcError::Corrupt {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -46,7 +46,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Pro
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ProcError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| ProcError::Corrupt {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     bytes.push(b'\n');
     atomic_write(path, &bytes)

@@ -150,7 +150,7 @@ fn run_exec_shim(args: &[OsString]) -> Result<i32, ProcError> {
                 .map_err(|source| ProcError::Secret {
                     name: String::new(),
                     secret: name.clone(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 })?;
         }
     }
@@ -158,7 +158,7 @@ fn run_exec_shim(args: &[OsString]) -> Result<i32, ProcError> {
     Err(ProcError::Os {
         name: String::new(),
         action: format!("exec {}", Path::new(program).display()),
-        source: err,
+        error: err,
     })
 }
 
@@ -231,7 +231,7 @@ fn run_supervisor(dir: &Path) -> Result<i32, ProcError> {
     } else {
         serde_json::from_slice(&payload).map_err(|source| ProcError::Corrupt {
             path: PathBuf::from("<stdin>"),
-            source,
+            error: source,
         })?
     };
     payload.fill(0);
@@ -370,7 +370,7 @@ impl Supervisor {
                 |source| ProcError::Secret {
                     name: name.clone(),
                     secret: "(credentials directory)".into(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 },
             )?;
         }
@@ -451,7 +451,7 @@ impl Supervisor {
                     .map_err(|source| ProcError::Secret {
                         name: spec.name.clone(),
                         secret: "(environment)".into(),
-                        source: Box::new(source),
+                        error: Box::new(source),
                     })?;
             }
             SecretDelivery::Credentials if !self.secrets.is_empty() => {

@@ -313,7 +313,7 @@ impl<R: CommandRunner> ProcessManager for SystemdManager<R> {
                 let value = result.map_err(|source| ProcError::Secret {
                     name: spec.name.clone(),
                     secret: secret.clone(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 })?;
                 values.push((secret, value));
             }
@@ -323,7 +323,7 @@ impl<R: CommandRunner> ProcessManager for SystemdManager<R> {
                 ProcError::Secret {
                     name: spec.name.clone(),
                     secret: "(credentials directory)".into(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 }
             })?;
             files.extend(values.iter().map(|(k, _)| dir.join(k)));
