@@ -996,7 +996,15 @@ struct OutsideTmp(PathBuf);
 impl OutsideTmp {
     fn new(tag: &str) -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        // The target directory, unless the checkout itself is under /tmp or /var/tmp (a clone
+        // made there): then a directory under /var/lib, which PrivateTmp leaves alone.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = if target.starts_with("/tmp") || target.starts_with("/var/tmp") {
+            PathBuf::from("/var/lib/cutover-tests")
+        } else {
+            target.to_path_buf()
+        };
+        let dir = base.join(format!(
             "{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)

@@ -188,7 +188,10 @@ keep_last = 3
     )
     .unwrap();
     let m = manifest.to_str().unwrap();
-    let (code, out, err) = run(&["unit", "--manifest", m]);
+    // The shim is named (as the pipeline installs it, under the layout root): this test
+    // binary may itself sit under /tmp, which PrivateTmp hides and the renderer refuses.
+    let shim = "/opt/mcp-hub/bin/cutover-proc";
+    let (code, out, err) = run(&["unit", "--manifest", m, "--exec-shim", shim]);
     assert_eq!(code, 0, "{err}");
     for needle in [
         "# mcp-hub.service",
@@ -216,6 +219,8 @@ keep_last = 3
         "never",
         "--stop-timeout",
         "5s",
+        "--exec-shim",
+        shim,
         "--",
         "/usr/bin/other",
     ]);
