@@ -23,13 +23,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secret_refs::SecretRef;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 use crate::error::AlertError;
 use crate::notify::NotifierConfig;
 use crate::rule::{Policy, Rule};
+use crate::secret::RawSecret;
 use crate::sources::edge::DEFAULT_EDGE_WINDOW;
 use crate::sources::{
     Aggregate, CommandSource, EdgeMetric, EdgeSource, HostFact, HostSource, JsonSource,
@@ -186,15 +186,7 @@ struct RawSource {
 )]
 enum RawHeaderValue {
     Literal(String),
-    Secret(RawSecretHeader),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecretHeader {
-    secret: String,
-    #[serde(default)]
-    prefix: String,
+    Secret(RawSecret),
 }
 
 /// `source = { edge = { window = "60s", location = "/api/", metric = "success_rate" } }`.
@@ -308,16 +300,18 @@ impl RawSource {
                         ));
                     }
                 }
-                let header = self.header.map(|h| SecretHeader::parse(&h)).transpose()?;
-                if let Some(h) = &header {
-                    let vars = h.template_vars();
-                    if !vars.is_empty() {
-                        let instead = format!(
-                            "`headers = {{ {} = {{ secret = \"env:{}\", prefix = \"…\" }} }}`",
-                            h.name, vars[0]
-                        );
-                        crate::secret::warn_deprecated_template("header", &vars, &instead);
-                    }
+                let header = self
+                    .header
+                    .as_deref()
+                    .map(SecretHeader::parse)
+                    .transpose()?;
+                if let (Some(h), Some(text)) = (&header, &self.header) {
+                    crate::secret::warn_if_template("header", text, |var| {
+                        format!(
+                            "`headers = {{ {} = {{ secret = \"env:{var}\", prefix = \"…\" }} }}`",
+                            h.name
+                        )
+                    });
                 }
                 let headers = self
                     .headers
@@ -326,9 +320,7 @@ impl RawSource {
                     .map(|(name, value)| match value {
                         RawHeaderValue::Literal(v) => SecretHeader::literal(&name, v),
                         RawHeaderValue::Secret(s) => {
-                            let secret = SecretRef::parse(&s.secret)
-                                .map_err(|e| format!("headers.{name}.secret: {e}"))?;
-                            SecretHeader::secret(&name, secret, s.prefix)
+                            SecretHeader::from_text(&name, s.parse(&format!("headers.{name}"))?)
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::engine::Transition;
 use crate::error::AlertError;
 use crate::http as client;
-use crate::secret::SecretText;
+use crate::secret::{RawSecret, SecretText};
 
 pub mod alertmanager;
 
@@ -100,20 +100,43 @@ impl<W: Write + Send> Notifier for LineNotifier<W> {
 /// `webhook = { secret = "env:SLACK_WEBHOOK_URL" }` or `{ secret = "file:/run/hook-path",
 /// prefix = "https://hooks.slack.com/services/" }`, resolved when sending. `${VAR}` inside the
 /// URL is still filled from the environment when sending; that form is deprecated.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl(UrlText);
 
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a URL, or { secret = \"env:NAME\", prefix = \"https://…\" } (a secret reference and the text before its value)"
-)]
+#[derive(Clone, PartialEq, Eq)]
 enum UrlText {
     /// The URL as written; `${VAR}` in it is filled from the environment (deprecated).
     Plain(String),
     /// `{ secret = "env:VAR", prefix = "https://…" }`.
     Secret(SecretText),
+}
+
+/// A notifier URL as written: the URL, or a secret reference with a prefix.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a URL, or { secret = \"env:NAME\", prefix = \"https://…\" } (a secret reference and the text before its value)"
+)]
+enum RawUrl {
+    Plain(String),
+    Secret(RawSecret),
+}
+
+impl RawUrl {
+    fn parse(self, key: &str) -> Result<SecretUrl, String> {
+        Ok(SecretUrl(match self {
+            RawUrl::Plain(url) => UrlText::Plain(url),
+            RawUrl::Secret(s) => UrlText::Secret(s.parse(key)?),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawUrl::deserialize(deserializer)?
+            .parse("url")
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl SecretUrl {
@@ -135,14 +158,6 @@ impl SecretUrl {
         }
     }
 
-    /// The `${VAR}` variables of the deprecated form (empty for the other forms).
-    fn template_vars(&self) -> Vec<&str> {
-        match &self.0 {
-            UrlText::Plain(url) => crate::secret::template_vars(url),
-            UrlText::Secret(_) => Vec::new(),
-        }
-    }
-
     async fn resolve(&self) -> Result<String, String> {
         match &self.0 {
             UrlText::Plain(url) => crate::secret::expand_env(url, "a webhook URL"),
@@ -160,21 +175,21 @@ impl SecretUrl {
     }
 }
 
-/// Checks a notifier's URL at load when it is written out, and warns when it uses the
-/// deprecated `${VAR}` form.
-fn check_notifier_url(key: &str, url: &SecretUrl) -> Result<(), String> {
+/// A notifier's URL at load: the reference parsed, a URL written out whole checked, and a
+/// warning when it uses the deprecated `${VAR}` form.
+fn notifier_url(key: &str, raw: RawUrl) -> Result<SecretUrl, String> {
+    let url = raw.parse(key)?;
     if let Some(written) = url.written() {
         client::check_url(written)?;
     }
-    let vars = url.template_vars();
-    if !vars.is_empty() {
-        let instead = format!(
-            "`{key} = {{ secret = \"env:{}\", prefix = \"…\" }}` (the URL, or its part before the secret, as the prefix)",
-            vars[0]
-        );
-        crate::secret::warn_deprecated_template(key, &vars, &instead);
+    if let UrlText::Plain(text) = &url.0 {
+        crate::secret::warn_if_template(key, text, |var| {
+            format!(
+                "`{key} = {{ secret = \"env:{var}\", prefix = \"…\" }}` (the URL, or its part before the secret, as the prefix)"
+            )
+        });
     }
-    Ok(())
+    Ok(url)
 }
 
 impl std::fmt::Debug for SecretUrl {
@@ -452,9 +467,9 @@ impl From<NotifierConfig> for NotifierSummary {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNotifier {
-    webhook: Option<SecretUrl>,
+    webhook: Option<RawUrl>,
     command: Option<Vec<String>>,
-    alertmanager: Option<SecretUrl>,
+    alertmanager: Option<RawUrl>,
     format: Option<WebhookFormat>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
@@ -475,7 +490,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
         }
         match (raw.webhook, raw.command, raw.alertmanager) {
             (None, None, Some(url)) => {
-                check_notifier_url("alertmanager", &url)?;
+                let url = notifier_url("alertmanager", url)?;
                 if raw.format.is_some() {
                     return Err("`format` applies to webhooks only".into());
                 }
@@ -494,7 +509,7 @@ impl TryFrom<RawNotifier> for NotifierConfig {
                 Ok(NotifierConfig::Alertmanager(a))
             }
             (Some(url), None, None) => {
-                check_notifier_url("webhook", &url)?;
+                let url = notifier_url("webhook", url)?;
                 let mut w = WebhookNotifier::new(String::new());
                 w.url = url;
                 w.format = raw.format.unwrap_or_default();

@@ -19,14 +19,30 @@ use serde::Deserialize;
 /// for every sample.
 const REUSE_FOR: Duration = Duration::from_secs(60);
 
-/// A secret reference and the literal text sent before its value.
-#[derive(Clone, Deserialize)]
+/// `{ secret = "env:NAME", prefix = "…" }` as written. The reference is parsed by
+/// [`RawSecret::parse`] rather than by serde, so that a bad one is refused with secret-refs'
+/// own message and the key (an untagged enum would only say that nothing matched).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SecretText {
-    secret: SecretRef,
+pub(crate) struct RawSecret {
+    secret: String,
     #[serde(default)]
     prefix: String,
-    #[serde(skip)]
+}
+
+impl RawSecret {
+    /// The checked reference; an error names `key` (`headers.Authorization`, `webhook`).
+    pub(crate) fn parse(self, key: &str) -> Result<SecretText, String> {
+        let secret = SecretRef::parse(&self.secret).map_err(|e| format!("{key}.secret: {e}"))?;
+        Ok(SecretText::new(secret, self.prefix))
+    }
+}
+
+/// A secret reference and the literal text sent before its value.
+#[derive(Clone)]
+pub(crate) struct SecretText {
+    secret: SecretRef,
+    prefix: String,
     cache: Arc<Mutex<Option<(Instant, Secret)>>>,
 }
 
@@ -117,9 +133,13 @@ pub(crate) fn expand_env(text: &str, what: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Logs, once per use, that `key` fills `${VAR}` from the environment, with the reference to
-/// write instead. Only variable names are shown.
-pub(crate) fn warn_deprecated_template(key: &str, vars: &[&str], instead: &str) {
+/// Logs, when `text` (the value of `key`) uses the deprecated `${VAR}` form, that it fills
+/// those variables from the environment, with the reference to write instead (`instead` is
+/// given the first variable's name). Only variable names are shown, never a value.
+pub(crate) fn warn_if_template(key: &str, text: &str, instead: impl FnOnce(&str) -> String) {
+    let vars = template_vars(text);
+    let Some(first) = vars.first() else { return };
+    let instead = instead(first);
     let names = vars
         .iter()
         .map(|v| format!("${{{v}}}"))
@@ -166,6 +186,16 @@ mod tests {
         let reference = SecretRef::parse(&format!("file:{}", file.display())).unwrap();
         let text = SecretText::new(reference, "Bearer ");
         assert_eq!(text.resolve().await.unwrap(), "Bearer t0k3n-canary");
+        // Within REUSE_FOR the value is reused, not read again; a clone shares it.
+        std::fs::write(&file, "rotated\n").unwrap();
+        assert_eq!(text.clone().resolve().await.unwrap(), "Bearer t0k3n-canary");
+        // Once it is older than that, the reference is resolved again.
+        if let Ok(mut cache) = text.cache.lock()
+            && let Some((at, _)) = cache.as_mut()
+        {
+            *at -= REUSE_FOR;
+        }
+        assert_eq!(text.resolve().await.unwrap(), "Bearer rotated");
 
         let missing = SecretText::new(
             SecretRef::parse("env:CUTOVER_ALERTS_SURELY_UNSET_TOKEN").unwrap(),

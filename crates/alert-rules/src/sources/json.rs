@@ -10,7 +10,7 @@ use secret_refs::SecretRef;
 
 use crate::http as client;
 use crate::sample::{Sample, sample_from_json};
-use crate::secret::{SecretText, expand_env, template_vars};
+use crate::secret::{SecretText, expand_env};
 
 /// An HTTP header of an http source, whose value may be secret: its value is never shown in
 /// Debug output, serialised configuration, logs or errors.
@@ -64,18 +64,15 @@ impl SecretHeader {
         secret: SecretRef,
         prefix: impl Into<String>,
     ) -> Result<Self, String> {
-        Ok(SecretHeader {
-            name: checked_name(name)?,
-            value: HeaderText::Secret(SecretText::new(secret, prefix)),
-        })
+        Self::from_text(name, SecretText::new(secret, prefix))
     }
 
-    /// The `${VAR}` variables of the deprecated template form (empty for the other forms).
-    pub fn template_vars(&self) -> Vec<&str> {
-        match &self.value {
-            HeaderText::Template(t) => template_vars(t),
-            HeaderText::Literal(_) | HeaderText::Secret(_) => Vec::new(),
-        }
+    /// A header whose value is a checked secret reference with its prefix.
+    pub(crate) fn from_text(name: &str, text: SecretText) -> Result<Self, String> {
+        Ok(SecretHeader {
+            name: checked_name(name)?,
+            value: HeaderText::Secret(text),
+        })
     }
 
     /// The name and the value, resolved: `${VAR}` expanded or the reference read. An error
@@ -279,7 +276,6 @@ mod tests {
     async fn header_values_expand_environment_variables() {
         // PATH is set in every test environment; a made-up name is not.
         let h = SecretHeader::parse("X-Path: p=${PATH}").unwrap();
-        assert_eq!(h.template_vars(), ["PATH"]);
         let (_, v) = h.resolve().await.unwrap();
         assert!(v.to_str().unwrap().starts_with("p=/"));
         let h = SecretHeader::parse("X-T: ${CUTOVER_ALERTS_SURELY_UNSET_VAR}").unwrap();
@@ -303,7 +299,6 @@ mod tests {
         assert!(value.is_sensitive());
         let shown = format!("{h:?} {}", serde_json::to_string(&h).unwrap());
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(h.template_vars().is_empty());
 
         // A literal value is sent as written: `${…}` in it is text, not a variable.
         let h = SecretHeader::literal("X-Note", "${PATH}").unwrap();

@@ -243,6 +243,18 @@ async fn webhook_url_from_a_secret_reference_with_a_prefix() {
     let hooks = seen.hooks.lock().unwrap().clone();
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].0, "s3cret-path/ok");
+
+    // A bare value where the reference belongs is refused at load, naming the key and not
+    // showing the value (the message; toml's own Display also quotes the offending line,
+    // which the binaries do not print: see manifest-loader).
+    let err = toml::from_str::<AlertRuleConfig>(
+        "name = \"t\"\nsource = { command = [\"x\"] }\nwarn = \"> 0\"\nnotify = [{ webhook = { secret = \"hunter2\" } }]\n",
+    )
+    .unwrap_err()
+    .message()
+    .to_owned();
+    assert!(err.contains("webhook.secret"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 #[tokio::test]
